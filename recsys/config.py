@@ -1,0 +1,226 @@
+"""Typed, frozen configuration per stage, read from ``params.yaml``.
+
+``params.yaml`` is the single source of record for tunables; the dataclass defaults below only
+make the library usable without it (tests, notebooks). Unknown keys, wrong types and bad values
+fail with a ``ConfigError`` that names the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+from recsys.errors import ConfigError
+
+SourceName = Literal["synthetic", "movielens", "csv"]
+SplitMethod = Literal[
+    "random_holdout", "temporal_holdout", "global_temporal", "leave_one_out", "predefined", "kfold"
+]
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """The embedded default data set (see ``recsys.data.synthetic`` for the latent structure)."""
+
+    n_interactions: int = 100_000
+    n_users: int | None = None
+    """None: derived from ``n_interactions`` (about 50 interactions per user)."""
+    n_items: int | None = None
+    """None: derived from ``n_interactions`` (about 100 interactions per item)."""
+    n_factors: int = 8
+    n_genres: int = 12
+    popularity_exponent: float = 1.0
+    """Zipf exponent of the item-popularity long tail."""
+    noise: float = 0.5
+    start: str = "2015-01-01"
+    end: str = "2020-01-01"
+    seed: int = 20261128
+
+
+@dataclass(frozen=True)
+class CsvConfig:
+    """A generic interaction log (CSV, TSV or Parquet) mapped onto the canonical columns."""
+
+    columns: dict[str, str] = field(default_factory=dict)
+    """Canonical name -> name in the file, e.g. ``{user_id: userId, item_id: movieId}``.
+    Unmapped canonical names are looked up under their own name."""
+    sep: str = ","
+    encoding: str = "utf-8"
+    header: bool = True
+    implicit: bool = False
+    """True for click or play logs: ``rating`` holds a count, or 1 when the file has none."""
+    timestamp_unit: Literal["s", "ms", "datetime"] = "s"
+    items_path: str | None = None
+    users_path: str | None = None
+    item_columns: dict[str, str] = field(default_factory=dict)
+    user_columns: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: SourceName = "synthetic"
+    path: str | None = None
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    csv: CsvConfig = field(default_factory=CsvConfig)
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """Tolerances against the previous accepted version; exceeding one is a warning only."""
+
+    max_rating_tvd: float = 0.10
+    """Total-variation distance between rating histograms."""
+    max_popularity_tvd: float = 0.25
+    """Total-variation distance between item-popularity distributions (shared items)."""
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    rating_min: float | None = None
+    """None: the source's own scale (1-5 for MovieLens), or >= 0 for implicit logs."""
+    rating_max: float | None = None
+    min_timestamp: str = "1995-01-01"
+    max_future_seconds: int = 0
+    """Allowed clock skew: timestamps up to this many seconds past 'now' still pass."""
+    min_interactions_per_user: int = 1
+    min_interactions_per_item: int = 1
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    quarantine: bool = False
+    """True: rows failing a row-level expectation are written to ``quarantine.parquet`` and
+    the remaining rows are accepted. False: any failure blocks. Rows are never dropped silently."""
+    sample_rows: int = 5
+    """How many offending rows each failed expectation shows in the report."""
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    method: SplitMethod = "temporal_holdout"
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    """Share of each user's remaining training rows held out for tuning (0: none)."""
+    n_negatives: int = 99
+    """Leave-one-out: sampled never-interacted items per test user."""
+    n_folds: int = 5
+    train_file: str | None = None
+    """Predefined split: the train file (e.g. MovieLens ``u1.base``)."""
+    test_file: str | None = None
+    seed: int = 20261128
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    implicit_threshold: float | None = None
+    """Ratings >= this become positive interactions (rating 1); None keeps explicit ratings."""
+    min_user_interactions: int = 5
+    """k-core: users with fewer interactions are removed, repeated with the item rule to a
+    fixed point."""
+    min_item_interactions: int = 5
+    max_title_tokens: int = 16
+    max_vocab_tokens: int = 20_000
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataConfig = field(default_factory=DataConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+
+T = TypeVar("T")
+
+
+def load_params(path: Path | str) -> Params:
+    """Read ``params.yaml`` strictly: unknown keys, wrong types and bad values raise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"parameter file not found: {path}", fix="pass --params PATH")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}", fix="fix the YAML syntax") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of stage names", where=str(path))
+    known = {f.name for f in dataclasses.fields(Params)}
+    # Sections for later stages (models, gate, ...) may sit in the same file; only ours are read.
+    return from_dict(Params, {k: v for k, v in raw.items() if k in known}, str(path))
+
+
+def from_dict(cls: type[T], raw: object, where: str) -> T:
+    """Build dataclass ``cls`` from a mapping; ``where`` names the key path in errors."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"'{where}' must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {unknown} in '{where}'",
+            fix=f"valid keys are {sorted(names)}",
+        )
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in raw.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid '{where}': {exc}") from exc
+
+
+def replace(obj: T, **changes: Any) -> T:
+    """``dataclasses.replace`` that coerces and checks the changed values like ``from_dict``."""
+    hints = typing.get_type_hints(type(obj))
+    checked = {k: _coerce(hints[k], v, k) if k in hints else v for k, v in changes.items()}
+    return dataclasses.replace(obj, **checked)  # type: ignore[type-var]
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)  # type: ignore[arg-type]
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(exc.what)
+        raise ConfigError(f"'{where}' = {value!r} does not fit {tp}", fix="; ".join(errors))
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"'{where}' = {value!r} is not one of {list(get_args(tp))}")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{where}' must be a mapping, got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"'{where}' must be a list, got {value!r}")
+        return tuple(_coerce(get_args(tp)[0], v, where) for v in value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"'{where}' must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"'{where}' must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"'{where}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"'{where}' must be a string, got {value!r}")
+        return value
+    return value

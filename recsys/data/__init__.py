@@ -1,0 +1,1 @@
+"""Data sources, validation and preprocessing into versioned artifacts."""

@@ -1,0 +1,77 @@
+"""The canonical data model: column names and dtypes shared by every layer.
+
+Every source (synthetic, MovieLens, generic CSV) is converted into these three tables, and every
+later stage (validation, preprocessing, training, serving) reads only these names. See
+``docs/data.md`` for the meaning of each column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+import pandas as pd
+
+# --- interactions ---------------------------------------------------------------------------
+USER_ID: Final = "user_id"
+ITEM_ID: Final = "item_id"
+RATING: Final = "rating"
+TIMESTAMP: Final = "timestamp"
+"""Unix seconds (int64)."""
+
+# --- items ----------------------------------------------------------------------------------
+TITLE: Final = "title"
+GENRES: Final = "genres"
+"""Pipe-separated genre names ("Action|Comedy"); "" when an item has none."""
+TEXT: Final = "text"
+"""Free text or tags, where the source has them (optional)."""
+GENRE_SEPARATOR: Final = "|"
+
+# --- users ----------------------------------------------------------------------------------
+AGE: Final = "age"
+GENDER: Final = "gender"
+OCCUPATION: Final = "occupation"
+ZIP_CODE: Final = "zip_code"
+
+INTERACTION_COLUMNS: Final = (USER_ID, ITEM_ID, RATING, TIMESTAMP)
+INTERACTION_DTYPES: Final = {USER_ID: "int64", ITEM_ID: "int64", RATING: "float64", TIMESTAMP: "int64"}
+ITEM_REQUIRED: Final = (ITEM_ID, TITLE, GENRES)
+USER_REQUIRED: Final = (USER_ID,)
+
+EXPLICIT: Final = "explicit"
+IMPLICIT: Final = "implicit"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One data set in canonical form.
+
+    ``interactions`` has exactly ``INTERACTION_COLUMNS`` with ``INTERACTION_DTYPES``;
+    ``items`` starts with ``ITEM_REQUIRED`` and may add ``TEXT`` and numeric or string attributes;
+    ``users`` starts with ``USER_ID`` followed by attributes. Either side table may be absent.
+    """
+
+    interactions: pd.DataFrame
+    items: pd.DataFrame | None = None
+    users: pd.DataFrame | None = None
+    name: str = "dataset"
+    feedback: str = EXPLICIT
+    """``explicit`` (ratings) or ``implicit`` (clicks, plays: rating holds a count or 1)."""
+    rating_scale: tuple[float, float] | None = (1.0, 5.0)
+    """Inclusive rating range the source promises; None for implicit counts."""
+    source_files: dict[str, str] = field(default_factory=dict)
+    """Table name -> the file it was read from, for error messages and reports."""
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The tables present, by name (``interactions``, ``items``, ``users``)."""
+        out = {"interactions": self.interactions}
+        if self.items is not None:
+            out["items"] = self.items
+        if self.users is not None:
+            out["users"] = self.users
+        return out
+
+
+def split_genres(genres: pd.Series) -> pd.Series:
+    """``"A|B"`` -> ``["A", "B"]``; ``""`` -> ``[]``."""
+    return genres.fillna("").map(lambda s: [g for g in s.split(GENRE_SEPARATOR) if g])

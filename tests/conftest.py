@@ -1,0 +1,37 @@
+"""Shared fixtures. Runs before any test module imports TensorFlow, GX, DVC or BentoML."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Telemetry off and CPU only, before the libraries are imported (STACK-NOTES.md).
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("RECSYS_GPU_TESTS") != "1":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RECSYS_SHARED_DIR", REPO.parent / "shared"))
+ML100K = SHARED / "datasets" / "ml-100k"
+BENCH_SPLITS = SHARED / "benchmarks" / "splits"
+
+
+@pytest.fixture(scope="session")
+def ml100k_dir() -> Path:
+    """The real MovieLens 100K (read-only). Skips the test when ../shared is absent."""
+    if not (ML100K / "u.data").is_file():
+        pytest.skip(f"MovieLens 100K not found at {ML100K} (set RECSYS_SHARED_DIR)")
+    return ML100K
+
+
+@pytest.fixture(scope="session")
+def bench_splits_dir() -> Path:
+    if not BENCH_SPLITS.is_dir():
+        pytest.skip(f"benchmark splits not found at {BENCH_SPLITS}")
+    return BENCH_SPLITS
