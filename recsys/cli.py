@@ -1,0 +1,243 @@
+"""The ``recsys`` command line: thin adapters over the library, used by ``dvc.yaml`` and people.
+
+Errors a user can act on (``RecsysError``) print as a few plain lines and exit with their code
+(2 for bad input or configuration, 1 for a failed validation); anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from recsys import __version__
+from recsys.config import Params, load_params
+from recsys.errors import ConfigError, RecsysError, ValidationFailed
+
+DEFAULT_PARAMS = Path("params.yaml")
+DEFAULT_REPORTS = Path("reports") / "validation"
+PROFILE_FILE = "profile.json"
+"""The data profile stored with each accepted version; the next run checks drift against it."""
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``recsys`` console script."""
+    for name, value in (("GX_ANALYTICS_ENABLED", "False"), ("DVC_NO_ANALYTICS", "1")):
+        os.environ.setdefault(name, value)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return handler(args)
+    except RecsysError as exc:
+        print(f"error: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recsys",
+        description="Validated data, deep recommenders, a metric gate and a BentoML service.",
+    )
+    parser.add_argument("--version", action="version", version=f"recsys {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    data = commands.add_parser("data", help="read, validate and preprocess interaction data")
+    data_commands = data.add_subparsers(title="data commands", metavar="COMMAND")
+    data.set_defaults(handler=lambda _args: _help(data))
+
+    prepare = data_commands.add_parser(
+        "prepare",
+        help="read a source, validate it, and write the canonical tables",
+        description=(
+            "Read a data source into the canonical tables, validate them with the Great "
+            "Expectations suites, and write them to --out only when they pass. The validation "
+            "report (JSON and Data Docs HTML) is always written under --report-dir."
+        ),
+    )
+    _source_options(prepare)
+    prepare.add_argument("--out", type=Path, required=True, help="output directory")
+    prepare.set_defaults(handler=cmd_prepare)
+
+    validate = data_commands.add_parser(
+        "validate",
+        help="validate a source; exit 0 when valid, 1 with a report when not",
+        description="Validate a data source without writing any data. Exit status: 0 valid, "
+        "1 a blocking expectation failed (the report names it), 2 unreadable input.",
+    )
+    _source_options(validate)
+    validate.add_argument(
+        "--against",
+        type=Path,
+        help="a prepared directory whose profile is the previous accepted version (drift check)",
+    )
+    validate.set_defaults(handler=cmd_validate)
+
+    prep = data_commands.add_parser(
+        "preprocess",
+        help="clean, index, featurize and split prepared data",
+        description="Deduplicate, convert to implicit feedback (if configured), k-core filter, "
+        "build id vocabularies and content features, and split; writes --out atomically.",
+    )
+    prep.add_argument("--in", dest="inp", type=Path, required=True, help="prepared directory")
+    prep.add_argument("--out", type=Path, required=True, help="output directory")
+    prep.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="parameter file")
+    prep.add_argument(
+        "--test-file",
+        type=Path,
+        help="predefined split: test file in u.data format (overrides preprocess.split.test_file)",
+    )
+    prep.set_defaults(handler=cmd_preprocess)
+
+    download = data_commands.add_parser(
+        "download",
+        help="download an official MovieLens archive and verify its checksum",
+        description="Download <base-url>/<dataset>.zip, verify its checksum and unpack it into "
+        "DEST/<dataset>/. Needs network access; offline, place the unpacked files yourself.",
+    )
+    download.add_argument("--dataset", required=True, help="e.g. ml-100k, ml-1m, ml-latest-small")
+    download.add_argument("--dest", type=Path, required=True, help="directory to unpack into")
+    download.add_argument("--base-url", help="mirror of files.grouplens.org/datasets/movielens")
+    download.set_defaults(handler=cmd_download)
+    return parser
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _source_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--source",
+        choices=["synthetic", "movielens", "csv"],
+        help="data source (default: data.source in the parameter file)",
+    )
+    parser.add_argument(
+        "--path", type=Path, help="directory (movielens) or file (csv) to read (default: data.path)"
+    )
+    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="parameter file")
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        default=DEFAULT_REPORTS,
+        help="where validation reports are kept (default: %(default)s)",
+    )
+
+
+def _params(path: Path) -> Params:
+    # A missing default params.yaml means "library defaults"; a missing explicit one is an error.
+    if path == DEFAULT_PARAMS and not path.exists():
+        return Params()
+    return load_params(path)
+
+
+def _load_and_validate(args: argparse.Namespace, previous_dir: Path | None):  # type: ignore[no-untyped-def]
+    """Read the source, validate it and write the report; returns (params, dataset, report)."""
+    from recsys.data import io, sources, validation
+
+    params = _params(args.params)
+    data_cfg = params.data
+    if args.source:
+        data_cfg = dataclasses.replace(data_cfg, source=args.source)
+    if args.path:
+        data_cfg = dataclasses.replace(data_cfg, path=str(args.path))
+    if data_cfg.source != "synthetic" and not data_cfg.path:
+        raise ConfigError(
+            f"source '{data_cfg.source}' needs a path", fix="pass --path or set data.path"
+        )
+    dataset = sources.load_source(data_cfg)
+    previous = None
+    if previous_dir is not None and (previous_dir / PROFILE_FILE).is_file():
+        previous = io.read_json(previous_dir / PROFILE_FILE)
+    report = validation.validate(dataset, params.validation, previous_profile=previous)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    report_dir = args.report_dir / f"{stamp}-{dataset.name}-{'pass' if report.success else 'fail'}"
+    report.write(report_dir)
+    print(report.summary())
+    print(f"report: {report_dir / 'report.json'}")
+    print(f"data docs: {report_dir / 'data_docs' / 'index.html'}")
+    return params, dataset, report
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    _, _, report = _load_and_validate(args, args.against)
+    return 0 if report.success else 1
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from recsys.data import io, validation
+
+    params, dataset, report = _load_and_validate(args, args.out)
+    if not report.success:
+        if not params.validation.quarantine:
+            raise ValidationFailed(
+                f"validation failed: {len(report.failures)} blocking expectation(s); "
+                f"nothing was written to {args.out}",
+                report=report,
+            )
+        dataset, quarantined = validation.split_quarantine(dataset, report)
+        recheck = validation.validate(dataset, params.validation)
+        if not recheck.success:
+            raise ValidationFailed(
+                "validation still fails after quarantining the offending rows (a table-level "
+                f"expectation failed); nothing was written to {args.out}",
+                report=recheck,
+            )
+        io.write_table(quarantined, args.report_dir / f"quarantine-{dataset.name}.parquet")
+        print(f"quarantined {len(quarantined)} row(s) to {args.report_dir}")
+    profile = validation.profile(dataset)
+    io.save_dataset(dataset, args.out, extra_files={PROFILE_FILE: profile})
+    rows = ", ".join(f"{name} {len(t):,}" for name, t in dataset.tables().items())
+    print(f"prepared {dataset.name}: {rows} -> {args.out}")
+    return 0
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    from recsys.data import io, preprocess, sources
+
+    params = _params(args.params)
+    cfg = params.preprocess
+    dataset = io.load_dataset(args.inp)
+    test_file = args.test_file or (Path(cfg.split.test_file) if cfg.split.test_file else None)
+    test_pairs = None
+    if cfg.split.method == "predefined":
+        if test_file is None:
+            raise ConfigError(
+                "split method 'predefined' needs a test file",
+                fix="set preprocess.split.test_file or pass --test-file",
+            )
+        test_pairs = sources.read_ratings_file(test_file)
+    processed = preprocess.preprocess(dataset, cfg, test_pairs=test_pairs)
+    preprocess.save_processed(processed, args.out)
+    split = processed.split
+    print(
+        f"preprocessed {dataset.name}: {len(processed.interactions):,} interactions, "
+        f"{len(processed.vocab.user_ids):,} users, {len(processed.vocab.item_ids):,} items; "
+        f"{cfg.split.method} split train {len(split.train):,} / val {len(split.val):,} / "
+        f"test {len(split.test):,} -> {args.out}"
+    )
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from recsys.data import sources
+
+    kwargs = {"base_url": args.base_url} if args.base_url else {}
+    target = sources.download_movielens(args.dataset, args.dest, **kwargs)
+    print(f"downloaded and verified {args.dataset} -> {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
