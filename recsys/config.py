@@ -55,6 +55,8 @@ class CsvConfig:
     header: bool = True
     implicit: bool = False
     """True for click or play logs: ``rating`` holds a count, or 1 when the file has none."""
+    rating_scale: tuple[float, float] | None = (1.0, 5.0)
+    """Inclusive range of explicit ratings (validated); ignored for implicit logs."""
     timestamp_unit: Literal["s", "ms", "datetime"] = "s"
     items_path: str | None = None
     users_path: str | None = None
@@ -105,11 +107,12 @@ class SplitConfig:
     val_fraction: float = 0.1
     """Share of each user's remaining training rows held out for tuning (0: none)."""
     n_negatives: int = 99
-    """Leave-one-out: sampled never-interacted items per test user."""
+    """Leave-one-out: sampled never-interacted items per test (and validation) user.
+    For leave_one_out, val_fraction > 0 only switches the one validation row per user on."""
     n_folds: int = 5
-    train_file: str | None = None
-    """Predefined split: the train file (e.g. MovieLens ``u1.base``)."""
     test_file: str | None = None
+    """Predefined split: a file in u.data format whose (user, item) pairs are the test rows
+    (e.g. MovieLens ``u1.test``); every other interaction is training data."""
     seed: int = 20261128
 
 
@@ -123,6 +126,7 @@ class PreprocessConfig:
     min_item_interactions: int = 5
     max_title_tokens: int = 16
     max_vocab_tokens: int = 20_000
+    """Token-id space including the reserved ids 0 (padding) and 1 (out of vocabulary)."""
     split: SplitConfig = field(default_factory=SplitConfig)
 
 

@@ -34,7 +34,12 @@ OCCUPATION: Final = "occupation"
 ZIP_CODE: Final = "zip_code"
 
 INTERACTION_COLUMNS: Final = (USER_ID, ITEM_ID, RATING, TIMESTAMP)
-INTERACTION_DTYPES: Final = {USER_ID: "int64", ITEM_ID: "int64", RATING: "float64", TIMESTAMP: "int64"}
+INTERACTION_DTYPES: Final = {
+    USER_ID: "int64",
+    ITEM_ID: "int64",
+    RATING: "float64",
+    TIMESTAMP: "int64",
+}
 ITEM_REQUIRED: Final = (ITEM_ID, TITLE, GENRES)
 USER_REQUIRED: Final = (USER_ID,)
 
