@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
-import platform
 import resource
 import sys
 import tempfile
@@ -27,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow
+from hardware import hardware
 
 from recsys.config import PreprocessConfig, SplitConfig, SyntheticConfig
 from recsys.data import preprocess as pp
@@ -127,28 +125,6 @@ def stage_breakdown(ds: Dataset, cfg: PreprocessConfig) -> dict[str, float]:
 
 def directory_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-
-
-def hardware() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_count": os.cpu_count(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "pyarrow": pyarrow.__version__,
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

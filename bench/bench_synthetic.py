@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -25,8 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
+from hardware import hardware
 
 
 def run_size(n: int, repeat: int, workers: int | None, seed: int) -> dict[str, Any]:
@@ -74,28 +71,6 @@ def measure(n: int, repeat: int, workers: int | None, seed: int) -> dict[str, An
         raise SystemExit(f"size {n} failed:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
-
-
-def hardware() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": model,
-        "nproc": nproc,
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-    }
 
 
 def markdown(results: list[dict[str, Any]], hw: dict[str, Any]) -> str:

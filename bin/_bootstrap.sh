@@ -35,7 +35,7 @@ if ! grep -qx -- "$want" "$stamp" 2>/dev/null; then
     echo "bootstrap: installing pinned dependencies into $VENV (first run takes a few minutes)"
     spec="$ROOT"
     [ -n "$EXTRAS" ] && spec="$ROOT[$EXTRAS]"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "$VENV/bin/python" -m pip install -qq --disable-pip-version-check \
         -c "$ROOT/requirements.lock" -e "$spec"
     echo "$want" >>"$stamp"
 fi

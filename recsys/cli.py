@@ -14,10 +14,15 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recsys import __version__
 from recsys.config import Params, load_params
 from recsys.errors import ConfigError, RecsysError, ValidationFailed
+
+if TYPE_CHECKING:  # heavy modules are imported by the commands that use them
+    from recsys.data.validation import ValidationReport
+    from recsys.schema import Dataset
 
 DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_REPORTS = Path("reports") / "validation"
@@ -142,8 +147,13 @@ def _params(path: Path) -> Params:
     return load_params(path)
 
 
-def _load_and_validate(args: argparse.Namespace, previous_dir: Path | None):  # type: ignore[no-untyped-def]
-    """Read the source, validate it and write the report; returns (params, dataset, report)."""
+def _load_and_validate(
+    args: argparse.Namespace, previous_dir: Path | None
+) -> tuple[Params, Dataset, ValidationReport, Path]:
+    """Read the source, validate it and write the report.
+
+    Returns (params, dataset, report, report_dir); the report is written whatever its verdict.
+    """
     from recsys.data import io, sources, validation
 
     params = _params(args.params)
@@ -167,18 +177,18 @@ def _load_and_validate(args: argparse.Namespace, previous_dir: Path | None):  # 
     print(report.summary())
     print(f"report: {report_dir / 'report.json'}")
     print(f"data docs: {report_dir / 'data_docs' / 'index.html'}")
-    return params, dataset, report
+    return params, dataset, report, report_dir
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    _, _, report = _load_and_validate(args, args.against)
+    _, _, report, _ = _load_and_validate(args, args.against)
     return 0 if report.success else 1
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from recsys.data import io, validation
 
-    params, dataset, report = _load_and_validate(args, args.out)
+    params, dataset, report, report_dir = _load_and_validate(args, args.out)
     if not report.success:
         if not params.validation.quarantine:
             raise ValidationFailed(
@@ -194,8 +204,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                 f"expectation failed); nothing was written to {args.out}",
                 report=recheck,
             )
-        io.write_table(quarantined, args.report_dir / f"quarantine-{dataset.name}.parquet")
-        print(f"quarantined {len(quarantined)} row(s) to {args.report_dir}")
+        io.write_table(quarantined, report_dir / "quarantine.parquet")
+        print(f"quarantined {len(quarantined)} row(s) to {report_dir / 'quarantine.parquet'}")
     profile = validation.profile(dataset)
     io.save_dataset(dataset, args.out, extra_files={PROFILE_FILE: profile})
     rows = ", ".join(f"{name} {len(t):,}" for name, t in dataset.tables().items())

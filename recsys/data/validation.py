@@ -229,6 +229,11 @@ class ValidationReport:
             f"{len(self.outcomes)} expectations; rows: "
             + ", ".join(f"{t}={n}" for t, n in self.row_counts.items())
         )
+        if self.failures or self.warnings:
+            lines.append(
+                "(row N = the N-th data row of the table in source order: line N+1 of a file "
+                "with a header line)"
+            )
         return "\n".join(lines)
 
     def write(self, out_dir: Path) -> None:

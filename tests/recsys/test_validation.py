@@ -16,6 +16,7 @@ import pytest
 
 from recsys.config import DriftConfig, ValidationConfig
 from recsys.data.io import read_json
+from recsys.data.sources import read_movielens
 from recsys.data.validation import (
     ExpectationOutcome,
     ValidationReport,
@@ -26,7 +27,7 @@ from recsys.data.validation import (
     validate,
 )
 from recsys.errors import ValidationFailed
-from recsys.schema import GENRE_SEPARATOR, IMPLICIT, Dataset
+from recsys.schema import IMPLICIT, Dataset
 
 NOW = 1_700_000_000.0  # 2023-11-14; every tiny timestamp is in 1998
 T0 = 900_000_000
@@ -461,38 +462,8 @@ def test_write_report_and_data_docs(tiny: Dataset, tmp_path: Path) -> None:
 # --- MovieLens 100K -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ml100k(ml100k_dir: Path) -> Dataset:
-    """The canonical tables, read here with pandas (independent of recsys.data.sources)."""
-    interactions = pd.read_csv(
-        ml100k_dir / "u.data",
-        sep="\t",
-        names=["user_id", "item_id", "rating", "timestamp"],
-        dtype={"user_id": "int64", "item_id": "int64", "rating": "float64", "timestamp": "int64"},
-    )
-    genre_names = (
-        pd.read_csv(ml100k_dir / "u.genre", sep="|", names=["genre", "index"], encoding="latin-1")
-        .dropna()
-        .sort_values("index")["genre"]
-        .tolist()
-    )
-    fields = ["item_id", "title", "release", "video_release", "url", *genre_names]
-    raw = pd.read_csv(ml100k_dir / "u.item", sep="|", names=fields, encoding="latin-1", header=None)
-    assert raw.shape[1] == 24
-    flags = raw[genre_names].to_numpy(dtype=bool)
-    genres = [GENRE_SEPARATOR.join(np.array(genre_names)[row]) for row in flags]
-    items = pd.DataFrame(
-        {
-            "item_id": raw["item_id"].astype("int64"),
-            "title": raw["title"].astype("str"),
-            "genres": genres,
-        }
-    ).astype({"genres": "str"})
-    users = pd.read_csv(
-        ml100k_dir / "u.user",
-        sep="|",
-        names=["user_id", "age", "gender", "occupation", "zip_code"],
-        dtype={"zip_code": "str"},
-    )
-    return Dataset(interactions, items, users, name="ml-100k", rating_scale=(1.0, 5.0))
+    """The canonical tables as the pipeline reads them."""
+    return read_movielens(ml100k_dir)
 
 
 def test_ml100k_passes(ml100k: Dataset) -> None:

@@ -1,0 +1,56 @@
+"""House rules that CI enforces: lint, formatting, types, and the dependency direction
+(../shared/STYLE.md: recsys never imports dagster; only validation.py imports GX)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+BIN = Path(sys.executable).parent
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+LIBRARY = sorted((REPO / "recsys").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(REPO)))
+def test_dependency_direction(path: Path) -> None:
+    mods = imported_modules(path)
+    rel = path.relative_to(REPO).as_posix()
+    assert "dagster" not in mods and "orchestration" not in mods, rel
+    if rel != "recsys/data/validation.py":
+        assert "great_expectations" not in mods, rel
+    if not rel.startswith("recsys/serving/"):
+        assert "bentoml" not in mods, rel
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        ["ruff", "check", "."],
+        ["ruff", "format", "--check", "."],
+        ["mypy"],
+    ],
+    ids=lambda c: " ".join(c),
+)
+def test_static_checks(cmd: list[str]) -> None:
+    proc = subprocess.run(
+        [str(BIN / cmd[0]), *cmd[1:]], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
