@@ -101,8 +101,10 @@ AGE_GROUP: Final = "age_group"
 RELEASE_DATE: Final = "release_date"
 IMDB_URL: Final = "imdb_url"
 
-DEFAULT_RATING_SCALE: Final = (1.0, 5.0)
-"""What an explicit generic log promises unless configured otherwise (the ``Dataset`` default)."""
+STAR_SCALE: Final = (1.0, 5.0)
+"""ml-100k and ml-1m: whole stars."""
+HALF_STAR_SCALE: Final = (0.5, 5.0)
+"""ml-10m and later: half stars."""
 
 _ITEM_CORE: Final = (ITEM_ID, TITLE, GENRES)
 _PARQUET_SUFFIXES: Final = (".parquet", ".pq")
@@ -288,7 +290,7 @@ def _read_ml100k(directory: Path) -> Dataset:
             integer=[USER_ID, AGE],
             what="user file",
         )
-    return _movielens_dataset("ml-100k", interactions, items, users, (1.0, 5.0), files)
+    return _movielens_dataset("ml-100k", interactions, items, users, STAR_SCALE, files)
 
 
 def _read_ml1m(directory: Path) -> Dataset:
@@ -317,7 +319,7 @@ def _read_ml1m(directory: Path) -> Dataset:
                 ZIP_CODE: raw[ZIP_CODE],
             }
         )
-    return _movielens_dataset("ml-1m", interactions, items, users, (1.0, 5.0), files)
+    return _movielens_dataset("ml-1m", interactions, items, users, STAR_SCALE, files)
 
 
 def _read_ml10m(directory: Path) -> Dataset:
@@ -336,7 +338,7 @@ def _read_ml10m(directory: Path) -> Dataset:
             what="tag file",
         )
         items[TEXT] = _tag_text(items[ITEM_ID], tags[ITEM_ID], tags["tag"])
-    return _movielens_dataset("ml-10m", interactions, items, None, (0.5, 5.0), files)
+    return _movielens_dataset("ml-10m", interactions, items, None, HALF_STAR_SCALE, files)
 
 
 def _read_dat_movies(directory: Path, files: dict[str, Path], encoding: str) -> pd.DataFrame | None:
@@ -396,7 +398,7 @@ def _read_ml_csv(directory: Path) -> Dataset:
             )
             items[TEXT] = _tag_text(items[ITEM_ID], tags["movieId"], tags["tag"])
     name = directory.name if directory.name.startswith("ml-") else "movielens"
-    return _movielens_dataset(name, interactions, items, None, (0.5, 5.0), files)
+    return _movielens_dataset(name, interactions, items, None, HALF_STAR_SCALE, files)
 
 
 def _movielens_dataset(

@@ -1,0 +1,1 @@
+"""Recommenders behind one interface (``base.Recommender``): classic baselines and deep models."""

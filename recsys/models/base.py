@@ -1,0 +1,407 @@
+"""The one ``Recommender`` interface used by evaluation, the gate and serving alike.
+
+A model implements three hooks over contiguous indices:
+
+- ``_fit(data, split) -> dict`` learns from ``split.train`` (and may early-stop on
+  ``split.val``); it returns training facts (epochs, history, ...) for ``TrainResult``;
+- ``_scores(user_idx, item_idx) -> [n_users, n_items] float32`` scores a block of users
+  against a block of items (the dense block lets every model rank with one matrix product);
+- ``_save(path)`` / ``_load(path)`` for its own parameters.
+
+Everything else is shared here: raw id <-> index mapping through the ``Vocabulary``, excluding
+the items a user saw in training, candidate restriction, batched top-k with deterministic
+tie-breaking, pair scoring, item-item similarity, and the on-disk layout. Raw ids go in and
+come out of every public method; indices never leak.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.data import io
+from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed, Vocabulary
+from recsys.errors import DataError, RecsysError
+
+FORMAT_VERSION = 1
+META_FILE = "recommender.json"
+USER_BLOCK = 1024
+"""Users scored per block in ``recommend``: bounds memory at USER_BLOCK x n_items floats."""
+
+
+class UnknownIdError(RecsysError):
+    """Ids that the model's vocabulary does not contain."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a ``fit`` did: the facts the benchmark, the gate and the Dagster metadata show."""
+
+    model: str
+    fit_seconds: float
+    n_parameters: int
+    seed: int
+    device: str = "cpu"
+    epochs: int = 0
+    best_epoch: int | None = None
+    samples_per_second: float | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)
+    """Per-epoch curves, e.g. ``{"loss": [...], "val_ndcg@10": [...]}``."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready, without the curves (those go to their own plot/table)."""
+        out = dataclasses.asdict(self)
+        out.pop("history")
+        return out
+
+
+class Recommender(abc.ABC):
+    """Top-k recommendation over a fixed item catalogue (the preprocessing ``Vocabulary``).
+
+    Subclasses set ``name`` and implement ``_fit``, ``_scores``, ``_save``, ``_load`` and
+    ``config_dict``; they must be constructible as ``cls(**config_dict())``.
+    """
+
+    name: ClassVar[str]
+    scores_cold_items: ClassVar[bool] = False
+    """True when the model can score items never seen in training (content features)."""
+
+    def __init__(self) -> None:
+        self.vocab: Vocabulary | None = None
+        self._seen: sp.csr_matrix | None = None
+        self._item_in_train: np.ndarray | None = None
+        self.feedback = "explicit"
+        self.train_result: TrainResult | None = None
+
+    # --- to implement ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def config_dict(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this model (JSON-ready)."""
+
+    @abc.abstractmethod
+    def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
+        """Learn from ``split.train``; return ``TrainResult`` fields (epochs, history, ...)."""
+
+    @abc.abstractmethod
+    def _scores(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """[len(user_idx), len(item_idx)] float32 scores; higher is better."""
+
+    @abc.abstractmethod
+    def _save(self, path: Path) -> None:
+        """Write the model's own parameters into directory ``path``."""
+
+    @abc.abstractmethod
+    def _load(self, path: Path) -> None:
+        """Read what ``_save`` wrote (``vocab`` and the seen matrix are already restored)."""
+
+    def n_parameters(self) -> int:
+        return 0
+
+    def device(self) -> str:
+        return "cpu"
+
+    # --- training -------------------------------------------------------------------------
+    def fit(self, data: Processed, split: InteractionSplit | None = None) -> TrainResult:
+        """Train on ``split`` (default ``data.split``): ``train`` to learn, ``val`` to tune.
+
+        Users and items are those of ``data.vocab``; ``data.features`` carries content.
+        """
+        split = split if split is not None else data.split
+        if split.train.empty:
+            raise DataError("cannot fit a recommender on an empty training set")
+        self.vocab = data.vocab
+        self.feedback = data.feedback
+        self._seen = interaction_matrix(split.train, data.vocab)
+        self._item_in_train = np.asarray(self._seen.getnnz(axis=0) > 0)
+        start = time.perf_counter()
+        facts = self._fit(data, split)
+        seconds = time.perf_counter() - start
+        facts.setdefault("device", self.device())
+        self.train_result = TrainResult(
+            model=self.name,
+            fit_seconds=round(seconds, 4),
+            n_parameters=self.n_parameters(),
+            seed=int(getattr(self, "seed", 0)),
+            **facts,
+        )
+        return self.train_result
+
+    # --- inference --------------------------------------------------------------------------
+    @property
+    def item_ids(self) -> np.ndarray:
+        """Raw ids of the whole catalogue the model knows."""
+        return self._vocab().item_ids
+
+    @property
+    def train_item_ids(self) -> np.ndarray:
+        """Raw ids of the items seen in training."""
+        return self._vocab().item_ids[self._train_mask()]
+
+    def default_candidates(self) -> np.ndarray:
+        """Item indices ranked when the caller gives none: all items a model can score."""
+        if self.scores_cold_items:
+            return np.arange(self._vocab().n_items)
+        return np.flatnonzero(self._train_mask())
+
+    def recommend(
+        self,
+        user_ids: np.ndarray | list[int],
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        candidates: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items per user, best first.
+
+        Args:
+          user_ids: [n_users] raw user ids (known to the vocabulary).
+          k: list length; fewer real items than k are padded with id -1 and score -inf.
+          exclude_seen: drop the items each user interacted with in training.
+          candidates: raw item ids to rank (default: ``default_candidates()``).
+
+        Returns:
+          ([n_users, k] raw item ids, [n_users, k] float32 scores).
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        users = self.encode_users(user_ids)
+        cand = self.default_candidates() if candidates is None else self.encode_items(candidates)
+        cand = np.unique(cand)
+        ids = np.full((len(users), k), -1, dtype=np.int64)
+        scores = np.full((len(users), k), -np.inf, dtype=np.float32)
+        item_raw = self._vocab().item_ids
+        for lo, hi, block in _blocks(users, USER_BLOCK):
+            s = np.asarray(self._scores(block, cand), dtype=np.float32)
+            if exclude_seen:
+                seen = self._seen_block(block, cand)
+                s[seen] = -np.inf
+            top = top_k(s, k)
+            top_scores = np.take_along_axis(s, top, axis=1)
+            valid = np.isfinite(top_scores)
+            ids[lo:hi] = np.where(valid, item_raw[cand[top]], -1)
+            scores[lo:hi] = np.where(valid, top_scores, -np.inf)
+        return ids, scores
+
+    def score(
+        self, user_ids: np.ndarray | list[int], item_ids: np.ndarray | list[int]
+    ) -> np.ndarray:
+        """[n] float32 scores of the pairs ``(user_ids[i], item_ids[i])``."""
+        users, items = self.encode_users(user_ids), self.encode_items(item_ids)
+        if users.shape != items.shape:
+            raise ValueError("user_ids and item_ids must have the same length")
+        out = np.empty(len(users), dtype=np.float32)
+        # Score each user's items in one block: the dense hook, without a full catalogue row.
+        order = np.argsort(users, kind="stable")
+        bounds = np.flatnonzero(np.diff(users[order])) + 1
+        for group in np.split(order, bounds):
+            if len(group):
+                u = users[group[:1]]
+                s = self._scores(u, items[group])
+                out[group] = np.asarray(s, dtype=np.float32)[0]
+        return out
+
+    def item_embeddings(self) -> np.ndarray | None:
+        """[n_items, d] item vectors for nearest-neighbour search, where the model has them."""
+        return None
+
+    def similar_items(
+        self, item_ids: np.ndarray | list[int], k: int = 10
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` most similar items (cosine of item embeddings, or co-occurrence).
+
+        Returns ([n, k] raw item ids, [n, k] float32 similarities), the query item excluded.
+        """
+        items = self.encode_items(item_ids)
+        vectors = self.item_embeddings()
+        if vectors is None:
+            vectors = self._seen_matrix().T.tocsr().astype(np.float32)
+            norms = np.sqrt(np.asarray(vectors.multiply(vectors).sum(axis=1))).ravel()
+            sims = np.asarray((vectors[items] @ vectors.T).todense(), dtype=np.float32)
+            sims /= np.maximum(norms[items, None] * norms[None, :], 1e-12)
+        else:
+            v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            sims = (v[items] @ v.T).astype(np.float32)
+        cand_mask = np.zeros(sims.shape[1], dtype=bool)
+        cand_mask[self.default_candidates()] = True
+        sims[:, ~cand_mask] = -np.inf
+        sims[np.arange(len(items)), items] = -np.inf
+        top = top_k(sims, k)
+        top_s = np.take_along_axis(sims, top, axis=1)
+        ids = np.where(np.isfinite(top_s), self._vocab().item_ids[top], -1)
+        return ids, np.where(np.isfinite(top_s), top_s, -np.inf).astype(np.float32)
+
+    # --- ids ------------------------------------------------------------------------------
+    def encode_users(self, user_ids: np.ndarray | list[int]) -> np.ndarray:
+        raw = np.asarray(user_ids, dtype=np.int64).ravel()
+        idx = self._vocab().encode_users(raw)
+        if (idx < 0).any():
+            unknown = sorted(set(raw[idx < 0].tolist()))
+            raise UnknownIdError(
+                f"{len(unknown)} unknown user id(s): {unknown[:10]}",
+                fix="use ids from the training data, or a cold-start fallback",
+            )
+        return idx
+
+    def encode_items(self, item_ids: np.ndarray | list[int]) -> np.ndarray:
+        raw = np.asarray(item_ids, dtype=np.int64).ravel()
+        idx = self._vocab().encode_items(raw)
+        if (idx < 0).any():
+            unknown = sorted(set(raw[idx < 0].tolist()))
+            raise UnknownIdError(
+                f"{len(unknown)} unknown item id(s): {unknown[:10]}",
+                fix="use ids from the item catalogue",
+            )
+        return idx
+
+    def seen_items(self, user_id: int) -> np.ndarray:
+        """Raw ids of the items ``user_id`` interacted with in training."""
+        u = self.encode_users([user_id])[0]
+        row = self._seen_matrix()[u]
+        return self._vocab().item_ids[row.indices]
+
+    # --- persistence ----------------------------------------------------------------------
+    def save(self, path: Path | str) -> None:
+        """Write the model to directory ``path`` atomically (vocabulary and seen items inside)."""
+        vocab, seen = self._vocab(), self._seen_matrix()
+        with io.atomic_dir(Path(path)) as tmp:
+            users, items = vocab.to_frames()
+            io.write_table(users, tmp / "vocab" / "users.parquet")
+            io.write_table(items, tmp / "vocab" / "items.parquet")
+            coo = seen.tocoo()
+            io.write_table(
+                pd.DataFrame(
+                    {USER_IDX: coo.row.astype(np.int64), ITEM_IDX: coo.col.astype(np.int64)}
+                ),
+                tmp / "seen.parquet",
+            )
+            self._save(tmp)
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "model": self.name,
+                "config": self.config_dict(),
+                "feedback": self.feedback,
+                "train_result": None
+                if self.train_result is None
+                else dataclasses.asdict(self.train_result),
+            }
+            io.write_json(meta, tmp / META_FILE)
+
+    @classmethod
+    def load(cls, path: Path | str) -> Self:
+        """Read a model written by ``save``; ``Recommender.load`` dispatches on its name."""
+        path = Path(path)
+        meta = io.read_json(path / META_FILE)
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise DataError(
+                f"unsupported model format {meta.get('format_version')!r}",
+                where=str(path / META_FILE),
+                fix="re-train and save the model with this version of recsys",
+            )
+        from recsys.models.registry import model_class
+
+        target = model_class(meta["model"])
+        if not issubclass(target, cls):
+            raise DataError(f"{path} holds a '{meta['model']}' model, not a {cls.__name__}")
+        model = target(**meta["config"])
+        users = io.read_table(path / "vocab" / "users.parquet")
+        items = io.read_table(path / "vocab" / "items.parquet")
+        model.vocab = Vocabulary.from_frames(users, items)
+        seen = io.read_table(path / "seen.parquet")
+        model._seen = sp.csr_matrix(
+            (np.ones(len(seen), dtype=np.float32), (seen[USER_IDX], seen[ITEM_IDX])),
+            shape=(model.vocab.n_users, model.vocab.n_items),
+        )
+        model._item_in_train = np.asarray(model._seen.getnnz(axis=0) > 0)
+        model.feedback = meta.get("feedback", "explicit")
+        if meta.get("train_result"):
+            model.train_result = TrainResult(**meta["train_result"])
+        model._load(path)
+        return model  # type: ignore[return-value]
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _vocab(self) -> Vocabulary:
+        if self.vocab is None:
+            raise RecsysError(f"the {self.name} model is not trained", fix="call fit() or load()")
+        return self.vocab
+
+    def _seen_matrix(self) -> sp.csr_matrix:
+        if self._seen is None:
+            raise RecsysError(f"the {self.name} model is not trained", fix="call fit() or load()")
+        return self._seen
+
+    def _train_mask(self) -> np.ndarray:
+        if self._item_in_train is None:
+            raise RecsysError(f"the {self.name} model is not trained", fix="call fit() or load()")
+        return self._item_in_train
+
+    def _seen_block(self, users: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """[len(users), len(cand)] bool: item cand[j] was seen by users[i] in training."""
+        block = self._seen_matrix()[users][:, cand]
+        return np.asarray(block.todense(), dtype=bool)
+
+
+def interaction_matrix(
+    train: pd.DataFrame, vocab: Vocabulary, *, values: str | None = None
+) -> sp.csr_matrix:
+    """[n_users, n_items] CSR of training interactions (1.0, or the ``values`` column)."""
+    data = (
+        np.ones(len(train), dtype=np.float32)
+        if values is None
+        else train[values].to_numpy(dtype=np.float32)
+    )
+    m = sp.csr_matrix(
+        (data, (train[USER_IDX].to_numpy(), train[ITEM_IDX].to_numpy())),
+        shape=(vocab.n_users, vocab.n_items),
+        dtype=np.float32,
+    )
+    m.sum_duplicates()
+    return m
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """[n, min(k, m)] column indices of the largest scores per row, best first.
+
+    Ties are broken by the lower column index, so results never depend on the sort's whims.
+    """
+    n, m = scores.shape
+    k = min(k, m)
+    if k == m:
+        part = np.tile(np.arange(m), (n, 1))
+    else:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        # argpartition may cut through a tie at the k-th score: pull in lower-index tied items.
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
+        tied = (scores == kth).sum(axis=1) > (np.take_along_axis(scores, part, axis=1) == kth).sum(
+            axis=1
+        )
+        if tied.any():
+            rows = np.flatnonzero(tied)
+            full = np.lexsort(
+                (np.broadcast_to(np.arange(m), (len(rows), m)), -scores[rows]), axis=1
+            )
+            part[rows] = full[:, :k]
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+def _blocks(values: np.ndarray, size: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    for lo in range(0, len(values), size):
+        hi = min(lo + size, len(values))
+        yield lo, hi, values[lo:hi]
+
+
+def to_jsonable(config: dict[str, Any]) -> dict[str, Any]:
+    """Tuples to lists, so a config survives a JSON round trip unchanged in meaning."""
+    return json.loads(json.dumps(config))
