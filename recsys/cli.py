@@ -12,12 +12,13 @@ import dataclasses
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from recsys import __version__
-from recsys.config import Params, load_params
+from recsys.config import Params, SourceName, load_params
 from recsys.errors import ConfigError, RecsysError, ValidationFailed
 
 if TYPE_CHECKING:  # heavy modules are imported by the commands that use them
@@ -26,6 +27,8 @@ if TYPE_CHECKING:  # heavy modules are imported by the commands that use them
 
 DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_REPORTS = Path("reports") / "validation"
+INTERNAL_ERROR = 3
+"""Exit status of an unexpected exception (0 ok, 1 validation failed, 2 bad input or config)."""
 PROFILE_FILE = "profile.json"
 """The data profile stored with each accepted version; the next run checks drift against it."""
 
@@ -47,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RecsysError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)
         return exc.exit_code
+    except Exception:  # a bug, not bad input: keep the traceback, and a distinct exit status
+        traceback.print_exc()
+        print("internal error: this is a bug in recsys, please report it", file=sys.stderr)
+        return INTERNAL_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Read a data source into the canonical tables, validate them with the Great "
             "Expectations suites, and write them to --out only when they pass. The validation "
-            "report (JSON and Data Docs HTML) is always written under --report-dir."
+            "report (JSON and Data Docs HTML) is always written under --report-dir. Exit status: "
+            "0 written, 1 validation failed, 2 unreadable input or bad configuration."
         ),
     )
     _source_options(prepare)
@@ -125,7 +133,7 @@ def _help(parser: argparse.ArgumentParser) -> int:
 def _source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source",
-        choices=["synthetic", "movielens", "csv"],
+        choices=get_args(SourceName),
         help="data source (default: data.source in the parameter file)",
     )
     parser.add_argument(
@@ -198,6 +206,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             )
         dataset, quarantined = validation.split_quarantine(dataset, report)
         recheck = validation.validate(dataset, params.validation)
+        recheck.write(report_dir / "after_quarantine")
+        print(recheck.summary())
         if not recheck.success:
             raise ValidationFailed(
                 "validation still fails after quarantining the offending rows (a table-level "

@@ -40,6 +40,7 @@ def atomic_dir(out: Path) -> Iterator[Path]:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the output is a normal directory
     try:
         yield tmp
     except BaseException:
@@ -62,12 +63,19 @@ def atomic_file(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
+    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes it private; the output is a normal file
     tmp = Path(name)
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_table(df: pd.DataFrame, path: Path) -> None:
@@ -145,7 +153,7 @@ def save_dataset(dataset: Dataset, out: Path, extra_files: dict[str, Any] | None
     """Write ``dataset`` as ``<table>.parquet`` files plus ``dataset.json``, atomically.
 
     ``extra_files`` maps a relative file name to a JSON-serializable object written beside the
-    tables in the same atomic swap (e.g. the validation report and the data profile).
+    tables in the same atomic swap (the data profile that the next run checks drift against).
     """
     with atomic_dir(Path(out)) as tmp:
         for name, table in dataset.tables().items():

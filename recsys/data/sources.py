@@ -12,14 +12,15 @@ MovieLens layouts, detected from the files in the directory:
 ==========  ==========================================  =========  ========  ===============
 layout      files                                       separator  encoding  rating scale
 ==========  ==========================================  =========  ========  ===============
-ml-100k     u.data, u.item, u.genre, u.user             tab / |    latin-1   1..5
+ml-100k     u.data, u.item, u.genre, u.user             tab / |    latin-1*  1..5
 ml-1m       ratings.dat, movies.dat, users.dat          ::         latin-1   1..5
 ml-10m      ratings.dat, movies.dat, tags.dat           ::         utf-8     0.5..5 (halves)
 ml-20m +    ratings.csv, movies.csv, tags.csv (header)  ,          utf-8     0.5..5 (halves)
 ==========  ==========================================  =========  ========  ===============
 
 (``ml-20m +`` is ml-20m, ml-25m, ml-32m, ml-latest and ml-latest-small.) Only the ratings file is
-required; the item, user and tag files are read when present.
+required; the item and user files are read when present, tags only together with the movies
+file (they become the items' ``text``). *``u.data`` holds only digits; the text files are latin-1.
 """
 
 from __future__ import annotations
@@ -850,6 +851,7 @@ def _network_error(url: str, out: Path, exc: BaseException) -> DataError:
 
 
 def _manual_fix(url: str, out: Path) -> str:
+    url = url.removesuffix(".md5")  # the same advice when the checksum file was unreachable
     archive = url.rsplit("/", 1)[-1]
     return (
         f"download {url} on a machine with network access, unzip it and place its files "

@@ -224,16 +224,16 @@ class ValidationReport:
         verdict = "passed" if self.success else "FAILED"
         lines = [f"validation of '{self.dataset}' {verdict}"]
         lines += ["  " + o.line() for o in (*self.failures, *self.warnings)]
+        if self.failures or self.warnings:
+            lines.append(
+                "(row N = the N-th row of that table as read, 1-based; for the per-user and "
+                "per-item count tables, the N-th id in ascending order)"
+            )
         lines.append(
             f"total: {len(self.failures)} failed, {len(self.warnings)} warning(s) of "
             f"{len(self.outcomes)} expectations; rows: "
             + ", ".join(f"{t}={n}" for t, n in self.row_counts.items())
         )
-        if self.failures or self.warnings:
-            lines.append(
-                "(row N = the N-th data row of the table in source order: line N+1 of a file "
-                "with a header line)"
-            )
         return "\n".join(lines)
 
     def write(self, out_dir: Path) -> None:

@@ -345,3 +345,17 @@ def test_quarantine_when_params_ask(tmp_path: Path, capsys: pytest.CaptureFixtur
     [qfile] = list(reports.rglob("quarantine*.parquet"))
     quarantined = pd.read_parquet(qfile)
     assert len(quarantined) == 1 and quarantined["rating"].iloc[0] == -1.0
+
+
+def test_a_bug_exits_3_with_its_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import recsys.cli as cli
+
+    def broken(_args: object) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "cmd_validate", broken)
+    assert cli.main(["data", "validate"]) == cli.INTERNAL_ERROR == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "boom" in err and "bug in recsys" in err

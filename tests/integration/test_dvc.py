@@ -41,6 +41,7 @@ def project(tmp_path: Path) -> Path:
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(REPO / name, proj / name)
     shutil.copytree(REPO / "recsys", proj / "recsys", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "data" / "raw", proj / "data" / "raw")
     shutil.copytree(
         REPO / ".dvc", proj / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local")
     )
@@ -70,7 +71,8 @@ def test_repro_is_bit_for_bit_and_push_pull_round_trips(project: Path) -> None:
     assert "up to date" in run(["dvc", "status"], project)
 
     run(["dvc", "push"], project)
-    shutil.rmtree(project / "data")
+    shutil.rmtree(project / "data" / "prepared")
+    shutil.rmtree(project / "data" / "processed")
     shutil.rmtree(project / ".dvc" / "cache")
     run(["dvc", "pull"], project)
     assert {p.name: p.read_bytes() for p in (project / "data/prepared").iterdir()} == prepared
@@ -86,3 +88,9 @@ def test_changed_params_rerun_only_downstream(project: Path) -> None:
     out = run(["dvc", "repro"], project)
     assert "Running stage 'preprocess'" in out and "Running stage 'prepare'" not in out
     assert outs_md5(project)["data/prepared"] == prepared_md5
+
+
+def test_new_raw_file_reruns_prepare(project: Path) -> None:
+    run(["dvc", "repro"], project)
+    (project / "data" / "raw" / "plays.csv").write_text("user,item\n1,2\n")
+    assert "Running stage 'prepare'" in run(["dvc", "repro"], project)
