@@ -160,7 +160,7 @@ class Recommender(abc.ABC):
         k: int = 10,
         *,
         exclude_seen: bool = True,
-        candidates: np.ndarray | None = None,
+        candidates: np.ndarray | list[int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items per user, best first.
 
@@ -182,15 +182,16 @@ class Recommender(abc.ABC):
         scores = np.full((len(users), k), -np.inf, dtype=np.float32)
         item_raw = self._vocab().item_ids
         for lo, hi, block in _blocks(users, USER_BLOCK):
-            s = np.asarray(self._scores(block, cand), dtype=np.float32)
+            # A copy: _scores may return a read-only view or the model's own parameters.
+            s = np.array(self._scores(block, cand), dtype=np.float32, copy=True)
             if exclude_seen:
-                seen = self._seen_block(block, cand)
-                s[seen] = -np.inf
-            top = top_k(s, k)
+                s[self._seen_block(block, cand)] = -np.inf
+            top = top_k(s, k)  # fewer than k columns when there are fewer candidates
             top_scores = np.take_along_axis(s, top, axis=1)
             valid = np.isfinite(top_scores)
-            ids[lo:hi] = np.where(valid, item_raw[cand[top]], -1)
-            scores[lo:hi] = np.where(valid, top_scores, -np.inf)
+            width = top.shape[1]
+            ids[lo:hi, :width] = np.where(valid, item_raw[cand[top]], -1)
+            scores[lo:hi, :width] = np.where(valid, top_scores, -np.inf)
         return ids, scores
 
     def score(
@@ -263,6 +264,14 @@ class Recommender(abc.ABC):
                 fix="use ids from the item catalogue",
             )
         return idx
+
+    def known_users(self, user_ids: np.ndarray | list[int]) -> np.ndarray:
+        """[n] bool: which raw user ids the model's vocabulary contains."""
+        return self._vocab().encode_users(np.asarray(user_ids, dtype=np.int64).ravel()) >= 0
+
+    def known_items(self, item_ids: np.ndarray | list[int]) -> np.ndarray:
+        """[n] bool: which raw item ids the model's vocabulary contains."""
+        return self._vocab().encode_items(np.asarray(item_ids, dtype=np.int64).ravel()) >= 0
 
     def seen_items(self, user_id: int) -> np.ndarray:
         """Raw ids of the items ``user_id`` interacted with in training."""
