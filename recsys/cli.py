@@ -34,6 +34,32 @@ PROFILE_FILE = "profile.json"
 
 Handler = Callable[[argparse.Namespace], int]
 
+BENCHMARK_DESCRIPTION = """\
+Fit each model on --train and score it on --test under one protocol of
+shared/benchmarks/PROTOCOL.md, then write
+  OUT/<model>/recommendations.csv  topk: user_id,item_id,rank,score (top 50 per
+                                   evaluated user, its training items excluded)
+  OUT/<model>/scores.csv           loo: user_id,item_id,score (held-out item, negatives)
+  OUT/<model>/predictions.csv      rating: user_id,item_id,prediction (one per test row)
+  OUT/<model>/metrics.json         metrics, bootstrap CIs, train facts, chosen params
+  OUT/results.json, results.md     all models: metrics, fit/recommend seconds, samples/s,
+                                   parameters, file checksums, hardware, versions
+OUT is built beside itself and replaced only when every model finished.
+
+Split files: u.data format (tab-separated user, item, rating, timestamp; no header)
+for .tsv .tab .data .base .test; CSV with a header user_id,item_id[,rating,timestamp]
+for .csv. --format overrides the suffix.
+
+Tuning reads only --val-train/--val-test (and --val-negatives for loo): EASE's
+lambda, and any model class with a tune() hook. The chosen values are recorded in
+metrics.json and the final model is refit on --train.
+
+Rating cross-validation (protocol 3): --protocol rating --data-dir ml-100k
+--folds u1,u2,u3,u4,u5 reads DIR/<fold>.base and DIR/<fold>.test, writes
+OUT/<model>/<fold>/predictions.csv, and reports the mean and std over folds.
+
+Exit status: 0 done; 2 bad option, unknown model, or unreadable input."""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``recsys`` console script."""
@@ -122,7 +148,70 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--dest", type=Path, required=True, help="directory to unpack into")
     download.add_argument("--base-url", help="mirror of files.grouplens.org/datasets/movielens")
     download.set_defaults(handler=cmd_download)
+
+    _benchmark_parser(commands)
     return parser
+
+
+def _benchmark_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from recsys.models.registry import MODELS
+
+    bench = commands.add_parser(
+        "benchmark",
+        help="train and score models on benchmark split files (PROTOCOL.md)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=BENCHMARK_DESCRIPTION,
+    )
+    bench.add_argument("--train", type=Path, metavar="FILE", help="training interactions")
+    bench.add_argument(
+        "--test", type=Path, metavar="FILE", help="test interactions (never used for tuning)"
+    )
+    bench.add_argument(
+        "--negatives", type=Path, metavar="FILE", help="loo: sampled negatives per test user"
+    )
+    bench.add_argument(
+        "--items", type=Path, metavar="FILE", help="MovieLens u.item: item content features"
+    )
+    bench.add_argument(
+        "--users", type=Path, metavar="FILE", help="MovieLens u.user: user attributes"
+    )
+    bench.add_argument(
+        "--format", dest="file_format", choices=("uidata", "csv"), help="split file format"
+    )
+    bench.add_argument(
+        "--protocol", choices=("topk", "loo", "rating"), default="topk", help="default: topk"
+    )
+    bench.add_argument(
+        "--models",
+        metavar="LIST",
+        help=f"comma-separated, run in this order (default: every registered model that "
+        f"imports; registered: {', '.join(MODELS)})",
+    )
+    bench.add_argument(
+        "--params", type=Path, metavar="FILE", help="YAML whose models.<name> sets each model"
+    )
+    bench.add_argument(
+        "--val-train", type=Path, metavar="FILE", help="validation training file (tuning)"
+    )
+    bench.add_argument(
+        "--val-test", type=Path, metavar="FILE", help="validation held-out file (tuning)"
+    )
+    bench.add_argument(
+        "--val-negatives", type=Path, metavar="FILE", help="loo: validation negatives"
+    )
+    bench.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help="directory of <fold>.base/<fold>.test"
+    )
+    bench.add_argument(
+        "--folds", metavar="LIST", help="comma-separated fold names, e.g. u1,u2,u3,u4,u5"
+    )
+    bench.add_argument("--save-models", action="store_true", help="also save OUT/<model>/model")
+    bench.add_argument(
+        "--n-boot", type=int, metavar="N", default=1000, help="bootstrap resamples for CIs"
+    )
+    bench.add_argument("--seed", type=int, metavar="N", default=0, help="bootstrap seed")
+    bench.add_argument("--out", type=Path, metavar="OUT", required=True, help="output directory")
+    bench.set_defaults(handler=cmd_benchmark)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -256,6 +345,32 @@ def cmd_download(args: argparse.Namespace) -> int:
     kwargs = {"base_url": args.base_url} if args.base_url else {}
     target = sources.download_movielens(args.dataset, args.dest, **kwargs)
     print(f"downloaded and verified {args.dataset} -> {target}")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from recsys import benchmark as bm
+
+    val = None
+    if args.val_train or args.val_test or args.val_negatives:
+        if not (args.val_train and args.val_test):
+            raise ConfigError("tuning needs both --val-train and --val-test")
+        val = bm.SplitFiles(args.val_train, args.val_test, args.val_negatives)
+    cfg = bm.BenchmarkConfig(
+        splits=bm.split_files(
+            args.train, args.test, args.negatives,
+            data_dir=args.data_dir, folds=bm.parse_names(args.folds),
+        ),
+        protocol=args.protocol,
+        models=bm.parse_names(args.models),
+        model_params=bm.load_model_params(args.params),
+        val=val, items=args.items, users=args.users, file_format=args.file_format,
+        save_models=args.save_models, n_boot=args.n_boot, seed=args.seed,
+    )  # fmt: skip
+    report = bm.run_benchmark(
+        cfg, args.out, log=print, warn=lambda m: print(f"warning: {m}", file=sys.stderr)
+    )
+    print(f"{len(report.models)} model(s) -> {args.out / bm.RESULTS_MD}")
     return 0
 
 

@@ -607,3 +607,33 @@ def read_array(path: Path) -> Any:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
         raise DataError(f"cannot read array: {exc}", where=location(path)) from exc
+
+
+# --- text outputs (benchmark reports) -------------------------------------------------------
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    """Write ``df`` as comma-separated text with a header and no index, atomically.
+
+    Floats are written in their shortest round-trip form (float32 columns as float32), so a
+    reader gets back exactly the values written; ``-inf`` is written as ``-inf``.
+    """
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n")
+
+
+def write_text(text: str, path: Path) -> None:
+    """Write ``text`` (UTF-8), atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; ``DataError`` naming the file when it is missing or not YAML."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", where=location(path))
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DataError(f"not valid YAML: {exc}", where=location(path)) from exc

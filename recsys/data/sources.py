@@ -252,45 +252,10 @@ def _read_ml100k(directory: Path) -> Dataset:
     items = users = None
     if (directory / "u.item").is_file():
         files["items"] = directory / "u.item"
-        genres = ML100K_GENRES
-        if (directory / "u.genre").is_file():
-            table = io.read_delimited(
-                directory / "u.genre",
-                ["genre", "index"],
-                sep="|",
-                encoding="latin-1",
-                integer=["index"],
-                what="genre file",
-            )
-            genres = tuple(table.sort_values("index", kind="stable")["genre"])
-        flags = [f"genre_{i}" for i in range(len(genres))]
-        raw = io.read_delimited(
-            files["items"],
-            [ITEM_ID, TITLE, RELEASE_DATE, "video_release_date", IMDB_URL, *flags],
-            sep="|",
-            encoding="latin-1",
-            integer=[ITEM_ID, *flags],
-            what="item file",
-        )
-        items = pd.DataFrame(
-            {
-                ITEM_ID: raw[ITEM_ID],
-                TITLE: raw[TITLE],
-                GENRES: _join_flags(raw[flags].to_numpy() != 0, genres, raw.index),
-                RELEASE_DATE: raw[RELEASE_DATE],
-                IMDB_URL: raw[IMDB_URL],
-            }
-        )
+        items = read_ml100k_items(files["items"])
     if (directory / "u.user").is_file():
         files["users"] = directory / "u.user"
-        users = io.read_delimited(
-            files["users"],
-            [USER_ID, AGE, GENDER, OCCUPATION, ZIP_CODE],
-            sep="|",
-            encoding="latin-1",
-            integer=[USER_ID, AGE],
-            what="user file",
-        )
+        users = read_ml100k_users(files["users"])
     return _movielens_dataset("ml-100k", interactions, items, users, STAR_SCALE, files)
 
 
@@ -857,4 +822,57 @@ def _manual_fix(url: str, out: Path) -> str:
         f"download {url} on a machine with network access, unzip it and place its files "
         f"(u.data, ratings.dat or ratings.csv and the rest) in {out}/, then set data.path "
         f"to that directory; verify {archive} against {url}.md5 first"
+    )
+
+
+# --- single MovieLens 100K side files -------------------------------------------------------
+def read_ml100k_items(path: Path | str) -> pd.DataFrame:
+    """Read an ml-100k ``u.item`` file on its own -> canonical items table.
+
+    Columns ``item_id``, ``title``, ``genres`` (pipe-separated names of the 19 flags, ``""`` for
+    none), ``release_date``, ``imdb_url``; the same table ``read_movielens`` builds, without
+    needing ``u.data`` beside it. Genre names come from a ``u.genre`` in the same directory when
+    there is one, else ``ML100K_GENRES``.
+    """
+    path = Path(path)
+    genres = ML100K_GENRES
+    if (path.parent / "u.genre").is_file():
+        table = io.read_delimited(
+            path.parent / "u.genre",
+            ["genre", "index"],
+            sep="|",
+            encoding="latin-1",
+            integer=["index"],
+            what="genre file",
+        )
+        genres = tuple(table.sort_values("index", kind="stable")["genre"])
+    flags = [f"genre_{i}" for i in range(len(genres))]
+    raw = io.read_delimited(
+        path,
+        [ITEM_ID, TITLE, RELEASE_DATE, "video_release_date", IMDB_URL, *flags],
+        sep="|",
+        encoding="latin-1",
+        integer=[ITEM_ID, *flags],
+        what="item file",
+    )
+    return pd.DataFrame(
+        {
+            ITEM_ID: raw[ITEM_ID],
+            TITLE: raw[TITLE],
+            GENRES: _join_flags(raw[flags].to_numpy() != 0, genres, raw.index),
+            RELEASE_DATE: raw[RELEASE_DATE],
+            IMDB_URL: raw[IMDB_URL],
+        }
+    )
+
+
+def read_ml100k_users(path: Path | str) -> pd.DataFrame:
+    """Read an ml-100k ``u.user`` file -> ``user_id, age, gender, occupation, zip_code``."""
+    return io.read_delimited(
+        Path(path),
+        [USER_ID, AGE, GENDER, OCCUPATION, ZIP_CODE],
+        sep="|",
+        encoding="latin-1",
+        integer=[USER_ID, AGE],
+        what="user file",
     )
