@@ -20,6 +20,7 @@ MODELS: dict[str, str] = {
     "content": "recsys.models.content:DeepContent",
     "hybrid": "recsys.models.hybrid:Hybrid",
     "twotower": "recsys.models.twotower:TwoTower",
+    "autorec": "recsys.models.autorec:AutoRec",
 }
 
 

@@ -1,0 +1,444 @@
+"""I-AutoRec: item-based autoencoder for explicit ratings (Sedhain et al., WWW 2015).
+
+Each item ``i`` is the vector ``r_i`` of the ratings all users gave it (0 where a user did not
+rate it). The network reconstructs it through one hidden layer::
+
+    h_i  = g(W r~_i + b)            [hidden]   g = sigmoid; r~_i = r_i with input dropout
+    r^_i = V h_i + c                [n_users]  linear output: predicted ratings of item i
+
+    min  sum_i sum_{u observed in r_i} (r_ui - r^_ui)^2 + (l2 / 2) (||W||^2 + ||V||^2)
+
+The loss sees only the observed entries; the prediction for user ``u`` and item ``i`` is
+``r^_ui``, clipped to the rating range. Input dropout (a denoising autoencoder) was not in the
+paper; it helped on our validation split (``bench/tune_autorec.py``).
+
+``l2`` keeps the paper's meaning (the objective sums over all items), so it does not depend
+on the batch size: the Keras loss is the mean over a batch of the per-item sums, so each
+kernel carries ``L2(l2 / (2 * n_train_items))``.
+
+Training runs through ``recsys.train.fit_model`` (seeds, device, early stopping on the
+validation RMSE when ``split.val`` has rows, ``TrainingError`` on a non-finite loss). The
+training matrix is held dense, ``[n_train_items, n_users]`` float32: 6 MiB for ML-100K, 90 MiB
+for ML-1M; catalogues beyond ``MAX_DENSE_CELLS`` are refused.
+
+Scoring runs in numpy from a snapshot of the weights: the hidden codes ``h_i`` of every item
+are computed once, then a block of scores is ``H[items] V[:, users] + c[users]``.
+
+Users and items without training ratings (``scores_cold_items = False``): an unrated item's
+input is all zeros and a user never seen in training has an untrained output unit, so the
+network has nothing to say about them. ``score`` then returns a damped mean instead: the item's
+mean rating for a user with no training ratings, the user's mean rating for an item with
+none, the global mean when both are unknown (damping ``FALLBACK_DAMPING`` pseudo-ratings at the
+global mean). ``evaluate_rating`` never asks (it uses the global mean for them itself).
+
+Saved as ``model.keras`` (the network, no pickles) plus ``ratings.parquet`` (the training
+ratings, the network's input at inference); a loaded model recomputes the same snapshot, so
+its predictions equal the saved model's bit for bit. Ratings must be > 0: 0 marks "not rated".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import keras
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from keras import ops
+from scipy.special import expit
+
+from recsys.data import io
+from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed
+from recsys.errors import ConfigError, DataError, RecsysError
+from recsys.models.base import Recommender, TrainResult, to_jsonable
+from recsys.models.baselines import resolve_config
+from recsys.schema import IMPLICIT, RATING
+from recsys.train import RatingValidation, TrainSettings, fit_model, resolve_device, set_seeds
+
+MODEL_FILE = "model.keras"
+RATINGS_FILE = "ratings.parquet"
+INPUT = "ratings"
+"""Name of the model's input: [batch, n_users] float32 item rating vectors."""
+MAX_DENSE_CELLS = 1 << 29
+"""Largest ``n_train_items * n_users`` trained densely (2 GiB of float32)."""
+FALLBACK_DAMPING = 5.0
+"""Pseudo-ratings at the global mean added to a user's or item's mean (cold pairs only)."""
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "elu", "linear")
+
+
+@dataclass(frozen=True)
+class AutoRecConfig:
+    """I-AutoRec hyper-parameters; the defaults suit ML-100K (``bench/bench_rating.py``).
+
+    Tuned on validation rows only (``bench/tune_autorec.py``): a per-user random tenth of
+    ``u1.base`` held out, early stopping on its RMSE. l2 in {100, 200, 300} x dropout in
+    {0, 0.2, 0.4} at batch 64 / lr 3e-4 -> l2 200, dropout 0.2 (val RMSE 0.9013); then batch
+    128 / lr 6e-4 reached 0.9006 in fewer epochs, hidden 300 / 1000 gave 0.9017 / 0.9131. The
+    best epoch was 70, 70 and 40 on the u1, u2, u3 validation tenths: ``epochs = 70`` for the
+    refit on the whole base file, where there is no validation set to stop on.
+    """
+
+    hidden_units: int = 500
+    """Width of the hidden layer (the paper's k = 500)."""
+    activation: Literal["sigmoid", "tanh", "relu", "elu", "linear"] = "sigmoid"
+    """Hidden activation g; the output is linear."""
+    l2: float = 200.0
+    """lambda of the paper's objective (sum of squared errors over all observed ratings)."""
+    dropout: float = 0.2
+    """Input dropout (denoising) while training; 0 turns it off."""
+    learning_rate: float = 6e-4
+    """Adam."""
+    batch_size: int = 128
+    """Items per step."""
+    epochs: int = 70
+    patience: int = 4
+    """Validations without improvement before stopping (needs ``split.val``; 0: never)."""
+    eval_every: int = 5
+    """Validate every this many epochs."""
+    rating_range: tuple[float, float] | None = None
+    """Predictions are clipped to this range; None: the training ratings' min and max."""
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    seed: int = 20240101
+    verbose: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("hidden_units", "batch_size", "epochs", "eval_every"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"autorec.{key} must be a positive integer, got {value!r}")
+        if isinstance(self.patience, bool) or self.patience < 0:
+            raise ConfigError(f"autorec.patience must be >= 0, got {self.patience!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"autorec.activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        if self.l2 < 0:
+            raise ConfigError(f"autorec.l2 must be >= 0, got {self.l2}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"autorec.dropout must be in [0, 1), got {self.dropout}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"autorec.learning_rate must be > 0, got {self.learning_rate}")
+        if self.rating_range is not None:
+            low, high = (float(v) for v in self.rating_range)
+            if not low < high:
+                raise ConfigError(f"autorec.rating_range must be (low, high), got {low}, {high}")
+            object.__setattr__(self, "rating_range", (low, high))
+        if self.device not in ("auto", "cpu", "gpu"):
+            raise ConfigError(f"autorec.device must be auto, cpu or gpu, got {self.device!r}")
+
+
+@keras.saving.register_keras_serializable(package="recsys")
+def masked_squared_error(y_true: Any, y_pred: Any) -> Any:
+    """[batch] sum of squared errors over the observed (non-zero) ratings of each item.
+
+    Args:
+      y_true: [batch, n_users] ratings, 0 where not observed (ratings are > 0).
+      y_pred: [batch, n_users] reconstructions.
+    """
+    y_true = ops.cast(y_true, "float32")
+    y_pred = ops.cast(y_pred, "float32")
+    observed = ops.cast(ops.greater(y_true, 0.0), "float32")
+    return ops.sum(observed * ops.square(y_true - y_pred), axis=-1)
+
+
+def build_autorec(
+    n_users: int, n_train_items: int, cfg: AutoRecConfig, *, output_bias: float = 0.0
+) -> keras.Model:
+    """The I-AutoRec network: ``[batch, n_users] -> [batch, n_users]``.
+
+    Args:
+      n_users: users in the vocabulary (input and output width).
+      n_train_items: items with training ratings, for the L2 scale (see the module docstring).
+      output_bias: initial output bias (the global mean rating starts training near it).
+    """
+    reg = keras.regularizers.L2(cfg.l2 / (2.0 * n_train_items)) if cfg.l2 > 0 else None
+    ratings = keras.Input(shape=(n_users,), dtype="float32", name=INPUT)
+    x = ratings
+    if cfg.dropout > 0:
+        x = keras.layers.Dropout(cfg.dropout, seed=cfg.seed, name="input_dropout")(x)
+    hidden = keras.layers.Dense(
+        cfg.hidden_units, activation=cfg.activation, kernel_regularizer=reg, name="encoder"
+    )(x)
+    out = keras.layers.Dense(
+        n_users,
+        kernel_regularizer=reg,
+        bias_initializer=keras.initializers.Constant(output_bias),
+        dtype="float32",  # predicted ratings stay float32 under mixed precision
+        name="decoder",
+    )(hidden)
+    return keras.Model({INPUT: ratings}, out, name="autorec")
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What scoring needs, in numpy: the item codes and the decoder."""
+
+    codes: np.ndarray
+    """[n_items, hidden] float32 ``h_i`` of every item (unrated items: ``g(b)``)."""
+    decoder: np.ndarray
+    """[hidden, n_users] float32 ``V``."""
+    bias: np.ndarray
+    """[n_users] float32 ``c``."""
+    fallback: _Fallback
+
+
+@dataclass(frozen=True)
+class _Fallback:
+    """Damped means for the pairs the network cannot score, and the clipping range."""
+
+    cold_users: np.ndarray
+    """[n_users] bool: no training rating."""
+    cold_items: np.ndarray
+    """[n_items] bool: no training rating."""
+    user_mean: np.ndarray
+    """[n_users] float32 damped mean rating of each user."""
+    item_mean: np.ndarray
+    """[n_items] float32 damped mean rating of each item."""
+    global_mean: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, r: sp.csr_matrix, rating_range: tuple[float, float] | None) -> _Fallback:
+        """From the [n_items, n_users] training ratings."""
+        item_n = np.diff(r.indptr).astype(np.float64)
+        user_n = np.bincount(r.indices, minlength=r.shape[1]).astype(np.float64)
+        mu = float(r.data.mean())
+        k = FALLBACK_DAMPING
+        item_sum = np.asarray(r.sum(axis=1), dtype=np.float64).ravel()
+        user_sum = np.asarray(r.sum(axis=0), dtype=np.float64).ravel()
+        low, high = (
+            rating_range if rating_range is not None else (float(r.data.min()), float(r.data.max()))
+        )
+        return cls(
+            cold_users=user_n == 0,
+            cold_items=item_n == 0,
+            user_mean=((user_sum + k * mu) / (user_n + k)).astype(np.float32),
+            item_mean=((item_sum + k * mu) / (item_n + k)).astype(np.float32),
+            global_mean=mu,
+            low=low,
+            high=high,
+        )
+
+    def apply(self, out: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Fill in the cold entries of the [n_u, n_i] block ``out`` and clip it, in place."""
+        cold_u, cold_i = self.cold_users[users], self.cold_items[items]
+        if cold_i.any():
+            out[:, cold_i] = self.user_mean[users][:, None]  # the user's mean
+        if cold_u.any():
+            out[cold_u, :] = self.item_mean[items][None, :]  # the item's mean
+            out[np.ix_(cold_u, cold_i)] = self.global_mean
+        return np.clip(out, self.low, self.high, out=out)
+
+    def apply_pairs(self, pred: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The same for [n] pair predictions ``(users[j], items[j])``."""
+        cold_u, cold_i = self.cold_users[users], self.cold_items[items]
+        value = np.where(
+            cold_u,
+            np.where(cold_i, self.global_mean, self.item_mean[items]),
+            self.user_mean[users],
+        )
+        pred = np.where(cold_u | cold_i, value, pred).astype(np.float32)
+        return np.clip(pred, self.low, self.high, out=pred)
+
+
+class AutoRec(Recommender):
+    """I-AutoRec rating predictor; ``score`` and ``recommend`` use predicted ratings.
+
+    Construct with an ``AutoRecConfig`` or its fields as keywords (``AutoRec(epochs=5)``);
+    unknown keys raise ``ConfigError``.
+    """
+
+    name: ClassVar[str] = "autorec"
+    scores_cold_items: ClassVar[bool] = False
+
+    def __init__(self, config: AutoRecConfig | None = None, **fields: Any) -> None:
+        super().__init__()
+        self.config = resolve_config(AutoRecConfig, config, fields, self.name)
+        self._model: keras.Model | None = None
+        self._ratings: sp.csr_matrix | None = None
+        """[n_items, n_users] float32 training ratings (the network's input at inference)."""
+        self._snapshot: _Snapshot | None = None
+        self._device = "cpu"
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    def config_dict(self) -> dict[str, Any]:
+        return to_jsonable(dataclasses.asdict(self.config))
+
+    def n_parameters(self) -> int:
+        return 0 if self._model is None else int(self._model.count_params())
+
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def keras_model(self) -> keras.Model:
+        if self._model is None:
+            raise RecsysError(f"the {self.name} model is not trained", fix="call fit() or load()")
+        return self._model
+
+    # --- training -----------------------------------------------------------------------------
+    def fit(self, data: Processed, split: InteractionSplit | None = None) -> TrainResult:
+        """Train on ``split.train`` (default ``data.split``); stop early on ``split.val``'s
+        RMSE when it has rows, else run ``epochs``."""
+        if data.feedback == IMPLICIT:
+            raise ConfigError(
+                "autorec predicts explicit ratings, but the data is implicit",
+                fix="keep explicit ratings (preprocess.implicit_threshold: null) or use a "
+                "top-k model (neumf, bpr, ease)",
+            )
+        return super().fit(data, split)
+
+    def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
+        cfg = self.config
+        train = split.train
+        ratings = train[RATING].to_numpy(dtype=np.float32)
+        if (ratings <= 0).any():
+            raise DataError(
+                "autorec needs ratings > 0 (0 marks a missing rating in its input)",
+                fix="shift the rating scale so that it starts above 0",
+            )
+        n_users, n_items = data.vocab.n_users, data.vocab.n_items
+        self._ratings = _rating_matrix(train, n_items, n_users)
+        items = np.flatnonzero(self._train_mask())
+        if len(items) * n_users > MAX_DENSE_CELLS:
+            raise DataError(
+                f"autorec holds the training matrix dense: {len(items)} items x {n_users} users "
+                f"exceeds {MAX_DENSE_CELLS} cells",
+                fix="use a smaller catalogue (k-core) or another rating model",
+            )
+        dense = self._ratings[items].toarray()  # [m, n_users]
+        plan = resolve_device(cfg.device)
+        set_seeds(cfg.seed)
+        self._snapshot = None
+        with plan.scope():
+            model = build_autorec(n_users, len(items), cfg, output_bias=float(ratings.mean()))
+            model.compile(
+                optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                loss=masked_squared_error,
+                jit_compile=plan.jit_compile,
+            )
+        self._model = model
+        settings = TrainSettings(
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            patience=cfg.patience,
+            eval_every=cfg.eval_every,
+            verbose=cfg.verbose,
+        )
+        validation = None
+        if len(split.val):
+            validation = RatingValidation(self._live_pair_scores, split.val)
+
+        def epoch_data(epoch: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+            return {INPUT: dense}, dense
+
+        facts = fit_model(model, epoch_data, settings, plan=plan, validation=validation)
+        self._device = plan.description
+        self._snapshot = None
+        facts["extra"].update(n_train_items=len(items))
+        return facts
+
+    # --- scoring ------------------------------------------------------------------------------
+    def _scores(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        users = np.asarray(user_idx, dtype=np.int64)
+        items = np.asarray(item_idx, dtype=np.int64)
+        snap = self._scoring_snapshot()
+        out = snap.codes[items] @ snap.decoder[:, users] + snap.bias[users]  # [n_i, n_u]
+        return snap.fallback.apply(np.ascontiguousarray(out.T, dtype=np.float32), users, items)
+
+    def _live_pair_scores(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """[n] predictions of the pairs with the weights as they are now (validation)."""
+        users = np.asarray(user_idx, dtype=np.int64)
+        items = np.asarray(item_idx, dtype=np.int64)
+        snap = self._take_snapshot()
+        pred = np.einsum("nh,hn->n", snap.codes[items], snap.decoder[:, users]) + snap.bias[users]
+        return snap.fallback.apply_pairs(pred, users, items)
+
+    def item_embeddings(self) -> np.ndarray | None:
+        """[n_items, hidden_units] hidden codes ``h_i`` (the encoder's view of each item)."""
+        return self._scoring_snapshot().codes.copy()
+
+    def _scoring_snapshot(self) -> _Snapshot:
+        if self._snapshot is None:
+            self._snapshot = self._take_snapshot()
+        return self._snapshot
+
+    def _take_snapshot(self) -> _Snapshot:
+        """Encode every item with the current weights (numpy, float32)."""
+        model = self.keras_model
+        encoder, decoder = model.get_layer("encoder"), model.get_layer("decoder")
+        w = np.asarray(encoder.kernel.numpy(), dtype=np.float32)
+        b = np.asarray(encoder.bias.numpy(), dtype=np.float32)
+        pre = np.asarray(self._rating_matrix() @ w, dtype=np.float32) + b  # [n_items, hidden]
+        return _Snapshot(
+            codes=_activate(pre, self.config.activation),
+            decoder=np.asarray(decoder.kernel.numpy(), dtype=np.float32),
+            bias=np.asarray(decoder.bias.numpy(), dtype=np.float32),
+            fallback=_Fallback.of(self._rating_matrix(), self.config.rating_range),
+        )
+
+    def _rating_matrix(self) -> sp.csr_matrix:
+        if self._ratings is None:
+            raise RecsysError(f"the {self.name} model is not trained", fix="call fit() or load()")
+        return self._ratings
+
+    # --- persistence --------------------------------------------------------------------------
+    def _save(self, path: Path) -> None:
+        self.keras_model.save(path / MODEL_FILE)
+        coo = self._rating_matrix().tocoo()
+        io.write_table(
+            pd.DataFrame(
+                {
+                    ITEM_IDX: coo.row.astype(np.int64),
+                    USER_IDX: coo.col.astype(np.int64),
+                    RATING: coo.data.astype(np.float32),
+                }
+            ),
+            path / RATINGS_FILE,
+        )
+
+    def _load(self, path: Path) -> None:
+        self._model = keras.saving.load_model(path / MODEL_FILE, compile=False)
+        vocab = self._vocab()
+        self._ratings = _rating_matrix(
+            io.read_table(path / RATINGS_FILE), vocab.n_items, vocab.n_users
+        )
+        self._snapshot = None
+        if self.train_result is not None:
+            self._device = self.train_result.device
+
+
+def _rating_matrix(rows: pd.DataFrame, n_items: int, n_users: int) -> sp.csr_matrix:
+    """[n_items, n_users] float32 CSR of the ``rating`` column, indices sorted."""
+    m = sp.csr_matrix(
+        (
+            rows[RATING].to_numpy(dtype=np.float32),
+            (rows[ITEM_IDX].to_numpy(dtype=np.int64), rows[USER_IDX].to_numpy(dtype=np.int64)),
+        ),
+        shape=(n_items, n_users),
+        dtype=np.float32,
+    )
+    m.sum_duplicates()
+    m.sort_indices()
+    return m
+
+
+def _activate(x: np.ndarray, activation: str) -> np.ndarray:
+    """The hidden activation in numpy (float32), matching Keras' definitions."""
+    if activation == "sigmoid":
+        return expit(x).astype(np.float32)
+    if activation == "tanh":
+        return np.tanh(x).astype(np.float32)
+    if activation == "relu":
+        return np.maximum(x, 0.0).astype(np.float32)
+    if activation == "elu":
+        return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))).astype(np.float32)
+    return x.astype(np.float32)

@@ -1,0 +1,233 @@
+"""Hybrid: id embeddings and content towers, fused by a learned popularity gate.
+
+Two scores of a pair, the collaborative one from id embeddings (NeuMF's GMF branch) and the
+content one of ``DeepContent``::
+
+    s_id(u, i) = w_id . (P_u * Q_i)                                    (id path)
+    s_c(u, i)  = w . [c_u * e_i, MLP([c_u, e_i])] + b                  (content path)
+    g(u, i)    = m_u m_i sigmoid(a_u log(1 + n_u) + a_i log(1 + n_i) + a_0)
+    score(u, i) = g(u, i) s_id(u, i) + (1 - g(u, i)) s_c(u, i)
+
+``n_u`` and ``n_i`` are the training interaction counts, ``m_u`` / ``m_i`` 1 for users and
+items that have any (0 otherwise: their id embeddings were never trained, so the gate shuts the
+id path and a cold item is scored by its content alone). The gate is learned with the rest, so
+the model decides how far to trust ids as the evidence behind them grows; a fixed
+``gamma``-weighted sum is the special case ``a_u = a_i = 0``.
+
+The content path is DeepContent's (user demographics + pooled history, item content), so the
+Hybrid scores every item of the catalogue (``scores_cold_items = True``).
+
+Fast full ranking: the content score by ``towers.GmfMlpHead`` (towers run once per weight
+snapshot), the id score as one matrix product ``(P * w_id) Q^T``, and the gate as
+``sigmoid(user term + item term)`` broadcast over the block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import keras
+import numpy as np
+import scipy.sparse as sp
+from keras import ops
+from scipy.special import expit
+
+from recsys.data.preprocess import Processed
+from recsys.models.content import NET, ContentNet, DeepContent, DeepContentConfig
+from recsys.models.towers import GmfMlpHead, check_config_fields
+from recsys.train import to_numpy
+
+
+@dataclass(frozen=True)
+class HybridConfig(DeepContentConfig):
+    """Hybrid hyper-parameters (``params.yaml``, ``models.hybrid``): DeepContent's plus the id
+    path's. Defaults chosen on the ML-100K u1 validation files (``bench/tune_content.py``)."""
+
+    id_dim: int = 32
+    """Width of the user and item id embeddings (GMF factors)."""
+    id_l2: float = 0.0
+    """L2 penalty on the id embeddings each example looks up, averaged over the batch (as
+    NeuMF's ``l2``): the id path memorizes the training pairs fastest."""
+    gate_bias: float = 0.0
+    """Initial ``a_0`` of the gate (0: start from an even mix)."""
+
+    section: ClassVar[str] = "hybrid"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_config_fields(self, self.section, positive=("id_dim",), non_negative=("id_l2",))
+
+
+@keras.saving.register_keras_serializable(package="recsys")
+class HybridNet(ContentNet):
+    """``[user [b], item [b]] -> [b]`` logits of the Hybrid (module docstring)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        id_dim: int,
+        id_l2: float = 0.0,
+        gate_bias: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.id_dim = int(id_dim)
+        self.id_l2 = float(id_l2)
+        self.gate_bias = float(gate_bias)
+        init = keras.initializers.RandomNormal(stddev=0.05)
+        reg = keras.regularizers.L2(self.id_l2) if self.id_l2 > 0 else None
+        n_users, n_items = self.sizes["n_users"], self.sizes["n_items"]
+        self.user_ids = keras.layers.Embedding(
+            n_users,
+            self.id_dim,
+            embeddings_initializer=init,
+            activity_regularizer=reg,
+            dtype=self.dtype_policy,
+            name="user_id",
+        )
+        self.item_ids = keras.layers.Embedding(
+            n_items,
+            self.id_dim,
+            embeddings_initializer=init,
+            activity_regularizer=reg,
+            dtype=self.dtype_policy,
+            name="item_id",
+        )
+        self.id_out = keras.layers.Dense(1, use_bias=False, dtype="float32", name="id_score")
+
+    def build(self, input_shape: Any = None) -> None:
+        super().build(input_shape)
+        n_users, n_items = self.sizes["n_users"], self.sizes["n_items"]
+        self.user_ids.build((None,))
+        self.item_ids.build((None,))
+        self.id_out.build((None, self.id_dim))
+        table = {"initializer": "zeros", "trainable": False, "dtype": "float32"}
+        self.user_log_count = self.add_weight(name="user_log_count", shape=(n_users,), **table)
+        self.item_log_count = self.add_weight(name="item_log_count", shape=(n_items,), **table)
+        self.user_in_train = self.add_weight(name="user_in_train", shape=(n_users,), **table)
+        self.item_in_train = self.add_weight(name="item_in_train", shape=(n_items,), **table)
+        self.gate = self.add_weight(
+            name="gate",
+            shape=(3,),
+            dtype="float32",
+            initializer=keras.initializers.Constant([0.0, 0.0, self.gate_bias]),
+        )
+        """``(a_u, a_i, a_0)``."""
+        self.built = True
+
+    def set_counts(self, seen: sp.spmatrix) -> None:
+        """Write the gate's inputs from the training interactions."""
+        csr = sp.csr_matrix(seen) != 0
+        n_u = np.asarray(csr.sum(axis=1), dtype=np.float32).ravel()
+        n_i = np.asarray(csr.sum(axis=0), dtype=np.float32).ravel()
+        self.user_log_count.assign(np.log1p(n_u))
+        self.item_log_count.assign(np.log1p(n_i))
+        self.user_in_train.assign((n_u > 0).astype(np.float32))
+        self.item_in_train.assign((n_i > 0).astype(np.float32))
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        user, item = inputs
+        items_all = self.item_tower.encode(None, training=training)
+        e = ops.take(items_all, item, axis=0)
+        c = self.user_tower.encode(user, items_all, exclude=item, training=training)
+        s_c = self.content_logit(c, e, training=training)
+        gmf = ops.cast(self.gmf([self.user_ids(user), self.item_ids(item)]), "float32")
+        s_id = ops.squeeze(self.id_out(gmf), axis=-1)
+
+        def take(table: Any, idx: Any) -> Any:
+            return ops.take(table.value, idx, axis=0)
+
+        a = self.gate.value
+        g = ops.sigmoid(
+            a[0] * take(self.user_log_count, user) + a[1] * take(self.item_log_count, item) + a[2]
+        )
+        g = g * take(self.user_in_train, user) * take(self.item_in_train, item)
+        return g * s_id + (1.0 - g) * s_c
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "id_dim": self.id_dim,
+            "id_l2": self.id_l2,
+            "gate_bias": self.gate_bias,
+        }
+
+
+@dataclass(frozen=True)
+class _HybridVectors:
+    users: np.ndarray
+    """[n_users, d] content user vectors."""
+    items: np.ndarray
+    """[n_items, d] content item vectors."""
+    head: GmfMlpHead
+    """The content score."""
+    user_id: np.ndarray
+    """[n_users, id_dim] user id embeddings scaled by ``w_id``."""
+    item_id: np.ndarray
+    """[n_items, id_dim] item id embeddings."""
+    user_gate: np.ndarray
+    """[n_users] ``a_u log(1 + n_u) + a_0``."""
+    item_gate: np.ndarray
+    """[n_items] ``a_i log(1 + n_i)``."""
+    user_mask: np.ndarray
+    item_mask: np.ndarray
+
+
+class Hybrid(DeepContent):
+    """Id embeddings + DeepContent's towers with a learned gate (module docstring)."""
+
+    name: ClassVar[str] = "hybrid"
+    scores_cold_items: ClassVar[bool] = True
+    config_class: ClassVar[type[Any]] = HybridConfig
+
+    def _make_net(self, data: Processed) -> keras.layers.Layer:
+        f = data.features
+        return HybridNet(
+            data.vocab.n_users,
+            data.vocab.n_items,
+            f.item_genres.shape[1],
+            f.item_tokens.shape[1],
+            max(len(f.tokens), 2),
+            f.user_features.shape[1],
+            id_dim=self.config.id_dim,
+            id_l2=self.config.id_l2,
+            gate_bias=self.config.gate_bias,
+            name=NET,
+            **self._net_options(),
+        )
+
+    def _fill_tables(self, net: Any, data: Processed) -> None:
+        super()._fill_tables(net, data)
+        net.set_counts(self._seen_matrix())
+
+    def _extract(self) -> Any:
+        users, items = self._encode_all()
+        net = self.net
+        w_id = to_numpy(net.id_out.kernel).astype(np.float32)[:, 0]
+        a = to_numpy(net.gate).astype(np.float32)
+        return _HybridVectors(
+            users=users,
+            items=items,
+            head=GmfMlpHead.from_layers(users, items, net.head, net.out),
+            user_id=to_numpy(net.user_ids.embeddings).astype(np.float32) * w_id,
+            item_id=to_numpy(net.item_ids.embeddings).astype(np.float32),
+            user_gate=a[0] * to_numpy(net.user_log_count) + a[2],
+            item_gate=a[1] * to_numpy(net.item_log_count),
+            user_mask=to_numpy(net.user_in_train).astype(np.float32),
+            item_mask=to_numpy(net.item_in_train).astype(np.float32),
+        )
+
+    def _score_block(self, v: Any, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        users = np.asarray(user_idx, dtype=np.int64)
+        items = np.asarray(item_idx, dtype=np.int64)
+        s_c = v.head.scores(users, items)
+        s_id = v.user_id[users] @ v.item_id[items].T
+        g = expit(v.user_gate[users, None] + v.item_gate[None, items]).astype(np.float32)
+        g *= v.user_mask[users, None] * v.item_mask[None, items]
+        return (g * s_id + (1.0 - g) * s_c).astype(np.float32, copy=False)  # type: ignore[no-any-return]
+
+    def gate_weights(self) -> dict[str, float]:
+        """The learned gate ``{"user": a_u, "item": a_i, "bias": a_0}``."""
+        a = to_numpy(self.net.gate)
+        return {"user": float(a[0]), "item": float(a[1]), "bias": float(a[2])}

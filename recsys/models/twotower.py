@@ -1,0 +1,365 @@
+"""TwoTower: a retrieval model whose score is one dot product, for nearest-neighbour serving.
+
+::
+
+    v_i = ItemTower(id_i, genres_i, EmbeddingBag(title tokens_i), year_i)       [d], |v| = 1
+    h_u = mean_{j in H(u)} v_j                                                   (history)
+    u   = UserTower(id_u, demographics_u, h_u)                                   [d], |u| = 1
+    score(u, i) = u . v_i
+
+Id embeddings of users and items without training interactions are zeroed (``towers``), so a
+cold item is placed by its content alone and every catalogue item can be retrieved.
+
+Training: in-batch sampled softmax (Yi et al., "Sampling-Bias-Corrected Neural Modeling for
+Large Corpus Item Recommendations", RecSys 2019). A batch holds B training pairs; each user's
+positive competes against the other B - 1 items of the batch::
+
+    logit(b, j) = u_b . v_j / temperature - log q_j
+    loss        = mean_b  -log softmax_j(logit(b, .))[b]
+
+``q_j`` is item j's share of the training interactions, the probability that a uniformly
+shuffled batch holds it: popular items appear as negatives far more often than a full softmax
+would weigh them, and subtracting ``log q_j`` (logQ correction) undoes that bias. Off-diagonal
+entries for the same item as the positive (an accidental hit) and, with ``mask_seen``, for
+items the user interacted with in training are masked out. The correction and the temperature
+apply in training only: serving ranks by ``u . v``.
+
+``item_embeddings()`` returns ``[v_i]`` and ``user_embeddings(user_idx)`` ``[u]``; ``_scores``
+is their matrix product, the exact answer an inner-product faiss index over
+``item_embeddings()`` approximates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import keras
+import numpy as np
+import scipy.sparse as sp
+from keras import ops
+
+from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed
+from recsys.errors import ConfigError
+from recsys.models.content import NET, TowerRecommender
+from recsys.models.towers import (
+    ItemTower,
+    UserTower,
+    check_config_fields,
+    history_table,
+    item_tables,
+)
+from recsys.train import ITEM, USER, EpochArrays
+
+MASKED_LOGIT = -1e9
+"""Logit of a masked in-batch candidate (finite: a row never becomes all -inf and NaN)."""
+
+
+@dataclass(frozen=True)
+class TwoTowerConfig:
+    """TwoTower hyper-parameters (``params.yaml``, ``models.twotower``).
+
+    The defaults were chosen on the ML-100K u1 validation files (``bench/tune_content.py``).
+    """
+
+    embedding_dim: int = 64
+    """Width d of the (unit-norm) user and item vectors: the faiss index's dimension."""
+    id_dim: int = 32
+    """User and item id embedding widths."""
+    token_dim: int = 32
+    item_hidden_units: tuple[int, ...] = (128,)
+    user_hidden_units: tuple[int, ...] = (128,)
+    history_exponent: float = 1.0
+    normalize: bool = True
+    """L2-normalize both towers' outputs (cosine scores); false: a plain dot product."""
+    temperature: float = 0.1
+    logq_correction: bool = True
+    mask_seen: bool = True
+    """Mask in-batch negatives the user interacted with in training."""
+    dropout: float = 0.0
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 1024
+    epochs: int = 30
+    patience: int = 3
+    eval_every: int = 1
+    eval_users: int = 1000
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    seed: int = 20240101
+    verbose: int = 0
+
+    section: ClassVar[str] = "twotower"
+
+    def __post_init__(self) -> None:
+        check_config_fields(
+            self,
+            self.section,
+            positive=("embedding_dim", "token_dim", "batch_size", "epochs", "eval_every"),
+            non_negative=("id_dim", "history_exponent", "weight_decay", "patience"),
+            empty_units_ok=("item_hidden_units", "user_hidden_units"),
+        )
+        if isinstance(self.eval_users, bool) or self.eval_users < 1:
+            raise ConfigError(f"twotower.eval_users must be >= 1, got {self.eval_users!r}")
+        if not self.temperature > 0:
+            raise ConfigError(f"twotower.temperature must be > 0, got {self.temperature}")
+        if self.batch_size < 2:
+            raise ConfigError("twotower.batch_size must be >= 2 (in-batch negatives)")
+
+
+@keras.saving.register_keras_serializable(package="recsys")
+class InBatchSoftmax(keras.layers.Layer):
+    """``[users [B, d], items [B, d], item ids [B](, seen [B, B])] -> [B, B]`` logits.
+
+    ``logits[b, j] = users[b] . items[j] / temperature - log_q[ids[j]]`` (without the second
+    term when ``logq_correction`` is off); off-diagonal entries whose item equals row b's
+    positive, or that ``seen`` marks, are set to ``MASKED_LOGIT``. Row b's label is column b.
+    ``log_q`` [n_items] is a non-trainable table (``set_log_q``). Computes in float32.
+    """
+
+    def __init__(
+        self, n_items: int, temperature: float, *, logq_correction: bool = True, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.n_items = int(n_items)
+        self.temperature = float(temperature)
+        self.logq_correction = bool(logq_correction)
+
+    def build(self, input_shape: Any = None) -> None:
+        self.log_q = self.add_weight(
+            name="log_q",
+            shape=(self.n_items,),
+            dtype="float32",
+            initializer="zeros",
+            trainable=False,
+        )
+        self.built = True
+
+    def set_log_q(self, counts: np.ndarray) -> None:
+        """``log q_j = log(count_j / sum(count))``; items never seen get the log of one count
+        (they never enter a batch, the value only has to be finite)."""
+        counts = np.asarray(counts, dtype=np.float64)
+        total = max(float(counts.sum()), 1.0)
+        self.log_q.assign(np.log(np.maximum(counts, 1.0) / total).astype(np.float32))
+
+    def call(self, inputs: Any) -> Any:
+        users, items, ids = inputs[0], inputs[1], inputs[2]
+        seen = inputs[3] if len(inputs) > 3 else None
+        users = ops.cast(users, "float32")
+        items = ops.cast(items, "float32")
+        logits = ops.matmul(users, ops.transpose(items)) / self.temperature
+        if self.logq_correction:
+            logits = logits - ops.expand_dims(ops.take(self.log_q.value, ids, axis=0), 0)
+        n = ops.shape(ids)[0]
+        off_diagonal = ops.logical_not(ops.eye(n, dtype="bool"))
+        mask = ops.equal(ops.expand_dims(ids, 1), ops.expand_dims(ids, 0))
+        if seen is not None:
+            mask = ops.logical_or(mask, ops.greater(seen, 0))
+        mask = ops.logical_and(mask, off_diagonal)
+        return ops.where(mask, ops.cast(MASKED_LOGIT, "float32"), logits)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
+        b = tuple(input_shape[0])[:1] or (None,)
+        return (b[0], b[0])
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "n_items": self.n_items,
+            "temperature": self.temperature,
+            "logq_correction": self.logq_correction,
+        }
+
+
+@keras.saving.register_keras_serializable(package="recsys")
+def in_batch_softmax_loss(y_true: Any, y_pred: Any) -> Any:
+    """[B] cross-entropy of ``[B, B]`` in-batch logits whose label of row b is column b
+    (``y_true`` is a placeholder: the labels are the diagonal)."""
+    labels = ops.arange(ops.shape(y_pred)[0])
+    return keras.losses.sparse_categorical_crossentropy(labels, y_pred, from_logits=True)
+
+
+@keras.saving.register_keras_serializable(package="recsys")
+class TwoTowerNet(keras.layers.Layer):
+    """``[user [B], item [B]] -> [B, B]`` in-batch logits (module docstring)."""
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        n_genres: int,
+        title_length: int,
+        vocab_size: int,
+        n_user_features: int,
+        *,
+        embedding_dim: int,
+        id_dim: int,
+        token_dim: int,
+        item_hidden_units: list[int] | tuple[int, ...],
+        user_hidden_units: list[int] | tuple[int, ...],
+        history_exponent: float,
+        normalize: bool,
+        temperature: float,
+        logq_correction: bool,
+        mask_seen: bool,
+        dropout: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sizes = {
+            "n_users": int(n_users),
+            "n_items": int(n_items),
+            "n_genres": int(n_genres),
+            "title_length": int(title_length),
+            "vocab_size": int(vocab_size),
+            "n_user_features": int(n_user_features),
+        }
+        self.options = {
+            "embedding_dim": int(embedding_dim),
+            "id_dim": int(id_dim),
+            "token_dim": int(token_dim),
+            "item_hidden_units": [int(u) for u in item_hidden_units],
+            "user_hidden_units": [int(u) for u in user_hidden_units],
+            "history_exponent": float(history_exponent),
+            "normalize": bool(normalize),
+            "temperature": float(temperature),
+            "logq_correction": bool(logq_correction),
+            "mask_seen": bool(mask_seen),
+            "dropout": float(dropout),
+        }
+        d = int(embedding_dim)
+        self.mask_seen = bool(mask_seen)
+        self.item_tower = ItemTower(
+            n_items,
+            n_genres,
+            title_length,
+            vocab_size,
+            token_dim=token_dim,
+            units=(*item_hidden_units, d),
+            id_dim=id_dim,
+            dropout=dropout,
+            normalize=normalize,
+            dtype=self.dtype_policy,
+            name="item_tower",
+        )
+        self.user_tower = UserTower(
+            n_users,
+            n_items,
+            n_user_features,
+            item_dim=d,
+            units=(*user_hidden_units, d),
+            id_dim=id_dim,
+            history_exponent=history_exponent,
+            dropout=dropout,
+            normalize=normalize,
+            dtype=self.dtype_policy,
+            name="user_tower",
+        )
+        self.softmax = InBatchSoftmax(
+            n_items, temperature, logq_correction=logq_correction, name="in_batch_softmax"
+        )
+
+    def build(self, input_shape: Any = None) -> None:
+        self.item_tower.build()
+        self.user_tower.build()
+        self.softmax.build()
+        self.built = True
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        user, item = inputs
+        items_all = self.item_tower.encode(None, training=training)  # [n_items, d]
+        v = ops.take(items_all, item, axis=0)
+        u = self.user_tower.encode(user, items_all, exclude=item, training=training)
+        parts = [u, v, item]
+        if self.mask_seen:
+            # seen[b, j] = A[user_b, item_j], read from the flat history table.
+            n_items = self.sizes["n_items"]
+            flat = ops.expand_dims(ops.cast(user, "int32") * n_items, 1) + ops.expand_dims(
+                ops.cast(item, "int32"), 0
+            )
+            history = ops.reshape(self.user_tower.history.value, (-1,))
+            parts.append(ops.cast(ops.take(history, flat, axis=0), "float32"))
+        return self.softmax(parts)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
+        b = tuple(input_shape[0])[:1] or (None,)
+        return (b[0], b[0])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self.sizes, **self.options}
+
+
+@dataclass(frozen=True)
+class _TowerVectors:
+    users: np.ndarray
+    """[n_users, d] user tower outputs."""
+    items: np.ndarray
+    """[n_items, d] item tower outputs."""
+
+
+class TwoTower(TowerRecommender):
+    """Two-tower retrieval trained with in-batch softmax and logQ correction (module
+    docstring). Construct with a ``TwoTowerConfig`` or its fields as keywords."""
+
+    name: ClassVar[str] = "twotower"
+    scores_cold_items: ClassVar[bool] = True
+    config_class: ClassVar[type[Any]] = TwoTowerConfig
+
+    def _make_net(self, data: Processed) -> keras.layers.Layer:
+        cfg, f = self.config, data.features
+        return TwoTowerNet(
+            data.vocab.n_users,
+            data.vocab.n_items,
+            f.item_genres.shape[1],
+            f.item_tokens.shape[1],
+            max(len(f.tokens), 2),
+            f.user_features.shape[1],
+            embedding_dim=cfg.embedding_dim,
+            id_dim=cfg.id_dim,
+            token_dim=cfg.token_dim,
+            item_hidden_units=list(cfg.item_hidden_units),
+            user_hidden_units=list(cfg.user_hidden_units),
+            history_exponent=cfg.history_exponent,
+            normalize=cfg.normalize,
+            temperature=cfg.temperature,
+            logq_correction=cfg.logq_correction,
+            mask_seen=cfg.mask_seen,
+            dropout=cfg.dropout,
+            name=NET,
+        )
+
+    def _fill_tables(self, net: Any, data: Processed) -> None:
+        seen = history_table(self._seen_matrix(), self.name)
+        genres, tokens, year = item_tables(data.features)
+        in_train = self._train_mask()
+        net.item_tower.set_tables(genres, tokens, year, in_train=in_train)
+        net.user_tower.set_tables(data.features.user_features, seen)
+        counts = np.asarray((sp.csr_matrix(seen) != 0).sum(axis=0), dtype=np.float64).ravel()
+        net.softmax.set_log_q(counts)
+
+    def _loss(self) -> Any:
+        return in_batch_softmax_loss
+
+    def _epoch_data(self, split: InteractionSplit) -> Callable[[int], EpochArrays]:
+        """Every training pair once per epoch (``fit_model`` shuffles them into batches);
+        the targets are placeholders, the labels being the batch diagonal."""
+        inputs = {
+            USER: split.train[USER_IDX].to_numpy(dtype=np.int32),
+            ITEM: split.train[ITEM_IDX].to_numpy(dtype=np.int32),
+        }
+        targets = np.zeros(len(split.train), dtype=np.float32)
+
+        def epoch_data(epoch: int) -> EpochArrays:
+            return inputs, targets
+
+        return epoch_data
+
+    def _extract(self) -> Any:
+        users, items = self._encode_all()
+        return _TowerVectors(users, items)
+
+    def _score_block(self, v: Any, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        users = v.users[np.asarray(user_idx, dtype=np.int64)]
+        items = v.items[np.asarray(item_idx, dtype=np.int64)]
+        return (users @ items.T).astype(np.float32, copy=False)  # type: ignore[no-any-return]
