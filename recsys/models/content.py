@@ -145,6 +145,7 @@ class ContentNet(keras.layers.Layer):
         head_units: list[int] | tuple[int, ...],
         history_exponent: float,
         dropout: float,
+        tower_id_dim: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -165,6 +166,7 @@ class ContentNet(keras.layers.Layer):
             "head_units": [int(u) for u in head_units],
             "history_exponent": float(history_exponent),
             "dropout": float(dropout),
+            "tower_id_dim": int(tower_id_dim),
         }
         d = int(embedding_dim)
         self.item_tower = ItemTower(
@@ -174,6 +176,7 @@ class ContentNet(keras.layers.Layer):
             vocab_size,
             token_dim=token_dim,
             units=(*item_hidden_units, d),
+            id_dim=tower_id_dim,
             dropout=dropout,
             dtype=self.dtype_policy,
             name="item_tower",
@@ -184,6 +187,7 @@ class ContentNet(keras.layers.Layer):
             n_user_features,
             item_dim=d,
             units=(*user_hidden_units, d),
+            id_dim=tower_id_dim,
             history_exponent=history_exponent,
             dropout=dropout,
             dtype=self.dtype_policy,
@@ -501,7 +505,7 @@ class DeepContent(TowerRecommender):
     def _fill_tables(self, net: Any, data: Processed) -> None:
         seen = history_table(self._seen_matrix(), self.name)
         genres, tokens, year = item_tables(data.features)
-        net.item_tower.set_tables(genres, tokens, year)
+        net.item_tower.set_tables(genres, tokens, year, in_train=self._train_mask())
         net.user_tower.set_tables(data.features.user_features, seen)
 
     def _loss(self) -> Any:

@@ -49,6 +49,10 @@ class HybridConfig(DeepContentConfig):
     id_l2: float = 0.0
     """L2 penalty on the id embeddings each example looks up, averaged over the batch (as
     NeuMF's ``l2``): the id path memorizes the training pairs fastest."""
+    tower_id_dim: int = 0
+    """Id embeddings inside the content towers as well (0: none): the item tower then sees
+    ``[content, id]`` (the id zeroed for untrained items) and the user tower a user id, so the
+    pooled history carries item identity too."""
     gate_bias: float = 0.0
     """Initial ``a_0`` of the gate (0: start from an even mix)."""
 
@@ -56,7 +60,9 @@ class HybridConfig(DeepContentConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_config_fields(self, self.section, positive=("id_dim",), non_negative=("id_l2",))
+        check_config_fields(
+            self, self.section, positive=("id_dim",), non_negative=("id_l2", "tower_id_dim")
+        )
 
 
 @keras.saving.register_keras_serializable(package="recsys")
@@ -196,6 +202,9 @@ class Hybrid(DeepContent):
             name=NET,
             **self._net_options(),
         )
+
+    def _net_options(self) -> dict[str, Any]:
+        return {**super()._net_options(), "tower_id_dim": self.config.tower_id_dim}
 
     def _fill_tables(self, net: Any, data: Processed) -> None:
         super()._fill_tables(net, data)

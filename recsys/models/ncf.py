@@ -19,10 +19,12 @@ embedding lookups and the widest matrix product of the MLP per pair. Instead,
 - the MLP's first Dense layer splits into user and item halves, ``W [p'; q'] + b =
   W_u p' + (W_i q' + b)``: the item half is computed once per weight snapshot for the whole
   catalogue and the user half once per user, so per pair only ``relu(user half + item half)``
-  and the narrower layers remain, run batched in numpy (BLAS).
+  and the narrower layers remain, run 32 users at a time in a backend-compiled function
+  (``layers.pairwise_tower_scores``; numpy for small blocks).
 
-It returns the logits ``model.predict`` returns (to float32 round-off) at a fraction of the cost;
-``bench/tune_neumf.py`` measures both.
+It returns the logits ``model.predict`` returns (to float32 round-off): on 943 x 1650 pairs
+(2 CPU cores) about 7.4M pairs/s against 1.1M for ``model.predict`` and 1.8M for the same
+algebra in numpy; ``bench/tune_neumf.py --speed`` measures it.
 """
 
 from __future__ import annotations

@@ -194,7 +194,7 @@ def weights(model: keras.Model) -> list[np.ndarray]:
     return [T.to_numpy(v) for v in model.variables]
 
 
-CPU = T.DevicePlan(kind="cpu", description="cpu")
+CPU = T.DevicePlan(kind="cpu", description="cpu", hide_gpus=True)  # pinned, also on GPU hosts
 
 
 class Scripted(PeriodicValidation):
