@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Quality and cost benchmark on the shared MovieLens 100K splits (PROTOCOL.md), every model side
+# by side in one run per protocol. Results go to reports/benchmarks/ (git-ignored: they hold
+# recommendations derived from MovieLens); the tables are copied into docs/benchmarks.md by hand.
+#
+#   bench/ml100k.sh [topk|loo|rating|all]     (SHARED=../shared by default)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+SHARED="${SHARED:-../shared}"
+S="$SHARED/benchmarks/splits"
+ML="$SHARED/datasets/ml-100k"
+OUT="${OUT:-reports/benchmarks}"
+P=bench/ml100k
+what="${1:-all}"
+export PATH="$PWD/.venv/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=2
+
+if [ "$what" = topk ] || [ "$what" = all ]; then
+    recsys benchmark --protocol topk --params "$P-u1.yaml" \
+        --train "$S/ml100k-u1/train.tsv" --test "$S/ml100k-u1/test.tsv" \
+        --val-train "$S/ml100k-u1/val_train.tsv" --val-test "$S/ml100k-u1/val_test.tsv" \
+        --items "$ML/u.item" --users "$ML/u.user" \
+        --models "${MODELS_TOPK:-mostpop,itemknn,ease,bpr,neumf,content,hybrid,twotower}" \
+        --out "$OUT/ml100k-u1-topk"
+fi
+if [ "$what" = loo ] || [ "$what" = all ]; then
+    recsys benchmark --protocol loo --params "$P-loo.yaml" \
+        --train "$S/ml100k-loo/train.tsv" --test "$S/ml100k-loo/test.tsv" \
+        --negatives "$S/ml100k-loo/negatives.tsv" \
+        --val-train "$S/ml100k-loo/val_train.tsv" --val-test "$S/ml100k-loo/val_test.tsv" \
+        --val-negatives "$S/ml100k-loo/val_negatives.tsv" \
+        --items "$ML/u.item" --users "$ML/u.user" \
+        --models "${MODELS_LOO:-mostpop,itemknn,ease,bpr,neumf}" \
+        --out "$OUT/ml100k-loo"
+fi
+if [ "$what" = rating ] || [ "$what" = all ]; then
+    recsys benchmark --protocol rating --params "$P-rating.yaml" \
+        --data-dir "$ML" --folds u1,u2,u3,u4,u5 \
+        --models "${MODELS_RATING:-autorec}" \
+        --out "$OUT/ml100k-rating-cv"
+fi
