@@ -15,7 +15,15 @@ the model decides how far to trust ids as the evidence behind them grows; a fixe
 ``gamma``-weighted sum is the special case ``a_u = a_i = 0``.
 
 The content path is DeepContent's (user demographics + pooled history, item content), so the
-Hybrid scores every item of the catalogue (``scores_cold_items = True``).
+Hybrid scores every item of the catalogue (``scores_cold_items = True``). With
+``tower_id_dim > 0`` the towers also take id embeddings (zeroed, like the id path, for users
+and items without training interactions), so the pooled history carries item identity too.
+
+Regularizing the id path: a jointly learned gate favours whatever fits the *training* pairs
+best, and the id path memorizes them fastest. ``id_dropout`` switches the id path off for a
+random share of the training examples (DropoutNet, Volkovs et al. 2017), which makes the
+content path carry those examples alone - as it must for cold items - and ``id_l2`` penalizes
+the id embeddings a batch looks up.
 
 Fast full ranking: the content score by ``towers.GmfMlpHead`` (towers run once per weight
 snapshot), the id score as one matrix product ``(P * w_id) Q^T``, and the gate as
@@ -34,6 +42,7 @@ from keras import ops
 from scipy.special import expit
 
 from recsys.data.preprocess import Processed
+from recsys.errors import ConfigError
 from recsys.models.content import NET, ContentNet, DeepContent, DeepContentConfig
 from recsys.models.towers import GmfMlpHead, check_config_fields
 from recsys.train import to_numpy
@@ -53,6 +62,10 @@ class HybridConfig(DeepContentConfig):
     """Id embeddings inside the content towers as well (0: none): the item tower then sees
     ``[content, id]`` (the id zeroed for untrained items) and the user tower a user id, so the
     pooled history carries item identity too."""
+    id_dropout: float = 0.0
+    """Share of training examples whose id path is switched off (gate 0), as DropoutNet
+    (Volkovs et al. 2017): the content path must then score them alone, as it will for cold
+    items, and the gate cannot lean on ids that only memorize the training pairs."""
     gate_bias: float = 0.0
     """Initial ``a_0`` of the gate (0: start from an even mix)."""
 
@@ -60,6 +73,8 @@ class HybridConfig(DeepContentConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ConfigError(f"hybrid.id_dropout must be in [0, 1), got {self.id_dropout}")
         check_config_fields(
             self, self.section, positive=("id_dim",), non_negative=("id_l2", "tower_id_dim")
         )
@@ -74,13 +89,17 @@ class HybridNet(ContentNet):
         *args: Any,
         id_dim: int,
         id_l2: float = 0.0,
+        id_dropout: float = 0.0,
         gate_bias: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.id_dim = int(id_dim)
         self.id_l2 = float(id_l2)
+        self.id_dropout = float(id_dropout)
         self.gate_bias = float(gate_bias)
+        # Dropout of a ones vector, rescaled: 0 for a dropped example, 1 otherwise.
+        self.id_drop = keras.layers.Dropout(self.id_dropout, name="id_dropout")
         init = keras.initializers.RandomNormal(stddev=0.05)
         reg = keras.regularizers.L2(self.id_l2) if self.id_l2 > 0 else None
         n_users, n_items = self.sizes["n_users"], self.sizes["n_items"]
@@ -149,6 +168,8 @@ class HybridNet(ContentNet):
             a[0] * take(self.user_log_count, user) + a[1] * take(self.item_log_count, item) + a[2]
         )
         g = g * take(self.user_in_train, user) * take(self.item_in_train, item)
+        if training and self.id_dropout > 0:
+            g = g * self.id_drop(ops.ones_like(g), training=True) * (1.0 - self.id_dropout)
         return g * s_id + (1.0 - g) * s_c
 
     def get_config(self) -> dict[str, Any]:
@@ -156,6 +177,7 @@ class HybridNet(ContentNet):
             **super().get_config(),
             "id_dim": self.id_dim,
             "id_l2": self.id_l2,
+            "id_dropout": self.id_dropout,
             "gate_bias": self.gate_bias,
         }
 
@@ -198,6 +220,7 @@ class Hybrid(DeepContent):
             f.user_features.shape[1],
             id_dim=self.config.id_dim,
             id_l2=self.config.id_l2,
+            id_dropout=self.config.id_dropout,
             gate_bias=self.config.gate_bias,
             name=NET,
             **self._net_options(),

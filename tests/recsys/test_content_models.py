@@ -34,7 +34,7 @@ from recsys.models.twotower import (
 )
 from recsys.schema import GENRES, INTERACTION_DTYPES, ITEM_ID, RATING, TIMESTAMP, TITLE, USER_ID
 from recsys.schema import Dataset as RawDataset
-from recsys.train import PointwiseEpochs, to_numpy
+from recsys.train import PointwiseEpochs, TrainingError, to_numpy
 from tests.conftest import REPO
 from tests.recsys.test_models_contract import RecommenderContract
 
@@ -48,7 +48,7 @@ SMALL: dict[str, Any] = {
     "seed": 0,
 }
 CONTENT = {**SMALL, "head_units": [16], "epochs": 6}
-HYBRID = {**CONTENT, "id_dim": 8}
+HYBRID = {**CONTENT, "id_dim": 8, "tower_id_dim": 4, "id_dropout": 0.3, "id_l2": 1e-3}
 TWOTOWER = {**SMALL, "id_dim": 8, "epochs": 15, "batch_size": 64}
 
 N_PER_GROUP, WARM_PER_GENRE, COLD_PER_GENRE = 20, 12, 3
@@ -333,6 +333,23 @@ def test_config_is_strict_and_round_trips(cls: Any, config_cls: Any, name: str) 
     for bad in ({"dropout": 1.0}, {"embedding_dim": 0}, {"item_hidden_units": [0]}):
         with pytest.raises(ConfigError):
             cls(**bad)
+
+
+@pytest.mark.parametrize(("cls", "fields"), [(DeepContent, CONTENT), (TwoTower, TWOTOWER)])
+def test_a_huge_learning_rate_raises_training_error(
+    cls: type[Recommender], fields: dict[str, Any], world: Processed
+) -> None:
+    overrides: dict[str, Any] = {"learning_rate": 1e30, "epochs": 3}
+    if cls is TwoTower:
+        overrides["normalize"] = False  # unit vectors would keep the logits finite
+    model = cls(**{**fields, **overrides})
+    with pytest.raises(TrainingError, match="learning_rate"):
+        model.fit(world)
+
+
+def test_hybrid_rejects_an_id_dropout_of_one() -> None:
+    with pytest.raises(ConfigError, match="id_dropout"):
+        Hybrid(id_dropout=1.0)
 
 
 def test_twotower_rejects_a_non_positive_temperature() -> None:
