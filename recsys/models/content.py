@@ -92,10 +92,10 @@ class DeepContentConfig:
     history_exponent: float = 1.0
     """Profile = history sum / n ** exponent (1: mean; FISM's alpha)."""
     dropout: float = 0.0
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     weight_decay: float = 0.0
     """Decoupled weight decay (AdamW) on the trainable weights."""
-    batch_size: int = 1024
+    batch_size: int = 2048
     epochs: int = 20
     n_negatives: int = 4
     patience: int = 3
@@ -146,6 +146,7 @@ class ContentNet(keras.layers.Layer):
         history_exponent: float,
         dropout: float,
         tower_id_dim: int = 0,
+        normalize: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -167,6 +168,7 @@ class ContentNet(keras.layers.Layer):
             "history_exponent": float(history_exponent),
             "dropout": float(dropout),
             "tower_id_dim": int(tower_id_dim),
+            "normalize": bool(normalize),
         }
         d = int(embedding_dim)
         self.item_tower = ItemTower(
@@ -178,6 +180,7 @@ class ContentNet(keras.layers.Layer):
             units=(*item_hidden_units, d),
             id_dim=tower_id_dim,
             dropout=dropout,
+            normalize=normalize,
             dtype=self.dtype_policy,
             name="item_tower",
         )
@@ -190,6 +193,7 @@ class ContentNet(keras.layers.Layer):
             id_dim=tower_id_dim,
             history_exponent=history_exponent,
             dropout=dropout,
+            normalize=normalize,
             dtype=self.dtype_policy,
             name="user_tower",
         )

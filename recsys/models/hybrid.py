@@ -25,6 +25,11 @@ random share of the training examples (DropoutNet, Volkovs et al. 2017), which m
 content path carry those examples alone - as it must for cold items - and ``id_l2`` penalizes
 the id embeddings a batch looks up.
 
+Two training objectives (``objective``): ``bce``, pointwise on sampled negatives like
+DeepContent, and ``softmax``, TwoTower's in-batch sampled softmax with logQ correction
+(``recsys.models.twotower``). With ``head_units: []`` the content score is bilinear, so the
+scores of all B x B user-item pairs of a batch, gate included, are a few matrix products.
+
 Fast full ranking: the content score by ``towers.GmfMlpHead`` (towers run once per weight
 snapshot), the id score as one matrix product ``(P * w_id) Q^T``, and the gate as
 ``sigmoid(user term + item term)`` broadcast over the block.
@@ -32,8 +37,9 @@ snapshot), the id score as one matrix product ``(P * w_id) Q^T``, and the gate a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import keras
 import numpy as np
@@ -41,11 +47,18 @@ import scipy.sparse as sp
 from keras import ops
 from scipy.special import expit
 
-from recsys.data.preprocess import Processed
-from recsys.errors import ConfigError
+from recsys.data.preprocess import InteractionSplit, Processed
+from recsys.errors import ConfigError, RecsysError
 from recsys.models.content import NET, ContentNet, DeepContent, DeepContentConfig
 from recsys.models.towers import GmfMlpHead, check_config_fields
-from recsys.train import to_numpy
+from recsys.models.twotower import (
+    InBatchSoftmax,
+    batch_seen,
+    in_batch_softmax_loss,
+    item_counts,
+    positive_pairs,
+)
+from recsys.train import EpochArrays, to_numpy
 
 
 @dataclass(frozen=True)
@@ -53,21 +66,34 @@ class HybridConfig(DeepContentConfig):
     """Hybrid hyper-parameters (``params.yaml``, ``models.hybrid``): DeepContent's plus the id
     path's. Defaults chosen on the ML-100K u1 validation files (``bench/tune_content.py``)."""
 
+    dropout: float = 0.2
+    epochs: int = 25
     id_dim: int = 32
     """Width of the user and item id embeddings (GMF factors)."""
-    id_l2: float = 0.0
+    id_l2: float = 0.01
     """L2 penalty on the id embeddings each example looks up, averaged over the batch (as
     NeuMF's ``l2``): the id path memorizes the training pairs fastest."""
     tower_id_dim: int = 0
     """Id embeddings inside the content towers as well (0: none): the item tower then sees
     ``[content, id]`` (the id zeroed for untrained items) and the user tower a user id, so the
     pooled history carries item identity too."""
-    id_dropout: float = 0.0
+    id_dropout: float = 0.5
     """Share of training examples whose id path is switched off (gate 0), as DropoutNet
     (Volkovs et al. 2017): the content path must then score them alone, as it will for cold
     items, and the gate cannot lean on ids that only memorize the training pairs."""
     gate_bias: float = 0.0
     """Initial ``a_0`` of the gate (0: start from an even mix)."""
+    objective: Literal["bce", "softmax"] = "bce"
+    """``bce``: pointwise on sampled negatives, as DeepContent. ``softmax``: in-batch sampled
+    softmax with logQ correction, as TwoTower (needs ``head_units: []``: every score of a
+    batch's B x B pairs is then a few matrix products)."""
+    normalize: bool = False
+    """L2-normalize the towers' outputs and the id embeddings (cosine scores, whose scale the
+    output weights then set): keeps in-batch softmax logits bounded."""
+    temperature: float = 1.0
+    """Softmax only: logits = score / temperature."""
+    mask_seen: bool = True
+    """Softmax only: mask in-batch negatives the user interacted with in training."""
 
     section: ClassVar[str] = "hybrid"
 
@@ -78,6 +104,17 @@ class HybridConfig(DeepContentConfig):
         check_config_fields(
             self, self.section, positive=("id_dim",), non_negative=("id_l2", "tower_id_dim")
         )
+        if self.objective not in ("bce", "softmax"):
+            raise ConfigError(f"hybrid.objective must be bce or softmax, got {self.objective!r}")
+        if self.objective == "softmax" and self.head_units:
+            raise ConfigError(
+                "hybrid.objective 'softmax' scores B x B pairs per batch by matrix products",
+                fix="set head_units: [] (GMF content score) or objective: bce",
+            )
+        if not self.temperature > 0:
+            raise ConfigError(f"hybrid.temperature must be > 0, got {self.temperature}")
+        if self.objective == "softmax" and self.batch_size < 2:
+            raise ConfigError("hybrid.batch_size must be >= 2 (in-batch negatives)")
 
 
 @keras.saving.register_keras_serializable(package="recsys")
@@ -91,9 +128,22 @@ class HybridNet(ContentNet):
         id_l2: float = 0.0,
         id_dropout: float = 0.0,
         gate_bias: float = 0.0,
+        objective: str = "bce",
+        temperature: float = 1.0,
+        mask_seen: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.objective = str(objective)
+        self.temperature = float(temperature)
+        self.mask_seen = bool(mask_seen)
+        self.softmax = (
+            InBatchSoftmax(self.sizes["n_items"], self.temperature, name="in_batch_softmax")
+            if self.objective == "softmax"
+            else None
+        )
+        if self.softmax is not None:  # a constant shifts every in-batch logit alike
+            self.out = keras.layers.Dense(1, use_bias=False, dtype="float32", name="prediction")
         self.id_dim = int(id_dim)
         self.id_l2 = float(id_l2)
         self.id_dropout = float(id_dropout)
@@ -127,6 +177,8 @@ class HybridNet(ContentNet):
         self.user_ids.build((None,))
         self.item_ids.build((None,))
         self.id_out.build((None, self.id_dim))
+        if self.softmax is not None:
+            self.softmax.build()
         table = {"initializer": "zeros", "trainable": False, "dtype": "float32"}
         self.user_log_count = self.add_weight(name="user_log_count", shape=(n_users,), **table)
         self.item_log_count = self.add_weight(name="item_log_count", shape=(n_items,), **table)
@@ -152,25 +204,47 @@ class HybridNet(ContentNet):
         self.item_in_train.assign((n_i > 0).astype(np.float32))
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
+        """[b] logits (``bce``), or [b, b] in-batch logits (``softmax``)."""
         user, item = inputs
         items_all = self.item_tower.encode(None, training=training)
         e = ops.take(items_all, item, axis=0)
         c = self.user_tower.encode(user, items_all, exclude=item, training=training)
-        s_c = self.content_logit(c, e, training=training)
-        gmf = ops.cast(self.gmf([self.user_ids(user), self.item_ids(item)]), "float32")
-        s_id = ops.squeeze(self.id_out(gmf), axis=-1)
+        p, q = self.user_ids(user), self.item_ids(item)
+        if self.options["normalize"]:
+            p, q = _l2_normalize(p), _l2_normalize(q)
 
         def take(table: Any, idx: Any) -> Any:
             return ops.take(table.value, idx, axis=0)
 
         a = self.gate.value
-        g = ops.sigmoid(
-            a[0] * take(self.user_log_count, user) + a[1] * take(self.item_log_count, item) + a[2]
-        )
-        g = g * take(self.user_in_train, user) * take(self.item_in_train, item)
+        user_gate = a[0] * take(self.user_log_count, user) + a[2]
+        item_gate = a[1] * take(self.item_log_count, item)
+        user_on = take(self.user_in_train, user)
         if training and self.id_dropout > 0:
-            g = g * self.id_drop(ops.ones_like(g), training=True) * (1.0 - self.id_dropout)
-        return g * s_id + (1.0 - g) * s_c
+            keep = self.id_drop(ops.ones_like(user_on), training=True) * (1.0 - self.id_dropout)
+            user_on = user_on * keep
+        item_on = take(self.item_in_train, item)
+        if self.softmax is None:
+            s_c = self.content_logit(c, e, training=training)
+            s_id = ops.squeeze(self.id_out(ops.cast(self.gmf([p, q]), "float32")), axis=-1)
+            g = ops.sigmoid(user_gate + item_gate) * user_on * item_on
+            return g * s_id + (1.0 - g) * s_c
+        # Every user of the batch against every item of the batch: [b, b] matrices.
+        d = self.dim
+        w_c = ops.cast(self.out.kernel.value, "float32")[:d, 0]
+        w_id = ops.cast(self.id_out.kernel.value, "float32")[:, 0]
+        c, e = ops.cast(c, "float32"), ops.cast(e, "float32")
+        p, q = ops.cast(p, "float32"), ops.cast(q, "float32")
+        s_c = ops.matmul(c * w_c, ops.transpose(e))
+        s_id = ops.matmul(p * w_id, ops.transpose(q))
+        g = ops.sigmoid(ops.expand_dims(user_gate, 1) + ops.expand_dims(item_gate, 0))
+        g = g * ops.expand_dims(user_on, 1) * ops.expand_dims(item_on, 0)
+        seen = batch_seen(self.user_tower, user, item) if self.mask_seen else None
+        return self.softmax.correct(g * s_id + (1.0 - g) * s_c, item, seen)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
+        b = tuple(input_shape[0])[:1] or (None,)
+        return (b[0], b[0]) if self.softmax is not None else (b[0],)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -179,7 +253,20 @@ class HybridNet(ContentNet):
             "id_l2": self.id_l2,
             "id_dropout": self.id_dropout,
             "gate_bias": self.gate_bias,
+            "objective": self.objective,
+            "temperature": self.temperature,
+            "mask_seen": self.mask_seen,
         }
+
+
+def _l2_normalize(x: Any) -> Any:
+    norm = ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
+    return x / ops.maximum(norm, ops.cast(1e-6, x.dtype))
+
+
+def _l2_normalize_numpy(x: np.ndarray) -> np.ndarray:
+    norm = np.sqrt(np.sum(np.square(x), axis=-1, keepdims=True))
+    return (x / np.maximum(norm, np.float32(1e-6))).astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True)
@@ -222,28 +309,62 @@ class Hybrid(DeepContent):
             id_l2=self.config.id_l2,
             id_dropout=self.config.id_dropout,
             gate_bias=self.config.gate_bias,
+            objective=self.config.objective,
+            temperature=self.config.temperature,
+            mask_seen=self.config.mask_seen,
             name=NET,
             **self._net_options(),
         )
 
     def _net_options(self) -> dict[str, Any]:
-        return {**super()._net_options(), "tower_id_dim": self.config.tower_id_dim}
+        return {
+            **super()._net_options(),
+            "tower_id_dim": self.config.tower_id_dim,
+            "normalize": self.config.normalize,
+        }
 
     def _fill_tables(self, net: Any, data: Processed) -> None:
         super()._fill_tables(net, data)
         net.set_counts(self._seen_matrix())
+        if net.softmax is not None:
+            net.softmax.set_log_q(item_counts(self._seen_matrix()))
+
+    def _loss(self) -> Any:
+        if self.config.objective == "softmax":
+            return in_batch_softmax_loss
+        return super()._loss()
+
+    def _epoch_data(self, split: InteractionSplit) -> Callable[[int], EpochArrays]:
+        if self.config.objective == "softmax":
+            return positive_pairs(split)
+        return super()._epoch_data(split)
+
+    def _predict_pairs(
+        self, user_idx: np.ndarray, item_idx: np.ndarray, batch_size: int = 8192
+    ) -> np.ndarray:
+        if self.config.objective == "softmax":
+            raise RecsysError(
+                "a softmax-trained Hybrid's Keras model outputs in-batch logits, not pair "
+                "scores; use score() or _scores()"
+            )
+        return super()._predict_pairs(user_idx, item_idx, batch_size)
 
     def _extract(self) -> Any:
         users, items = self._encode_all()
         net = self.net
         w_id = to_numpy(net.id_out.kernel).astype(np.float32)[:, 0]
         a = to_numpy(net.gate).astype(np.float32)
+
+        def ids(layer: Any) -> np.ndarray:
+            table = to_numpy(layer.embeddings).astype(np.float32)
+            return _l2_normalize_numpy(table) if net.options["normalize"] else table
+
         return _HybridVectors(
             users=users,
             items=items,
             head=GmfMlpHead.from_layers(users, items, net.head, net.out),
-            user_id=to_numpy(net.user_ids.embeddings).astype(np.float32) * w_id,
-            item_id=to_numpy(net.item_ids.embeddings).astype(np.float32),
+            user_id=ids(net.user_ids) * w_id,
+            item_id=ids(net.item_ids),
             user_gate=a[0] * to_numpy(net.user_log_count) + a[2],
             item_gate=a[1] * to_numpy(net.item_log_count),
             user_mask=to_numpy(net.user_in_train).astype(np.float32),

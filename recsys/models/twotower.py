@@ -63,13 +63,13 @@ class TwoTowerConfig:
     The defaults were chosen on the ML-100K u1 validation files (``bench/tune_content.py``).
     """
 
-    embedding_dim: int = 64
+    embedding_dim: int = 128
     """Width d of the (unit-norm) user and item vectors: the faiss index's dimension."""
     id_dim: int = 32
     """User and item id embedding widths."""
     token_dim: int = 32
-    item_hidden_units: tuple[int, ...] = (128,)
-    user_hidden_units: tuple[int, ...] = (128,)
+    item_hidden_units: tuple[int, ...] = (256,)
+    user_hidden_units: tuple[int, ...] = (256,)
     history_exponent: float = 1.0
     normalize: bool = True
     """L2-normalize both towers' outputs (cosine scores); false: a plain dot product."""
@@ -77,11 +77,11 @@ class TwoTowerConfig:
     logq_correction: bool = True
     mask_seen: bool = True
     """Mask in-batch negatives the user interacted with in training."""
-    dropout: float = 0.0
+    dropout: float = 0.3
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 1024
-    epochs: int = 30
+    epochs: int = 13
     patience: int = 3
     eval_every: int = 1
     eval_users: int = 1000
@@ -148,7 +148,12 @@ class InBatchSoftmax(keras.layers.Layer):
         seen = inputs[3] if len(inputs) > 3 else None
         users = ops.cast(users, "float32")
         items = ops.cast(items, "float32")
-        logits = ops.matmul(users, ops.transpose(items)) / self.temperature
+        return self.correct(ops.matmul(users, ops.transpose(items)), ids, seen)
+
+    def correct(self, scores: Any, ids: Any, seen: Any = None) -> Any:
+        """[B, B] logits from [B, B] scores ``s(user_b, item_j)`` of any model (a dot product
+        in ``call``): divided by the temperature, logQ-corrected and masked as above."""
+        logits = ops.cast(scores, "float32") / self.temperature
         if self.logq_correction:
             logits = logits - ops.expand_dims(ops.take(self.log_q.value, ids, axis=0), 0)
         n = ops.shape(ids)[0]
@@ -170,6 +175,38 @@ class InBatchSoftmax(keras.layers.Layer):
             "temperature": self.temperature,
             "logq_correction": self.logq_correction,
         }
+
+
+def batch_seen(user_tower: UserTower, user: Any, item: Any) -> Any:
+    """[B, B] float32 ``A[user_b, item_j]``: whether row b's user interacted with column j's
+    item in training, read from the tower's flat history table."""
+    n_items = user_tower.n_items
+    flat = ops.expand_dims(ops.cast(user, "int32") * n_items, 1) + ops.expand_dims(
+        ops.cast(item, "int32"), 0
+    )
+    history = ops.reshape(user_tower.history.value, (-1,))
+    return ops.cast(ops.take(history, flat, axis=0), "float32")
+
+
+def positive_pairs(split: InteractionSplit) -> Callable[[int], EpochArrays]:
+    """``epoch_data`` for in-batch softmax: every training pair once per epoch
+    (``fit_model`` shuffles them into batches); the targets are placeholders, the labels being
+    the batch diagonal."""
+    inputs = {
+        USER: split.train[USER_IDX].to_numpy(dtype=np.int32),
+        ITEM: split.train[ITEM_IDX].to_numpy(dtype=np.int32),
+    }
+    targets = np.zeros(len(split.train), dtype=np.float32)
+
+    def epoch_data(epoch: int) -> EpochArrays:
+        return inputs, targets
+
+    return epoch_data
+
+
+def item_counts(seen: sp.spmatrix) -> np.ndarray:
+    """[n_items] training interactions per item (the logQ popularity)."""
+    return np.asarray((sp.csr_matrix(seen) != 0).sum(axis=0), dtype=np.float64).ravel()
 
 
 @keras.saving.register_keras_serializable(package="recsys")
@@ -273,13 +310,7 @@ class TwoTowerNet(keras.layers.Layer):
         u = self.user_tower.encode(user, items_all, exclude=item, training=training)
         parts = [u, v, item]
         if self.mask_seen:
-            # seen[b, j] = A[user_b, item_j], read from the flat history table.
-            n_items = self.sizes["n_items"]
-            flat = ops.expand_dims(ops.cast(user, "int32") * n_items, 1) + ops.expand_dims(
-                ops.cast(item, "int32"), 0
-            )
-            history = ops.reshape(self.user_tower.history.value, (-1,))
-            parts.append(ops.cast(ops.take(history, flat, axis=0), "float32"))
+            parts.append(batch_seen(self.user_tower, user, item))
         return self.softmax(parts)
 
     def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
@@ -335,25 +366,13 @@ class TwoTower(TowerRecommender):
         in_train = self._train_mask()
         net.item_tower.set_tables(genres, tokens, year, in_train=in_train)
         net.user_tower.set_tables(data.features.user_features, seen)
-        counts = np.asarray((sp.csr_matrix(seen) != 0).sum(axis=0), dtype=np.float64).ravel()
-        net.softmax.set_log_q(counts)
+        net.softmax.set_log_q(item_counts(seen))
 
     def _loss(self) -> Any:
         return in_batch_softmax_loss
 
     def _epoch_data(self, split: InteractionSplit) -> Callable[[int], EpochArrays]:
-        """Every training pair once per epoch (``fit_model`` shuffles them into batches);
-        the targets are placeholders, the labels being the batch diagonal."""
-        inputs = {
-            USER: split.train[USER_IDX].to_numpy(dtype=np.int32),
-            ITEM: split.train[ITEM_IDX].to_numpy(dtype=np.int32),
-        }
-        targets = np.zeros(len(split.train), dtype=np.float32)
-
-        def epoch_data(epoch: int) -> EpochArrays:
-            return inputs, targets
-
-        return epoch_data
+        return positive_pairs(split)
 
     def _extract(self) -> Any:
         users, items = self._encode_all()

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from recsys.config import PreprocessConfig, SplitConfig
 from recsys.data.preprocess import Processed, preprocess
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, RecsysError
 from recsys.models import towers
 from recsys.models.base import Recommender
 from recsys.models.content import MODEL_FILE, DeepContent, DeepContentConfig
@@ -49,6 +49,14 @@ SMALL: dict[str, Any] = {
 }
 CONTENT = {**SMALL, "head_units": [16], "epochs": 6}
 HYBRID = {**CONTENT, "id_dim": 8, "tower_id_dim": 4, "id_dropout": 0.3, "id_l2": 1e-3}
+HYBRID_SOFTMAX = {
+    **HYBRID,
+    "objective": "softmax",
+    "head_units": [],
+    "batch_size": 32,
+    "normalize": True,
+    "temperature": 0.2,
+}
 TWOTOWER = {**SMALL, "id_dim": 8, "epochs": 15, "batch_size": 64}
 
 N_PER_GROUP, WARM_PER_GENRE, COLD_PER_GENRE = 20, 12, 3
@@ -108,8 +116,13 @@ def world() -> Processed:
 
 @pytest.mark.parametrize(
     ("cls", "fields"),
-    [(DeepContent, CONTENT), (Hybrid, HYBRID), (TwoTower, TWOTOWER)],
-    ids=["content", "hybrid", "twotower"],
+    [
+        (DeepContent, CONTENT),
+        (Hybrid, HYBRID),
+        (Hybrid, HYBRID_SOFTMAX),
+        (TwoTower, TWOTOWER),
+    ],
+    ids=["content", "hybrid", "hybrid-softmax", "twotower"],
 )
 def test_cold_items_are_ranked_by_their_content(
     cls: type[Recommender], fields: dict[str, Any], world: Processed
@@ -146,6 +159,13 @@ class TestHybrid(RecommenderContract):
 
     def make_model(self) -> Recommender:
         return Hybrid(**HYBRID)
+
+
+class TestHybridSoftmax(RecommenderContract):
+    cold_start = True
+
+    def make_model(self) -> Recommender:
+        return Hybrid(**HYBRID_SOFTMAX)
 
 
 class TestTwoTower(RecommenderContract):
@@ -194,6 +214,29 @@ def test_fast_scores_equal_keras_predict(which: str, request: pytest.FixtureRequ
     # A block of users against items in any order matches too.
     sub_u, sub_i = np.array([5, 1, 7]), np.array([9, 0, 3, 3, 29])
     np.testing.assert_allclose(model._scores(sub_u, sub_i), fast[sub_u][:, sub_i], rtol=1e-5)
+
+
+def test_softmax_hybrid_scores_equal_its_in_batch_logits(world: Processed) -> None:
+    model = Hybrid(**HYBRID_SOFTMAX)
+    model.fit(world)
+    seen = model._seen_matrix().toarray() > 0
+    users = np.array([0, 5, 22, 30, 39], dtype=np.int32)
+    # Items outside each row's history: the Keras model pools the whole history for them.
+    items = np.array([np.flatnonzero(~seen[u])[k] for k, u in enumerate(users)], dtype=np.int32)
+    logits = np.asarray(
+        model.keras_model.predict({"user": users, "item": items}, batch_size=8, verbose=0)
+    )
+    softmax = model.net.softmax
+    log_q = to_numpy(softmax.log_q)
+    unmasked = logits > MASKED_LOGIT / 2
+    assert unmasked[np.diag_indices(len(users))].all()
+    scores = (logits + log_q[items][None, :]) * softmax.temperature
+    fast = model._scores(users, items) - np.float32(model._snapshot().head.bias)
+    np.testing.assert_allclose(scores[unmasked], fast[unmasked], rtol=1e-4, atol=1e-4)
+    with pytest.raises(RecsysError, match="in-batch"):
+        model._predict_pairs(users, items)
+    with pytest.raises(ConfigError, match="head_units"):
+        Hybrid(objective="softmax", head_units=[8])
 
 
 def test_training_pairs_leave_their_item_out_of_the_profile(content_model: DeepContent) -> None:
