@@ -76,7 +76,10 @@ ENCODE_BLOCK = 4096
 class DeepContentConfig:
     """DeepContent hyper-parameters (``params.yaml``, ``models.content``).
 
-    The defaults were chosen on the ML-100K u1 validation files (``bench/tune_content.py``).
+    The defaults were chosen on the ML-100K u1 validation files (``bench/tune_content.py``):
+    validation NDCG@10 0.249 at epoch 19 of a 30-epoch curve (dropout 0.2, a 128-wide
+    variant or ``history_exponent`` 0.5 were no better); on the u1 test files 0.526 in ~100 s
+    on 2 CPU cores.
     """
 
     embedding_dim: int = 64

@@ -64,7 +64,11 @@ from recsys.train import EpochArrays, to_numpy
 @dataclass(frozen=True)
 class HybridConfig(DeepContentConfig):
     """Hybrid hyper-parameters (``params.yaml``, ``models.hybrid``): DeepContent's plus the id
-    path's. Defaults chosen on the ML-100K u1 validation files (``bench/tune_content.py``)."""
+    path's. Defaults chosen on the ML-100K u1 validation files (``bench/tune_content.py``):
+    without ``id_dropout``/``id_l2`` the id path overfit from epoch 4 (validation NDCG@10 peak
+    0.208); with them 0.247 at epoch 24. ``tower_id_dim`` 16, 128-wide towers and the softmax
+    objective were no better there. On the u1 test files 0.535 (DeepContent 0.526, NeuMF
+    0.484) in ~120 s on 2 CPU cores."""
 
     dropout: float = 0.2
     epochs: int = 25
