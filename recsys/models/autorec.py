@@ -38,7 +38,6 @@ its predictions equal the saved model's bit for bit. Ratings must be > 0: 0 mark
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -53,8 +52,9 @@ from scipy.special import expit
 from recsys.data import io
 from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed
 from recsys.errors import ConfigError, DataError, RecsysError
-from recsys.models.base import Recommender, TrainResult, to_jsonable
+from recsys.models.base import TrainResult
 from recsys.models.baselines import resolve_config
+from recsys.models.keras_base import KerasRecommender
 from recsys.schema import IMPLICIT, RATING
 from recsys.train import RatingValidation, TrainSettings, fit_model, resolve_device, set_seeds
 
@@ -245,7 +245,7 @@ class _Fallback:
         return np.clip(pred, self.low, self.high, out=pred)
 
 
-class AutoRec(Recommender):
+class AutoRec(KerasRecommender):
     """I-AutoRec rating predictor; ``score`` and ``recommend`` use predicted ratings.
 
     Construct with an ``AutoRecConfig`` or its fields as keywords (``AutoRec(epochs=5)``);
@@ -263,25 +263,6 @@ class AutoRec(Recommender):
         """[n_items, n_users] float32 training ratings (the network's input at inference)."""
         self._snapshot: _Snapshot | None = None
         self._device = "cpu"
-
-    @property
-    def seed(self) -> int:
-        return self.config.seed
-
-    def config_dict(self) -> dict[str, Any]:
-        return to_jsonable(dataclasses.asdict(self.config))
-
-    def n_parameters(self) -> int:
-        return 0 if self._model is None else int(self._model.count_params())
-
-    def device(self) -> str:
-        return self._device
-
-    @property
-    def keras_model(self) -> keras.Model:
-        if self._model is None:
-            raise RecsysError(f"the {self.name} model is not trained", fix="call fit() or load()")
-        return self._model
 
     # --- training -----------------------------------------------------------------------------
     def fit(self, data: Processed, split: InteractionSplit | None = None) -> TrainResult:

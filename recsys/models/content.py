@@ -38,8 +38,8 @@ from keras import ops
 
 from recsys.config import from_dict
 from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed
-from recsys.errors import RecsysError
-from recsys.models.base import Recommender, TrainResult, to_jsonable
+from recsys.models.base import TrainResult
+from recsys.models.keras_base import KerasRecommender
 from recsys.models.layers import GMF, MLPTower
 from recsys.models.towers import (
     GmfMlpHead,
@@ -265,7 +265,7 @@ class _Vectors:
     head: GmfMlpHead
 
 
-class TowerRecommender(Recommender):
+class TowerRecommender(KerasRecommender):
     """What DeepContent, Hybrid and TwoTower share: config handling, the ``recsys.train`` fit
     with checkpoints, tower vectors cached per weight snapshot, ``.keras`` persistence.
 
@@ -289,27 +289,11 @@ class TowerRecommender(Recommender):
         self._device = "cpu"
         self._checkpoint_dir: Path | str | None = None
 
-    @property
-    def seed(self) -> int:
-        return int(self.config.seed)
-
-    def config_dict(self) -> dict[str, Any]:
-        return to_jsonable(dataclasses.asdict(self.config))
-
     def n_parameters(self) -> int:
         """Trainable weights (the feature and history tables are data, not parameters)."""
         if self._model is None:
             return 0
         return int(sum(int(np.prod(v.shape)) for v in self._model.trainable_variables))
-
-    def device(self) -> str:
-        return self._device
-
-    @property
-    def keras_model(self) -> keras.Model:
-        if self._model is None:
-            raise RecsysError(f"the {self.name} model is not trained", fix="call fit() or load()")
-        return self._model
 
     @property
     def net(self) -> Any:

@@ -39,8 +39,9 @@ import numpy as np
 
 from recsys.config import from_dict
 from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed
-from recsys.errors import ConfigError, RecsysError
-from recsys.models.base import Recommender, TrainResult, to_jsonable
+from recsys.errors import ConfigError
+from recsys.models.base import TrainResult
+from recsys.models.keras_base import KerasRecommender
 from recsys.models.layers import GMF, MLPTower, dense_stack_numpy, pairwise_tower_scores
 from recsys.schema import IMPLICIT, RATING
 from recsys.train import (
@@ -193,7 +194,7 @@ class _ScoringWeights:
     bias: float
 
 
-class NeuMF(Recommender):
+class NeuMF(KerasRecommender):
     """Neural matrix factorization (GMF + MLP) trained with ``recsys.train``.
 
     Construct with a ``NeuMFConfig`` or its fields as keywords (``NeuMF(epochs=5)``); unknown
@@ -212,25 +213,6 @@ class NeuMF(Recommender):
         self._weights: _ScoringWeights | None = None
         self._device = "cpu"
         self._checkpoint_dir: Path | str | None = None
-
-    @property
-    def seed(self) -> int:
-        return self.config.seed
-
-    def config_dict(self) -> dict[str, Any]:
-        return to_jsonable(dataclasses.asdict(self.config))
-
-    def n_parameters(self) -> int:
-        return 0 if self._model is None else int(self._model.count_params())
-
-    def device(self) -> str:
-        return self._device
-
-    @property
-    def keras_model(self) -> keras.Model:
-        if self._model is None:
-            raise RecsysError(f"the {self.name} model is not trained", fix="call fit() or load()")
-        return self._model
 
     def resolved_loss(self, feedback: str | None = None) -> Literal["bce", "mse"]:
         """The loss ``fit`` uses for data of this ``feedback`` (``explicit``/``implicit``)."""
