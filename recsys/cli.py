@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # heavy modules are imported by the commands that use them
 
 DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_REPORTS = Path("reports") / "validation"
+DEFAULT_REGISTRY = Path("data") / "registry"
+"""Champion pointer, promotion history and gate decisions (``recsys.serving.store``)."""
 INTERNAL_ERROR = 3
 """Exit status of an unexpected exception (0 ok, 1 validation failed, 2 bad input or config)."""
 PROFILE_FILE = "profile.json"
@@ -150,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.set_defaults(handler=cmd_download)
 
     _benchmark_parser(commands)
+    _registry_parsers(commands)
     return parser
 
 
@@ -212,6 +215,75 @@ def _benchmark_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     bench.add_argument("--seed", type=int, metavar="N", default=0, help="bootstrap seed")
     bench.add_argument("--out", type=Path, metavar="OUT", required=True, help="output directory")
     bench.set_defaults(handler=cmd_benchmark)
+
+
+GATE_DESCRIPTION = """\
+Decide whether a challenger may replace the champion (recsys.gate.decide, the 'gate'
+section of the parameter file). Fails closed: no thresholds, an empty test set or a
+missing/NaN metric rejects; absolute thresholds always apply; against a champion evaluated
+on the same split the challenger must beat it on the primary metric by the margin, with the
+paired-bootstrap CI of the gain above 0; slices and the latency/size budgets must hold.
+EVAL.json: the metrics file of `recsys evaluate` (give --challenger-tag, the model's
+registry tag) or ModelEvaluation.to_dict(). Writes the decision with every reason to --out.
+
+Exit status: 0 promoted, 1 rejected (every reason is printed), 2 bad input."""
+
+
+def _registry_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    gate = commands.add_parser(
+        "gate",
+        help="decide whether a challenger may replace the champion",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=GATE_DESCRIPTION,
+    )
+    gate.add_argument("--challenger", type=Path, required=True, metavar="EVAL.json")
+    gate.add_argument("--champion", type=Path, metavar="EVAL.json", help="omit on the first run")
+    gate.add_argument("--challenger-tag", metavar="TAG", help="registry tag of the challenger")
+    gate.add_argument("--champion-tag", metavar="TAG", help="registry tag of the champion")
+    gate.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="parameter file")
+    gate.add_argument("--out", type=Path, required=True, metavar="DECISION.json")
+    gate.add_argument(
+        "--registry", type=Path, metavar="DIR", help="also record the decision in this registry"
+    )
+    gate.set_defaults(handler=cmd_gate)
+
+    registry_help = f"registry directory (default: {DEFAULT_REGISTRY})"
+    champion = commands.add_parser(
+        "champion",
+        help="show the current champion and its recent history",
+        description="Print the champion model's tag and the last promotions and rollbacks.",
+    )
+    champion.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help=registry_help)
+    champion.add_argument("--history", type=int, default=5, metavar="N", help="entries shown")
+    champion.set_defaults(handler=cmd_champion)
+
+    promote = commands.add_parser(
+        "promote",
+        help="make a gated model the champion",
+        description="Make TAG (a model in the BentoML store, $BENTOML_HOME) the champion. The "
+        "recorded gate decision for that exact tag is re-checked: it must bless the model, on "
+        "the split the model was saved with, against the champion that is current now. "
+        "Promoting the current champion again changes nothing. Exit status: 0 promoted (or "
+        "already champion), 1 refused, 2 bad input.",
+    )
+    promote.add_argument("tag", metavar="TAG", help="name:version (or name:latest)")
+    promote.add_argument(
+        "--decision",
+        type=Path,
+        metavar="FILE",
+        help="the gate decision (default: the one recorded in the registry)",
+    )
+    promote.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help=registry_help)
+    promote.set_defaults(handler=cmd_promote)
+
+    rollback = commands.add_parser(
+        "rollback",
+        help="repoint the champion to the previous blessed model",
+        description="Make the previous champion the champion again and record the rollback. "
+        "Exit status: 0 rolled back, 1 refused, 2 nothing to roll back to.",
+    )
+    rollback.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help=registry_help)
+    rollback.set_defaults(handler=cmd_rollback)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -371,6 +443,53 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         cfg, args.out, log=print, warn=lambda m: print(f"warning: {m}", file=sys.stderr)
     )
     print(f"{len(report.models)} model(s) -> {args.out / bm.RESULTS_MD}")
+    return 0
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from recsys import gate
+    from recsys.data import io
+
+    def evaluation(path: Path, tag: str | None) -> gate.ModelEvaluation:
+        return gate.ModelEvaluation.from_dict(io.read_json(path), str(path), tag=tag)
+
+    challenger = evaluation(args.challenger, args.challenger_tag)
+    champion = None if args.champion is None else evaluation(args.champion, args.champion_tag)
+    decision = gate.decide(challenger, champion, _params(args.params).gate)
+    io.write_json(decision.to_dict(), args.out)
+    if args.registry is not None:
+        from recsys.serving.store import Registry
+
+        print(f"recorded: {Registry(args.registry).record_decision(decision)}")
+    print(decision.report())
+    print(f"decision: {args.out}")
+    return 0 if decision.promote else 1
+
+
+def cmd_champion(args: argparse.Namespace) -> int:
+    from recsys.serving.store import Registry, describe
+
+    print(describe(Registry(args.registry), history=args.history))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from recsys.serving.store import Registry
+
+    result = Registry(args.registry).promote(args.tag, decision_file=args.decision)
+    if result.changed:
+        previous = result.record.previous[0] if result.record.previous else "none"
+        print(f"promoted {result.record.tag} (previous champion: {previous})")
+    else:
+        print(f"{result.record.tag} already is the champion: nothing changed")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from recsys.serving.store import Registry
+
+    record = Registry(args.registry).rollback()
+    print(f"rolled back: champion is {record.tag} again ({record.reasons[0]})")
     return 0
 
 

@@ -131,10 +131,56 @@ class PreprocessConfig:
 
 
 @dataclass(frozen=True)
+class SliceGate:
+    """One slice (e.g. cold users, tail items) the challenger must not regress on."""
+
+    metric: str = "ndcg@10"
+    max_regression: float = 0.0
+    """Largest allowed drop against the champion's value on this slice (absolute)."""
+    min_value: float | None = None
+    """Optional absolute floor on the slice, applied with or without a champion."""
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """The promotion gate (``recsys.gate.decide``); it fails closed: no thresholds, no promotion.
+
+    Defaults fit the embedded synthetic data set; the values of record live in ``params.yaml``.
+    """
+
+    primary_metric: str = "ndcg@10"
+    min_metrics: dict[str, float] = field(
+        default_factory=lambda: {"ndcg@10": 0.12, "recall@10": 0.10}
+    )
+    """Absolute floors, always applied (higher is better). The synthetic default data's
+    most-popular baseline scores ndcg@10 0.117: a model must at least beat popularity."""
+    max_metrics: dict[str, float] = field(default_factory=dict)
+    """Absolute ceilings for lower-is-better metrics, e.g. ``{"rmse": 0.95}``."""
+    min_gain: float = 0.002
+    """Margin by which the challenger must beat the champion on the primary metric."""
+    alpha: float = 0.05
+    """The paired-bootstrap (1 - alpha) CI of the gain must lie above 0."""
+    n_bootstrap: int = 1000
+    seed: int = 0
+    max_latency_p99_ms: float | None = 100.0
+    """Single-request ``recommend`` p99 latency budget; None: no budget."""
+    max_model_bytes: int | None = 200_000_000
+    """On-disk size budget of the saved model directory; None: no budget."""
+    slices: dict[str, SliceGate] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        if self.n_bootstrap < 1:
+            raise ValueError(f"n_bootstrap must be >= 1, got {self.n_bootstrap}")
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig = field(default_factory=DataConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
 
 
 T = TypeVar("T")
@@ -206,6 +252,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"'{where}' must be a mapping, got {value!r}")
+        value_type = (get_args(tp) or (str, str))[1]
+        if value_type is not str:  # typed values (numbers, nested sections) are checked too
+            return {str(k): _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
         return {str(k): str(v) for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, list | tuple):
