@@ -150,9 +150,7 @@ class ModelEvaluation:
             raw["user_ids"] = per_user.pop("user_ids")
             split = raw.get("split")
             if isinstance(split, dict) and split:
-                raw["split_fingerprint"] = hashlib.sha256(
-                    json.dumps(split, sort_keys=True).encode()
-                ).hexdigest()
+                raw["split_fingerprint"] = checksums_fingerprint(split)
             latency = raw.get("latency_ms") or {}
             raw.setdefault("latency_p50_ms", latency.get("p50"))
             raw.setdefault("latency_p99_ms", latency.get("p99"))
@@ -204,6 +202,15 @@ def slice_metrics(
     if not mask.any():
         return {k: math.nan for k in per_user}
     return {k: float(np.asarray(v)[mask].mean()) for k, v in per_user.items()}
+
+
+def checksums_fingerprint(checksums: Mapping[str, str]) -> str:
+    """One fingerprint from per-table checksums (the ``split`` of a ``recsys evaluate`` file).
+
+    Pass the same value to ``recsys.serving.store.save_model(split_fingerprint=...)``, so that
+    promotion can match the model with its gate decision.
+    """
+    return hashlib.sha256(json.dumps(dict(checksums), sort_keys=True).encode()).hexdigest()
 
 
 def split_fingerprint(**tables: pd.DataFrame) -> str:

@@ -370,6 +370,7 @@ def test_reads_the_recsys_evaluate_metrics_file() -> None:
     )
     other = ModelEvaluation.from_dict({**raw, "split": {**raw["split"], "test": "zz"}}, tag="t:1")
     assert ev.split_fingerprint != other.split_fingerprint
+    assert ev.split_fingerprint == gate.checksums_fingerprint(dict(reversed(raw["split"].items())))
     with pytest.raises(DataError, match="tag"):
         ModelEvaluation.from_dict(raw)
 
