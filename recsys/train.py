@@ -769,6 +769,8 @@ class _LoopState:
     samples: int = 0
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
+    elapsed: list[float] = field(default_factory=list)
+    """``train_seconds`` after each epoch."""
 
 
 def fit_model(
@@ -798,7 +800,10 @@ def fit_model(
     Returns:
       ``{"epochs", "best_epoch", "samples_per_second", "history", "device", "extra"}``;
       ``history`` has ``loss`` per epoch and, with validation, the metric (e.g.
-      ``val_ndcg@10``) with the 1-based epochs it was measured at in ``val_epoch``.
+      ``val_ndcg@10``) with the 1-based epochs it was measured at in ``val_epoch``;
+      ``extra["epoch_train_seconds"]`` the training seconds (validation excluded) after each
+      epoch, for time-to-quality curves (not in ``history``: a resumed run's history equals
+      an uninterrupted one's, its timings do not).
 
     Raises:
       TrainingError: non-finite loss, weights or validation metric; an incompatible checkpoint.
@@ -857,6 +862,8 @@ def fit_model(
         state.train_seconds += seconds
         logs = capture.logs
         state.history["loss"].append(float(np.asarray(logs.get("loss", np.nan))))
+        # Training seconds so far (validation excluded): the x axis of time-to-quality curves.
+        state.elapsed.append(round(state.train_seconds, 4))
         state.epoch = epoch + 1
         if validation is not None and validation.name in logs:
             value = float(np.asarray(logs[validation.name]))
@@ -899,6 +906,7 @@ def fit_model(
             "stopped_early": state.stopped_early,
             "resumed_from_epoch": resumed_from,
             "train_seconds": round(state.train_seconds, 3),
+            "epoch_train_seconds": list(state.elapsed),
             "eval_seconds": round(state.eval_seconds, 3),
             "best_value": state.best_value,
             "monitor": None if validation is None else validation.name,

@@ -21,6 +21,7 @@ MODELS: dict[str, str] = {
     "hybrid": "recsys.models.hybrid:Hybrid",
     "twotower": "recsys.models.twotower:TwoTower",
     "autorec": "recsys.models.autorec:AutoRec",
+    "ensemble": "recsys.models.ensemble:Ensemble",
 }
 
 

@@ -229,6 +229,9 @@ def test_early_stopping_restores_the_best_epoch() -> None:
     for got, best in zip(weights(model), val.seen_weights[1], strict=True):
         np.testing.assert_array_equal(got, best)
     assert out["device"] == "cpu" and out["samples_per_second"] > 0
+    elapsed = out["extra"]["epoch_train_seconds"]  # validation time excluded, cumulative
+    assert len(elapsed) == 4 and elapsed == sorted(elapsed) and elapsed[0] > 0
+    assert elapsed[-1] == pytest.approx(out["extra"]["train_seconds"], abs=1e-3)
 
 
 def test_eval_every_validates_periodically_and_after_the_last_epoch() -> None:
@@ -307,6 +310,7 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) ->
         checkpoint_dir=ckpt,
     )
     assert resumed["extra"]["resumed_from_epoch"] == 3
+    assert len(resumed["extra"]["epoch_train_seconds"]) == 5  # the crashed run's 3 kept
     assert resumed["history"] == full["history"]
     assert (resumed["epochs"], resumed["best_epoch"]) == (full["epochs"], full["best_epoch"])
     for a, b in zip(weights(resumed_model), weights(full_model), strict=True):

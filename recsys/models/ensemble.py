@@ -1,0 +1,221 @@
+"""A weighted ensemble of recommenders: ``score = sum_k w_k (s_k - mean_k) / std_k``.
+
+Each member is trained on the same data as the ensemble, and its scores are put on one scale
+by a *global* standardization (mean and standard deviation of the member's scores over a
+sample of unseen (user, item) pairs, measured once after training). A global scale, unlike a
+per-user one, gives a pair the same score whether it is ranked among all items or scored
+alone (``Recommender.score``), so serving and evaluation agree. The weights are chosen on the
+validation files by ``Ensemble.tune`` (the ``recsys benchmark`` tuning hook): the members are
+fitted once on the validation training rows and only the blend is searched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys.data import io
+from recsys.data.preprocess import InteractionSplit, Processed
+from recsys.errors import ConfigError, RecsysError
+from recsys.models.base import Recommender, to_jsonable
+from recsys.models.baselines import resolve_config
+
+MEMBERS_DIR = "members"
+STATS_FILE = "ensemble.json"
+STAT_USERS = 512
+"""Users sampled for each member's score mean and standard deviation."""
+WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+"""Relative weights searched by ``tune`` for every member but the first (whose weight is 1)."""
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Which models to blend (``params.yaml``: ``models.ensemble``)."""
+
+    members: tuple[str, ...] = ("ease", "twotower")
+    """Registry names, at most once each; the first member is the reference (weight 1)."""
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Constructor fields per member name (as in ``models.<name>``)."""
+    weights: tuple[float, ...] | None = None
+    """One weight per member (None: equal weights, or what ``tune`` chooses)."""
+    seed: int = 20240101
+
+    def __post_init__(self) -> None:
+        members = tuple(self.members)
+        if not members or len(set(members)) != len(members) or "ensemble" in members:
+            raise ConfigError(
+                f"ensemble.members must name distinct models other than 'ensemble', got {members}"
+            )
+        object.__setattr__(self, "members", members)
+        unknown = sorted(set(self.params) - set(members))
+        if unknown:
+            raise ConfigError(
+                f"ensemble.params names models that are not members: {unknown}",
+                fix=f"members are {list(members)}",
+            )
+        if self.weights is not None:
+            weights = tuple(float(w) for w in self.weights)
+            if len(weights) != len(members) or not all(np.isfinite(weights)):
+                raise ConfigError(
+                    f"ensemble.weights needs one finite number per member ({len(members)}), "
+                    f"got {self.weights}"
+                )
+            if min(weights) < 0 or max(weights) <= 0:
+                raise ConfigError("ensemble.weights must be >= 0 with at least one > 0")
+            object.__setattr__(self, "weights", weights)
+
+
+class Ensemble(Recommender):
+    """A weighted sum of standardized member scores (see the module docstring)."""
+
+    name = "ensemble"
+
+    def __init__(self, config: EnsembleConfig | None = None, **fields: Any) -> None:
+        super().__init__()
+        self.config = resolve_config(EnsembleConfig, config, fields, self.name)
+        self.models: list[Recommender] = []
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def weights(self) -> np.ndarray:
+        w = self.config.weights or (1.0,) * len(self.config.members)
+        return np.asarray(w, dtype=np.float64)
+
+    @property
+    def scores_cold_items(self) -> bool:  # type: ignore[override]
+        return bool(self.models) and all(m.scores_cold_items for m in self._active())
+
+    def config_dict(self) -> dict[str, Any]:
+        return to_jsonable(dataclasses.asdict(self.config))
+
+    def n_parameters(self) -> int:
+        return sum(m.n_parameters() for m in self.models)
+
+    def device(self) -> str:
+        devices = sorted({m.device() for m in self.models})
+        return ",".join(devices) or "cpu"
+
+    def member_configs(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(name, dict(self.config.params.get(name, {}))) for name in self.config.members]
+
+    # --- training -------------------------------------------------------------------------
+    def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
+        from recsys.models.registry import model_class
+
+        self.models = []
+        members: dict[str, Any] = {}
+        for name, fields in self.member_configs():
+            model = model_class(name)(**fields)
+            result = model.fit(data, split)
+            self.models.append(model)
+            members[name] = result.summary()
+        self._standardize()
+        return {"extra": {"members": members, "weights": self.weights.tolist()}}
+
+    def _standardize(self) -> None:
+        """Each member's score mean and std over unseen pairs of a user sample."""
+        seen = self._seen_matrix()
+        rng = np.random.default_rng(self.config.seed)
+        users = np.flatnonzero(seen.getnnz(axis=1) > 0)
+        users = np.sort(rng.choice(users, size=min(STAT_USERS, len(users)), replace=False))
+        items = np.flatnonzero(self._train_mask())
+        unseen = ~self._seen_block(users, items)
+        mean, std = [], []
+        for model in self.models:
+            s = np.asarray(model._scores(users, items), dtype=np.float64)[unseen]
+            mean.append(float(s.mean()))
+            std.append(float(s.std()) or 1.0)  # a constant scorer adds nothing to the ranking
+        self.mean, self.std = np.asarray(mean), np.asarray(std)
+
+    @classmethod
+    def tune(
+        cls,
+        data: Processed,
+        val_split: InteractionSplit,
+        evaluate_fn: Any,
+        *,
+        metric: str,
+        config: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Choose ``weights`` on the validation files (``recsys benchmark``'s tuning hook).
+
+        The members are fitted once on ``val_split.train``; every weight vector of
+        ``WEIGHT_GRID`` (first member fixed at 1) is scored by ``evaluate_fn`` on
+        ``val_split.test`` and the best is returned (ties: the earlier, simpler vector).
+        """
+        if val_split.test.empty:
+            return {}
+        ensemble = cls(**config)
+        ensemble.fit(data, val_split)
+        n = len(ensemble.config.members)
+        best: tuple[float, tuple[float, ...]] | None = None
+        for rest in itertools.product(WEIGHT_GRID, repeat=n - 1):
+            weights = (1.0, *rest)
+            candidate = ensemble.with_weights(weights)
+            value = float(
+                evaluate_fn(candidate, val_split.train, val_split.test, (10,)).metrics[metric]
+            )
+            if best is None or value > best[0]:
+                best = (value, weights)
+        assert best is not None
+        return {"weights": list(best[1])}
+
+    def with_weights(self, weights: tuple[float, ...]) -> Ensemble:
+        """A copy sharing the trained members, with other weights (no refit)."""
+        other = Ensemble(dataclasses.replace(self.config, weights=weights))
+        other.vocab, other._seen, other._item_in_train = self.vocab, self._seen, self._item_in_train
+        other.feedback, other.train_result = self.feedback, self.train_result
+        other.models, other.mean, other.std = self.models, self.mean, self.std
+        return other
+
+    # --- scoring ----------------------------------------------------------------------------
+    def _active(self) -> list[Recommender]:
+        return [m for m, w in zip(self.models, self.weights, strict=True) if w > 0]
+
+    def _scores(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        mean, std = self._stats()
+        out = np.zeros((len(user_idx), len(item_idx)), dtype=np.float64)
+        for model, w, mu, sd in zip(self.models, self.weights, mean, std, strict=True):
+            if w > 0:
+                out += (w / sd) * (np.asarray(model._scores(user_idx, item_idx)) - mu)
+        return out.astype(np.float32)
+
+    def item_embeddings(self) -> np.ndarray | None:
+        """The first member's that has them (the retrieval stage of serving)."""
+        for model in self._active():
+            emb = model.item_embeddings()
+            if emb is not None:
+                return emb
+        return None
+
+    # --- persistence ------------------------------------------------------------------------
+    def _save(self, path: Path) -> None:
+        mean, std = self._stats()
+        for i, model in enumerate(self.models):
+            model.save(path / MEMBERS_DIR / f"{i}-{model.name}")
+        io.write_json({"mean": mean.tolist(), "std": std.tolist()}, path / STATS_FILE)
+
+    def _load(self, path: Path) -> None:
+        self.models = [
+            Recommender.load(path / MEMBERS_DIR / f"{i}-{name}")
+            for i, name in enumerate(self.config.members)
+        ]
+        stats = io.read_json(path / STATS_FILE)
+        self.mean = np.asarray(stats["mean"], dtype=np.float64)
+        self.std = np.asarray(stats["std"], dtype=np.float64)
+
+    def _stats(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.mean is None or self.std is None or not self.models:
+            raise RecsysError("the ensemble model is not trained", fix="call fit() or load()")
+        return self.mean, self.std

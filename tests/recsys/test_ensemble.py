@@ -1,0 +1,118 @@
+"""The weighted ensemble: the Recommender contract, its blend arithmetic and the tuning hook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from recsys.data.preprocess import Processed
+from recsys.errors import ConfigError
+from recsys.evaluation.evaluate import evaluate_topk
+from recsys.models.base import Recommender
+from recsys.models.baselines import EASE, ItemKNN
+from recsys.models.ensemble import Ensemble
+from tests.recsys.test_models_contract import RecommenderContract, synthetic_data
+
+MEMBERS = {"members": ["ease", "itemknn"], "params": {"ease": {"l2": 50.0}, "itemknn": {"k": 20}}}
+
+
+class TestEnsemble(RecommenderContract):
+    def make_model(self) -> Recommender:
+        return Ensemble(**MEMBERS, weights=[1.0, 0.5])
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[Ensemble, EASE, ItemKNN, Processed]:
+    data = synthetic_data()
+    ens = Ensemble(**MEMBERS, weights=[1.0, 0.5])
+    ens.fit(data)
+    ease, knn = EASE(l2=50.0), ItemKNN(k=20)
+    ease.fit(data)
+    knn.fit(data)
+    return ens, ease, knn, data
+
+
+def test_scores_are_the_weighted_sum_of_standardized_member_scores(
+    fitted: tuple[Ensemble, EASE, ItemKNN, Processed],
+) -> None:
+    ens, ease, knn, data = fitted
+    users, items = np.arange(10), np.arange(data.vocab.n_items)
+    assert ens.mean is not None and ens.std is not None
+    expected = (ease._scores(users, items) - ens.mean[0]) / ens.std[0] + 0.5 * (
+        knn._scores(users, items) - ens.mean[1]
+    ) / ens.std[1]
+    np.testing.assert_allclose(ens._scores(users, items), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_single_member_ranks_exactly_like_that_member(
+    fitted: tuple[Ensemble, EASE, ItemKNN, Processed],
+) -> None:
+    ens, ease, _, data = fitted
+    users = data.vocab.user_ids[:30]
+    only_ease = ens.with_weights((1.0, 0.0))
+    np.testing.assert_array_equal(only_ease.recommend(users, k=10)[0], ease.recommend(users, 10)[0])
+
+
+def test_pair_scores_equal_full_ranking_scores(
+    fitted: tuple[Ensemble, EASE, ItemKNN, Processed],
+) -> None:
+    # Global standardization: a pair scored alone gets the score it has in a full ranking.
+    ens, _, _, data = fitted
+    users = data.vocab.user_ids[:5]
+    ids, scores = ens.recommend(users, k=5)
+    pair = ens.score(np.repeat(users, 5), ids.ravel())
+    np.testing.assert_allclose(pair.reshape(5, 5), scores, rtol=1e-5)
+
+
+def test_save_load_keeps_members_and_weights(
+    fitted: tuple[Ensemble, EASE, ItemKNN, Processed], tmp_path: Path
+) -> None:
+    ens, _, _, data = fitted
+    ens.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    assert isinstance(loaded, Ensemble)
+    assert [m.name for m in loaded.models] == ["ease", "itemknn"]
+    assert loaded.weights.tolist() == [1.0, 0.5]
+    users = data.vocab.user_ids[:20]
+    np.testing.assert_array_equal(loaded.recommend(users, 10)[0], ens.recommend(users, 10)[0])
+
+
+def test_tune_returns_the_grid_point_with_the_best_validation_metric() -> None:
+    data = synthetic_data()
+    seen: list[tuple[float, ...]] = []
+
+    def evaluate(model: Any, train: Any, heldout: Any, ks: Any) -> Any:
+        assert isinstance(model, Ensemble)
+        result = evaluate_topk(model, train, heldout, ks, n_boot=1)
+        seen.append(tuple(model.weights.tolist()))
+        return result
+
+    chosen = Ensemble.tune(data, data.split, evaluate, metric="ndcg@10", config=MEMBERS)
+    assert len(seen) == 7 and all(w[0] == 1.0 for w in seen)
+    best = Ensemble(**MEMBERS, weights=chosen["weights"])
+    best.fit(data)
+    value = evaluate_topk(best, data.split.train, data.split.test, (10,), n_boot=1)
+    for w in seen:
+        other = best.with_weights(w)
+        score = evaluate_topk(other, data.split.train, data.split.test, (10,), n_boot=1)
+        assert value.metrics["ndcg@10"] >= score.metrics["ndcg@10"] - 1e-12
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"members": []},
+        {"members": ["ease", "ease"]},
+        {"members": ["ease", "ensemble"]},
+        {"members": ["ease"], "params": {"bpr": {}}},
+        {"members": ["ease", "itemknn"], "weights": [1.0]},
+        {"members": ["ease", "itemknn"], "weights": [0.0, 0.0]},
+        {"members": ["ease", "itemknn"], "weights": [1.0, -1.0]},
+    ],
+)
+def test_bad_configs_are_refused(fields: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        Ensemble(**fields)
