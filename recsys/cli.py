@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _benchmark_parser(commands)
     _registry_parsers(commands)
+    _model_stage_parsers(commands)
     return parser
 
 
@@ -215,6 +216,38 @@ def _benchmark_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     bench.add_argument("--seed", type=int, metavar="N", default=0, help="bootstrap seed")
     bench.add_argument("--out", type=Path, metavar="OUT", required=True, help="output directory")
     bench.set_defaults(handler=cmd_benchmark)
+
+
+def _model_stage_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train one candidate model family on the processed split",
+        description="Fit the candidate --model (a key of the 'models' section of the parameter "
+        "file, with its settings) on the processed split's train rows, early-stopping on its "
+        "validation rows, and write --out atomically: the saved model plus train.json. "
+        "Exit status: 0 written, 2 bad input or configuration.",
+    )
+    train.add_argument("--model", required=True, help="candidate family, e.g. ease, neumf")
+    train.add_argument("--in", dest="inp", type=Path, required=True, help="processed directory")
+    train.add_argument("--out", type=Path, required=True, help="model directory to write")
+    train.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="parameter file")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a trained model on the processed test split (metrics JSON)",
+        description="Rank every training item for each test user (seen items excluded) and "
+        "write --out: metrics with 95%% bootstrap CIs, per-user values for paired tests, fit "
+        "seconds, model size, p99 single-request latency and the split's checksums.",
+    )
+    evaluate.add_argument("--model", type=Path, required=True, help="trained model directory")
+    evaluate.add_argument(
+        "--in", dest="inp", type=Path, required=True, help="processed directory (its test split)"
+    )
+    evaluate.add_argument("--out", type=Path, required=True, help="metrics JSON file to write")
+    evaluate.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for CIs")
+    evaluate.add_argument("--seed", type=int, default=0, help="bootstrap and latency-sample seed")
+    evaluate.set_defaults(handler=cmd_evaluate)
 
 
 GATE_DESCRIPTION = """\
@@ -443,6 +476,34 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         cfg, args.out, log=print, warn=lambda m: print(f"warning: {m}", file=sys.stderr)
     )
     print(f"{len(report.models)} model(s) -> {args.out / bm.RESULTS_MD}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from recsys import pipeline
+
+    summary = pipeline.train_candidate(args.model, args.inp, args.out, _params(args.params))
+    train = summary.train
+    print(
+        f"trained {args.model}: {train['fit_seconds']:.1f} s, {train['epochs']} epoch(s), "
+        f"{train['n_parameters']:,} parameters on {train['device']}, "
+        f"{summary.size_bytes / 1e6:.2f} MB -> {args.out}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from recsys import pipeline
+
+    report = pipeline.evaluate_candidate(
+        args.model, args.inp, args.out, n_boot=args.n_boot, seed=args.seed
+    )
+    m, ci = report["metrics"], report["ci"]["ndcg@10"]
+    print(
+        f"evaluated {report['family']} on {report['n_users']:,} test users: NDCG@10 "
+        f"{m['ndcg@10']:.4f} ({ci[0]:.4f}-{ci[1]:.4f}), recall@10 {m['recall@10']:.4f}, "
+        f"p99 {report['latency_ms']['p99']:.2f} ms -> {args.out}"
+    )
     return 0
 
 

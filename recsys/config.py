@@ -175,11 +175,59 @@ class GateConfig:
             raise ValueError(f"n_bootstrap must be >= 1, got {self.n_bootstrap}")
 
 
+DEFAULT_CANDIDATES: tuple[str, ...] = ("ease", "neumf", "twotower")
+"""The default pipeline's candidates: a strong classic baseline, the deep CF model, and the
+two-tower retrieval model that serving's nearest-neighbour index needs."""
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """The candidate model families of the pipeline, in order, with each one's settings.
+
+    In ``params.yaml`` the ``models`` section maps a registered family name
+    (``recsys.models.registry``) to that model's constructor fields; every family listed is a
+    candidate that the pipeline trains and evaluates (the same format ``recsys benchmark
+    --params`` reads). Each model checks its own fields strictly when it is constructed, so a
+    typo fails there; family names are checked against the registry by ``recsys.pipeline``.
+    """
+
+    families: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {name: {} for name in DEFAULT_CANDIDATES}
+    )
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        return tuple(self.families)
+
+    def settings(self, family: str) -> dict[str, Any]:
+        """Constructor fields of ``family`` (a copy); KeyError when it is not a candidate."""
+        return dict(self.families[family])
+
+    @classmethod
+    def from_raw(cls, raw: object, where: str) -> ModelsConfig:
+        if raw is None:
+            return cls()
+        if not isinstance(raw, dict) or not raw:
+            raise ConfigError(
+                f"'{where}' must map model family names to their settings, got {raw!r}",
+                fix="e.g. models: {ease: {l2: 500.0}, neumf: {epochs: 5}}",
+            )
+        families: dict[str, dict[str, Any]] = {}
+        for name, fields in raw.items():
+            if fields is None:
+                fields = {}
+            if not isinstance(fields, dict):
+                raise ConfigError(f"'{where}.{name}' must be a mapping of model fields")
+            families[str(name)] = {str(k): v for k, v in fields.items()}
+        return cls(families=families)
+
+
 @dataclass(frozen=True)
 class Params:
     data: DataConfig = field(default_factory=DataConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
     gate: GateConfig = field(default_factory=GateConfig)
 
 
@@ -232,6 +280,8 @@ def replace(obj: T, **changes: Any) -> T:
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = get_origin(tp)
+    if isinstance(tp, type) and hasattr(tp, "from_raw"):  # sections with free-form keys
+        return tp.from_raw(value, where)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)  # type: ignore[arg-type]
     if origin in (Union, types.UnionType):

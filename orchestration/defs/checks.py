@@ -1,0 +1,77 @@
+"""Blocking asset checks: a failure stops the run, and nothing downstream materializes.
+
+``check_raw_interactions`` wraps ``recsys data validate`` (the Great Expectations suites of
+``recsys/data/validation.py``); the gate check lives with the gate asset (eval_assets.py).
+"""
+
+import re
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from orchestration.defs.data_assets import raw_interactions
+from orchestration.defs.resources import VALIDATE_TIMEOUT_S, DvcProject
+
+REPORT_DIR = Path("reports") / "validation"
+PREPARED_DIR = Path("data") / "prepared"
+_REPORT_LINE = re.compile(r"^report: (.+)$", re.MULTILINE)
+
+
+@dg.asset_check(asset=raw_interactions, blocking=True)
+def check_raw_interactions(
+    context: dg.AssetCheckExecutionContext, dvc: DvcProject
+) -> dg.AssetCheckResult:
+    """The raw data passes every blocking expectation of the validation suites (schema, ids,
+    ratings, timestamps, duplicates, referential integrity, minimum counts); drift against the
+    last accepted version is reported as a warning. Links the report and its Data Docs."""
+    params_file = dvc.params_file
+    result = dvc.run(
+        [
+            "recsys", "data", "validate", "--params", params_file,
+            "--against", str(PREPARED_DIR), "--report-dir", str(REPORT_DIR),
+        ],
+        timeout=VALIDATE_TIMEOUT_S,
+    )  # fmt: skip
+    output = (result.stdout + result.stderr).strip()
+    context.log.info(output)
+    metadata: dict[str, Any] = {"summary": dg.MetadataValue.md(f"```\n{output[-6000:]}\n```")}
+    match = _REPORT_LINE.search(result.stdout)
+    if match:
+        report_json = dvc.path / match.group(1).strip()
+        metadata.update(_report_metadata(report_json))
+    if result.returncode not in (0, 1):
+        # Exit 2: the input could not be read at all (missing file, bad config).
+        metadata["error"] = output.splitlines()[-1] if output else f"exit {result.returncode}"
+    return dg.AssetCheckResult(
+        passed=result.returncode == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,
+    )
+
+
+def _report_metadata(report_json: Path) -> dict[str, Any]:
+    from recsys.data import io
+
+    if not report_json.is_file():
+        return {}
+    report = io.read_json(report_json)
+    stats = report.get("statistics", {})
+    failed = [
+        f"{o.get('table')}: {o.get('description') or o.get('expectation')} "
+        f"({o.get('unexpected_count') or 0} row(s))"
+        for o in report.get("outcomes", [])
+        if not o.get("success") and o.get("severity") == "error"
+    ]
+    docs = report_json.parent / "data_docs" / "index.html"
+    out: dict[str, Any] = {
+        "expectations evaluated": int(stats.get("evaluated", 0)),
+        "failures": int(stats.get("failures", 0)),
+        "warnings": int(stats.get("warnings", 0)),
+        **{f"rows: {t}": int(n) for t, n in report.get("row_counts", {}).items()},
+        "report": dg.MetadataValue.path(str(report_json)),
+        "data docs": dg.MetadataValue.url(docs.resolve().as_uri()),
+    }
+    if failed:
+        out["failed expectations"] = dg.MetadataValue.md("\n".join(f"- {f}" for f in failed))
+    return out

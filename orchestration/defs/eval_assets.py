@@ -1,0 +1,70 @@
+"""Evaluation of every candidate on the same processed test split, then gate and champion.
+
+``model_metrics`` runs the DVC stages ``evaluate@<family>`` (one metrics file per candidate,
+``models/metrics/<family>.json``: metrics, bootstrap CIs, per-user values, cost).
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+
+from orchestration.defs.config import StageConfig
+from orchestration.defs.data_assets import stage_metadata
+from orchestration.defs.model_assets import model_asset_name
+from orchestration.defs.plots import bar_chart, markdown_image
+from orchestration.defs.resources import DVC_POOL, DvcProject
+from recsys import pipeline
+
+METRICS_DIR = "models/metrics"
+PRIMARY_METRIC = "ndcg@10"
+
+
+def evaluate_stage(family: str) -> str:
+    return f"evaluate@{family}"
+
+
+def read_metrics(dvc: DvcProject, families: Sequence[str]) -> dict[str, dict[str, Any]]:
+    from recsys.data import io
+
+    return {f: io.read_json(dvc.path / METRICS_DIR / f"{f}.json") for f in families}
+
+
+def build_model_metrics(families: Sequence[str]) -> dg.AssetsDefinition:
+    stages = [evaluate_stage(f) for f in families]
+
+    @dg.asset(
+        group_name="evaluation",
+        kinds={"dvc", "json"},
+        deps=[model_asset_name(f) for f in families],
+        pool=DVC_POOL,
+    )
+    def model_metrics(
+        context: dg.AssetExecutionContext, config: StageConfig, dvc: DvcProject
+    ) -> dg.MaterializeResult:
+        """Every candidate scored on the same processed test split (DVC stages
+        ``evaluate@<family>``): models/metrics/<family>.json with metrics, 95 % bootstrap CIs,
+        per-user values for the gate's paired test, fit time, size and p99 latency."""
+        run = dvc.repro(*stages, force=config.force)
+        context.log.info(run.output)
+        reports = read_metrics(dvc, families)
+        chart = {
+            f: (r["metrics"][PRIMARY_METRIC], *r["ci"][PRIMARY_METRIC]) for f, r in reports.items()
+        }
+        metadata: dict[str, Any] = {
+            **stage_metadata(run),
+            "candidates": ", ".join(families),
+            "metrics": dg.MetadataValue.md(
+                pipeline.metrics_table(list(reports.values()), PRIMARY_METRIC)
+            ),
+            f"{PRIMARY_METRIC} by candidate": dg.MetadataValue.md(
+                markdown_image(bar_chart(chart, f"{PRIMARY_METRIC} (95 % CI)"), "candidates")
+            ),
+            "test users": int(next(iter(reports.values()))["n_users"]),
+            "data version": dvc.data_version(*stages).value,
+        }
+        for f, r in reports.items():
+            metadata[f"{f}: {PRIMARY_METRIC}"] = float(r["metrics"][PRIMARY_METRIC])
+        return dg.MaterializeResult(data_version=dvc.data_version(*stages), metadata=metadata)
+
+    return model_metrics

@@ -1,0 +1,159 @@
+"""Side effects of the pipeline: the DVC project the assets run stages in.
+
+Assets never compute anything themselves: each one asks ``DvcProject`` to reproduce the DVC
+stage of the same name (``dvc repro --single-item``), so a Dagster materialization and a plain
+``dvc repro`` run the same ``recsys`` commands and produce the same artifacts, and DVC skips a
+stage whose code, data and params are unchanged. The data version Dagster records is the
+content hash DVC wrote to ``dvc.lock`` for the stage's outputs.
+
+Paths come from the resource's ``root``; nothing here reads the cwd or the environment at
+import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import yaml
+
+from recsys.config import Params, load_params
+
+DVC_POOL = "dvc"
+"""Concurrency pool of every step that runs DVC: DVC refuses concurrent locks on one
+repository, so the instance limits this pool to one step at a time (``dagster.yaml``)."""
+SKIPPED_MARK = "didn't change, skipping"
+"""What ``dvc repro`` prints for a stage whose deps, params and outs are unchanged."""
+VALIDATE_TIMEOUT_S = 1800
+STAGE_TIMEOUT_S = 6 * 3600
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """One ``dvc repro`` of one or more stages."""
+
+    stages: tuple[str, ...]
+    skipped: tuple[str, ...]
+    """The stages DVC found unchanged (not re-run)."""
+    output: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """A DVC repository with ``dvc.yaml``, ``params.yaml`` and the ``recsys`` CLI on PATH."""
+
+    root: str
+    """Repository root (holds ``dvc.yaml``, ``dvc.lock`` and ``params.yaml``)."""
+    params_file: str = "params.yaml"
+    bin_dir: str = ""
+    """Directory of the ``dvc`` and ``recsys`` executables; empty: beside this Python."""
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root)
+
+    def params(self) -> Params:
+        return load_params(self.path / self.params_file)
+
+    def env(self) -> dict[str, str]:
+        bin_dir = self.bin_dir or str(Path(sys.executable).parent)
+        env = dict(os.environ)
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        for name, value in (
+            ("DVC_NO_ANALYTICS", "1"),
+            ("GX_ANALYTICS_ENABLED", "False"),
+            ("BENTOML_DO_NOT_TRACK", "True"),
+            ("TF_CPP_MIN_LOG_LEVEL", "2"),
+        ):
+            env.setdefault(name, value)
+        return env
+
+    def run(self, args: list[str], *, timeout: float = STAGE_TIMEOUT_S) -> CommandResult:
+        """Run a command (``dvc``/``recsys`` resolved on the venv's PATH) in the root."""
+        proc = subprocess.run(
+            args,
+            cwd=self.path,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return CommandResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def repro(self, *stages: str, force: bool = False) -> StageRun:
+        """``dvc repro --single-item`` the stages, in order; ``dg.Failure`` with DVC's text.
+
+        The caller must hold the ``dvc`` pool (DVC refuses a second concurrent repro).
+        """
+        import time
+
+        start = time.perf_counter()
+        args = ["dvc", "repro", "--single-item", *(["--force"] if force else []), *stages]
+        result = self.run(args)
+        output = (result.stdout + result.stderr).strip()
+        if result.returncode != 0:
+            raise dg.Failure(
+                description=f"`{' '.join(args)}` failed (exit {result.returncode})",
+                metadata={"dvc output": dg.MetadataValue.md(_fenced(output[-6000:]))},
+            )
+        skipped = tuple(s for s in stages if f"'{s}' {SKIPPED_MARK}" in output)
+        return StageRun(stages, skipped, output, round(time.perf_counter() - start, 2))
+
+    def lock(self) -> dict[str, Any]:
+        lock_file = self.path / "dvc.lock"
+        if not lock_file.is_file():
+            return {}
+        raw = yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}
+        stages: dict[str, Any] = raw.get("stages", {})
+        return stages
+
+    def out_hashes(self, stage: str) -> dict[str, str]:
+        """Output path -> DVC content hash (``md5``) recorded in ``dvc.lock`` for ``stage``."""
+        entry = self.lock().get(stage)
+        if entry is None:
+            raise dg.Failure(f"stage '{stage}' is not in dvc.lock: was it reproduced?")
+        return {o["path"]: str(o.get("md5", "")) for o in entry.get("outs", [])}
+
+    def data_version(self, *stages: str) -> dg.DataVersion:
+        """The outputs' DVC hash (one output) or a digest of all of them (several)."""
+        hashes = {path: h for s in stages for path, h in sorted(self.out_hashes(s).items())}
+        if len(hashes) == 1:
+            return dg.DataVersion(next(iter(hashes.values())))
+        digest = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
+        return dg.DataVersion(digest[:32])
+
+    def fingerprint(self, paths: list[Path], extra: Any) -> str:
+        """md5 over the files under ``paths`` (relative names and bytes) and ``extra`` (JSON):
+        the version of inputs that no DVC stage produces (the raw data)."""
+        digest = hashlib.md5()
+        for base in paths:
+            files = sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else [base]
+            for f in files:
+                if not f.exists():
+                    continue
+                name = f.relative_to(self.path) if f.is_relative_to(self.path) else f
+                digest.update(str(name).encode())
+                with open(f, "rb") as fh:
+                    while block := fh.read(1 << 20):
+                        digest.update(block)
+        digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
+        return digest.hexdigest()
+
+
+def _fenced(text: str) -> str:
+    return f"```\n{text}\n```"

@@ -1,0 +1,75 @@
+"""Sensors only (they need the daemon: ``dagster dev`` starts it)."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.defs.jobs import training_job
+from orchestration.defs.resources import DvcProject
+
+IGNORED = frozenset({"README.md", ".gitignore"})
+"""Files in data/raw that are not data."""
+FAILURES_DIR = Path("reports") / "failures"
+
+
+def raw_files(raw_dir: Path) -> dict[str, list[float]]:
+    """Relative path -> [size, mtime] of every data file under ``raw_dir``."""
+    if not raw_dir.is_dir():
+        return {}
+    out = {}
+    for f in sorted(raw_dir.rglob("*")):
+        if f.is_file() and f.name not in IGNORED and not f.name.startswith("."):
+            st = f.stat()
+            out[f.relative_to(raw_dir).as_posix()] = [st.st_size, st.st_mtime]
+    return out
+
+
+@dg.sensor(job=training_job, minimum_interval_seconds=30)
+def new_raw_data_sensor(
+    context: dg.SensorEvaluationContext, dvc: DvcProject
+) -> dg.SensorResult | dg.SkipReason:
+    """Start the pipeline when a raw data file lands in (or changes in) data/raw.
+
+    The first evaluation only records what is there; the cursor keeps the file listing.
+    """
+    current = raw_files(dvc.path / "data" / "raw")
+    cursor = json.dumps(current, sort_keys=True)
+    if context.cursor is None:
+        return dg.SensorResult(skip_reason="baseline recorded", cursor=cursor)
+    previous = json.loads(context.cursor)
+    changed = sorted(k for k, v in current.items() if previous.get(k) != v)
+    if not changed:
+        return dg.SkipReason("no new raw data file")
+    key = hashlib.sha256(cursor.encode()).hexdigest()[:16]
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=key, tags={"recsys/new-raw-files": ",".join(changed)})],
+        cursor=cursor,
+    )
+
+
+def build_failure_sensor(dvc: DvcProject) -> dg.SensorDefinition:
+    @dg.run_failure_sensor(name="pipeline_failure_sensor", monitored_jobs=[training_job])
+    def pipeline_failure_sensor(context: dg.RunFailureSensorContext) -> None:
+        """Record each failed pipeline run in reports/failures/<run id>.json (and the log):
+        which step failed and why, so a failed nightly run is visible without the UI."""
+        from recsys.data import io
+
+        run = context.dagster_run
+        steps = [
+            {"step": e.step_key, "error": (e.event_specific_data.error.message or "").strip()}
+            for e in context.get_step_failure_events()
+            if e.event_specific_data is not None and e.event_specific_data.error is not None
+        ]
+        record = {
+            "run_id": run.run_id,
+            "job": run.job_name,
+            "message": context.failure_event.message,
+            "failed_steps": steps,
+            "tags": dict(run.tags),
+        }
+        io.write_json(record, dvc.path / FAILURES_DIR / f"{run.run_id}.json")
+        context.log.error(f"pipeline run {run.run_id} failed: {context.failure_event.message}")
+
+    return pipeline_failure_sensor

@@ -1,0 +1,81 @@
+"""The main job, headless: ``python -m orchestration.run`` (what ``bin/pipeline`` runs).
+
+Materializes the whole asset graph (``training_job``) in the Dagster instance of
+``$DAGSTER_HOME``, so ``dagster dev`` started with the same ``DAGSTER_HOME`` shows this run and
+its asset history, then prints what the run decided. Exit status: 0 success, 1 the run failed
+(a blocking check or a step; the failing step is named).
+"""
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+
+from orchestration.defs.jobs import training_job
+
+SHOWN = {
+    "check_raw_interactions": ("failures", "warnings", "data docs"),
+    "processed_interactions": ("rows: train", "rows: test", "data version"),
+    "model_metrics": ("metrics",),
+}
+
+
+def _value(entry: Any) -> Any:
+    return getattr(entry, "value", entry)
+
+
+def summarize(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Lines for the terminal: each asset's data version, the checks, the metrics table."""
+    lines = []
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization  # type: ignore[union-attr]
+        name = mat.asset_key.to_user_string()
+        meta = mat.metadata
+        skipped = _value(meta.get("dvc skipped (unchanged)", "")) or ""
+        status = "unchanged (DVC skipped)" if skipped and skipped != "none" else "materialized"
+        version = _value(meta.get("data version", "")) or ""
+        lines.append(f"  {name:<24} {status:<24} {str(version)[:16]}")
+        for key in SHOWN.get(name, ()):
+            if key in meta:
+                lines.append(f"    {key}:\n{_indent(str(_value(meta[key])))}")
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            ev = event.event_specific_data
+            name = ev.check_name  # type: ignore[union-attr]
+            verdict = "passed" if ev.passed else "FAILED"  # type: ignore[union-attr]
+            lines.append(f"  check {name}: {verdict}")
+            for key in SHOWN.get(name, ()):
+                if key in ev.metadata:  # type: ignore[union-attr]
+                    lines.append(f"    {key}: {_value(ev.metadata[key])}")  # type: ignore[union-attr]
+    return lines
+
+
+def _indent(text: str) -> str:
+    return "\n".join("      " + line for line in text.splitlines())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from orchestration.definitions import defs
+
+    if not os.environ.get("DAGSTER_HOME"):
+        print("error: set DAGSTER_HOME (bin/pipeline sets it to .dagster/)", file=sys.stderr)
+        return 2
+    job = defs.resolve_job_def(training_job.name)
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    print(f"run {result.run_id} ({training_job.name}) in {os.environ['DAGSTER_HOME']}:")
+    print("\n".join(summarize(result)))
+    if not result.success:
+        failed = [e.step_key for e in result.all_events if e.is_step_failure]
+        skipped = [e.step_key for e in result.all_events if e.is_step_skipped]
+        print(f"FAILED at: {', '.join(s for s in failed if s) or 'a blocking check'}")
+        if skipped:
+            print(f"not run (downstream of the failure): {', '.join(s for s in skipped if s)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""The model stages of the pipeline: ``train`` and ``evaluate`` one candidate family.
+
+``recsys train`` and ``recsys evaluate`` (and so ``dvc.yaml`` and the Dagster assets that run
+its stages) are thin adapters over the two functions here. Files on disk::
+
+    models/<family>/                    # Recommender.save (vocabularies and seen items inside)
+    models/<family>/train.json          # TrainSummary: facts of the fit, curves, settings, size
+    models/metrics/<family>.json        # CandidateMetrics: metrics, CIs, per-user arrays, cost
+
+Every candidate is scored on the same processed test split (full ranking, PROTOCOL.md
+``topk``), and the metrics file names that split by checksum, so the gate can refuse to compare
+numbers that came from different splits. The per-user arrays are what the gate's paired
+bootstrap needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from recsys.config import ModelsConfig, Params
+from recsys.data import io
+from recsys.data.preprocess import load_processed
+from recsys.errors import ConfigError, DataError
+from recsys.hardware import hardware
+from recsys.models import registry
+from recsys.models.base import META_FILE, Recommender
+
+TRAIN_SUMMARY: Final = "train.json"
+FORMAT_VERSION: Final = 1
+KS: Final = (10, 20)
+"""Cut-offs of the evaluation metrics (``ndcg@10``, ``recall@20``, ...)."""
+LATENCY_K: Final = 10
+LATENCY_REQUESTS: Final = 200
+"""Single-user ``recommend`` calls timed for the latency percentiles (after a warm-up)."""
+LATENCY_WARMUP: Final = 5
+SPLIT_TABLES: Final = ("train", "val", "test")
+
+
+def check_candidates(models: ModelsConfig) -> tuple[str, ...]:
+    """The candidate families, each a registered model; ``ConfigError`` otherwise."""
+    unknown = [name for name in models.candidates if name not in registry.MODELS]
+    if unknown:
+        raise ConfigError(
+            f"unknown model famil{'y' if len(unknown) == 1 else 'ies'} {unknown} in 'models'",
+            fix=f"choose from {', '.join(sorted(registry.MODELS))}",
+        )
+    return models.candidates
+
+
+def build_candidate(family: str, models: ModelsConfig) -> Recommender:
+    """A fresh, untrained model of ``family`` with its ``models.<family>`` settings."""
+    if family not in check_candidates(models):
+        raise ConfigError(
+            f"'{family}' is not a candidate of this pipeline",
+            fix=f"add it to the 'models' section of params.yaml (candidates: "
+            f"{', '.join(models.candidates)})",
+        )
+    return registry.model_class(family)(**models.settings(family))
+
+
+def split_fingerprint(processed_dir: Path) -> dict[str, str]:
+    """sha256 of each split table: two metrics files are comparable only when these match."""
+    split = Path(processed_dir) / "split"
+    return {name: io.sha256_file(split / f"{name}.parquet") for name in SPLIT_TABLES}
+
+
+def directory_bytes(path: Path) -> int:
+    """Total size of the files under ``path`` (the model's on-disk and packaged size)."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+# --- train ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainSummary:
+    """``models/<family>/train.json``: what the fit did, for the metadata and the registry."""
+
+    family: str
+    config: dict[str, Any]
+    train: dict[str, Any]
+    """``TrainResult.summary()``: fit seconds, parameters, device, epochs, seed, ..."""
+    history: dict[str, list[float]]
+    """Per-epoch curves (``loss``, ``val_ndcg@10``, ...); empty for closed-form models."""
+    size_bytes: int
+    split: dict[str, str]
+    """``split_fingerprint`` of the data it was fitted on."""
+    hardware: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def train_candidate(family: str, processed_dir: Path, out: Path, params: Params) -> TrainSummary:
+    """Fit candidate ``family`` on the processed split and save it to ``out`` atomically.
+
+    ``out`` becomes the model's ``Recommender.save`` directory plus ``train.json``; on any
+    failure (a NaN loss raises ``TrainingError``) the previous ``out`` stays as it was.
+    """
+    model = build_candidate(family, params.models)  # bad settings fail before loading data
+    data = load_processed(Path(processed_dir))
+    result = model.fit(data)
+    with io.atomic_dir(Path(out)) as tmp:
+        model.save(tmp)
+        summary = TrainSummary(
+            family=family,
+            config=model.config_dict(),
+            train=result.summary(),
+            history={k: [float(x) for x in v] for k, v in result.history.items()},
+            size_bytes=directory_bytes(tmp),
+            split=split_fingerprint(processed_dir),
+            hardware=hardware(),
+        )
+        io.write_json(summary.to_dict(), tmp / TRAIN_SUMMARY)
+    return summary
+
+
+def read_train_summary(model_dir: Path) -> dict[str, Any]:
+    summary: dict[str, Any] = io.read_json(io.require_file(Path(model_dir) / TRAIN_SUMMARY))
+    return summary
+
+
+# --- evaluate -------------------------------------------------------------------------------
+def recommend_latency_ms(
+    model: Recommender,
+    user_ids: np.ndarray,
+    *,
+    k: int = LATENCY_K,
+    n_requests: int = LATENCY_REQUESTS,
+    seed: int = 0,
+) -> dict[str, float]:
+    """p50/p99/max wall time of single-user ``recommend`` calls (the serving request shape)."""
+    rng = np.random.default_rng(seed)
+    users = rng.choice(np.asarray(user_ids), size=n_requests + LATENCY_WARMUP, replace=True)
+    times = []
+    for i, user in enumerate(users):
+        start = time.perf_counter()
+        model.recommend(np.array([user]), k=k)
+        if i >= LATENCY_WARMUP:
+            times.append((time.perf_counter() - start) * 1000.0)
+    t = np.asarray(times)
+    return {
+        "p50": round(float(np.percentile(t, 50)), 4),
+        "p99": round(float(np.percentile(t, 99)), 4),
+        "max": round(float(t.max()), 4),
+        "n_requests": float(n_requests),
+        "k": float(k),
+    }
+
+
+def evaluate_candidate(
+    model_dir: Path,
+    processed_dir: Path,
+    out: Path,
+    *,
+    ks: Sequence[int] = KS,
+    n_boot: int = 1000,
+    seed: int = 0,
+    latency_requests: int = LATENCY_REQUESTS,
+) -> dict[str, Any]:
+    """Score the saved model in ``model_dir`` on the processed test split; write ``out``.
+
+    Returns the content of ``out`` (JSON): ``metrics`` (means), ``ci`` (95 % bootstrap),
+    ``per_user`` (``user_ids`` and one [n_users] list per metric, for paired tests),
+    ``fit_seconds``, ``size_bytes``, ``n_parameters``, ``latency_ms`` (p50/p99) and ``split``.
+
+    Raises:
+      DataError: the model directory is missing or incomplete, or nothing can be evaluated.
+    """
+    from recsys.evaluation.evaluate import evaluate_topk
+
+    model_dir = Path(model_dir)
+    if not (model_dir / META_FILE).is_file():
+        raise DataError(
+            "no saved model here", where=str(model_dir), fix="run the train stage first"
+        )
+    data = load_processed(Path(processed_dir))
+    if data.split.test.empty:
+        raise DataError("the test split is empty: nothing to evaluate", where=str(processed_dir))
+    model = Recommender.load(model_dir)
+    result = evaluate_topk(model, data.split.train, data.split.test, ks, n_boot=n_boot, seed=seed)
+    bad = sorted(k for k, v in result.metrics.items() if not np.isfinite(v))
+    if bad:
+        raise DataError(f"non-finite metric(s) {bad} for {model.name}", where=str(model_dir))
+    train = model.train_result
+    summary = read_train_summary(model_dir) if (model_dir / TRAIN_SUMMARY).is_file() else {}
+    report: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "model": model.name,
+        "family": summary.get("family", model.name),
+        "protocol": "topk",
+        "metrics": result.metrics,
+        "ci": {k: [float(lo), float(hi)] for k, (lo, hi) in result.ci.items()},
+        "n_users": result.n_users,
+        "n_items": result.n_items,
+        "n_test_rows": len(data.split.test),
+        "n_boot": n_boot,
+        "seed": seed,
+        "fit_seconds": None if train is None else train.fit_seconds,
+        "n_parameters": None if train is None else train.n_parameters,
+        "device": None if train is None else train.device,
+        "size_bytes": directory_bytes(model_dir),
+        "recommend_seconds": result.recommend_seconds,
+        "latency_ms": recommend_latency_ms(
+            model, result.user_ids, n_requests=latency_requests, seed=seed
+        ),
+        "split": split_fingerprint(processed_dir),
+        "per_user": {
+            "user_ids": result.user_ids.tolist(),
+            **{k: np.asarray(v, dtype=np.float64).tolist() for k, v in result.per_user.items()},
+        },
+    }
+    io.write_json(report, Path(out))
+    return report
+
+
+def metrics_table(reports: Sequence[dict[str, Any]], primary: str = "ndcg@10") -> str:
+    """A markdown table of candidates (best first by ``primary``), with its 95 % CI."""
+    head = f"| model | {primary} (95 % CI) | recall@10 | hr@10 | coverage@10 | fit s | size MB "
+    head += "| p99 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    rows = [head]
+    for r in sorted(reports, key=lambda r: -float(r["metrics"].get(primary, float("-inf")))):
+        m = r["metrics"]
+        lo, hi = r["ci"].get(primary, (float("nan"), float("nan")))
+        fit = r.get("fit_seconds")
+        rows.append(
+            f"| {r['family']} | {m.get(primary, float('nan')):.4f} ({lo:.4f}–{hi:.4f}) "
+            f"| {m.get('recall@10', float('nan')):.4f} | {m.get('hr@10', float('nan')):.4f} "
+            f"| {m.get('coverage@10', float('nan')):.4f} "
+            f"| {'—' if fit is None else f'{fit:.1f}'} | {r['size_bytes'] / 1e6:.2f} "
+            f"| {r['latency_ms']['p99']:.2f} |"
+        )
+    return "\n".join(rows)
