@@ -1,0 +1,333 @@
+"""Item-embedding retrieval: exact top-k and faiss ANN behind one interface, and the two-stage
+recommender (retrieve top-M by the two-tower model, re-rank them by the champion).
+
+::
+
+    index = build_index(retriever.item_embeddings(), RetrievalConfig())   # exact below a size
+    idx, sims = index.search(queries, k=200, exclude=[seen_u], allowed=mask)
+    ids, scores = two_stage_recommend(ranker, retriever, index, [42], k=10, rerank_top=200)
+
+Scores are inner products (the two-tower model's ``u . v``). ``ExactIndex`` breaks ties by the
+lower item index (``recsys.models.base.top_k``), as ``Recommender.recommend`` does, so with
+exact retrieval and ``rerank_top`` at least the catalogue size the two-stage answer equals the
+ranker's own ``recommend``. The ANN indexes (HNSW, IVF-Flat) are built single-threaded from a
+fixed seed, so the same embeddings always give the same index and the same answers: the
+service and the offline pipeline agree (train/serve parity, RELIABILITY.md item 6).
+
+This module is pure numpy + faiss; it never imports TensorFlow or BentoML.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from recsys.errors import ConfigError, DataError
+from recsys.models.base import Recommender, top_k
+
+IndexKind = Literal["auto", "exact", "hnsw", "ivf"]
+SEARCH_BLOCK = 256
+"""Queries scored per block by ``ExactIndex``: bounds memory at 256 x n_items floats."""
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """How candidates are retrieved (the ``serving`` settings baked into a bento).
+
+    The defaults keep exact search up to 100k items (one [1, d] x [d, n] product: ~2 ms at
+    100k x 128 on one core) and HNSW above it; ``bench/serving.py`` measures ANN recall@10
+    against exact search on a 1e6-item catalogue.
+    """
+
+    kind: IndexKind = "auto"
+    """``auto``: exact below ``exact_below`` items, else ``ann``."""
+    exact_below: int = 100_000
+    ann: Literal["hnsw", "ivf"] = "hnsw"
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 128
+    nlist: int | None = None
+    """IVF lists; None: 4 sqrt(n_items) (at most n_items / 39)."""
+    nprobe: int = 32
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("auto", "exact", "hnsw", "ivf"):
+            raise ConfigError(f"retrieval.kind must be auto|exact|hnsw|ivf, got {self.kind!r}")
+        if self.ann not in ("hnsw", "ivf"):
+            raise ConfigError(f"retrieval.ann must be hnsw|ivf, got {self.ann!r}")
+        for name in ("exact_below", "hnsw_m", "ef_construction", "ef_search", "nprobe"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"retrieval.{name} must be an integer >= 1, got {value!r}")
+        if self.nlist is not None and self.nlist < 1:
+            raise ConfigError(f"retrieval.nlist must be >= 1, got {self.nlist}")
+
+    def resolved_kind(self, n_items: int) -> Literal["exact", "hnsw", "ivf"]:
+        if self.kind == "auto":
+            return "exact" if n_items < self.exact_below else self.ann
+        return self.kind
+
+
+class ItemIndex(abc.ABC):
+    """Maximum inner product search over [n_items, d] float32 item vectors."""
+
+    kind: str
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) == 0:
+            raise DataError(f"item vectors must be a non-empty [n, d] array, got {vectors.shape}")
+        if not np.isfinite(vectors).all():
+            raise DataError("item vectors contain NaN or infinite values")
+        self.vectors = vectors
+
+    @property
+    def n_items(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        exclude: Sequence[np.ndarray] | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items per query by inner product, best first.
+
+        Args:
+          queries: [n, d] float32 query vectors.
+          k: results per query; rows with fewer eligible items are padded with -1 / -inf.
+          exclude: per query, item indices never returned (e.g. the user's seen items).
+          allowed: [n_items] bool, the only items that may be returned (filters).
+
+        Returns:
+          ([n, k] int64 item indices, [n, k] float32 scores).
+        """
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if q.shape[1] != self.dim:
+            raise DataError(f"query width {q.shape[1]} != index width {self.dim}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if exclude is not None and len(exclude) != len(q):
+            raise ValueError("exclude needs one array per query")
+        if allowed is not None:
+            allowed = np.asarray(allowed, dtype=bool)
+            if allowed.shape != (self.n_items,):
+                raise ValueError(f"allowed must be [{self.n_items}] bool")
+        return self._search(q, k, exclude, allowed)
+
+    @abc.abstractmethod
+    def _search(
+        self,
+        q: np.ndarray,
+        k: int,
+        exclude: Sequence[np.ndarray] | None,
+        allowed: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class ExactIndex(ItemIndex):
+    """Brute-force inner products; ties go to the lower item index."""
+
+    kind = "exact"
+
+    def _search(
+        self,
+        q: np.ndarray,
+        k: int,
+        exclude: Sequence[np.ndarray] | None,
+        allowed: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.full((len(q), k), -1, dtype=np.int64)
+        scores = np.full((len(q), k), -np.inf, dtype=np.float32)
+        for lo in range(0, len(q), SEARCH_BLOCK):
+            hi = min(lo + SEARCH_BLOCK, len(q))
+            s = q[lo:hi] @ self.vectors.T
+            if allowed is not None:
+                s[:, ~allowed] = -np.inf
+            if exclude is not None:
+                for row in range(lo, hi):
+                    s[row - lo, np.asarray(exclude[row], dtype=np.int64)] = -np.inf
+            top = top_k(s, k)
+            top_s = np.take_along_axis(s, top, axis=1)
+            valid = np.isfinite(top_s)
+            width = top.shape[1]
+            ids[lo:hi, :width] = np.where(valid, top, -1)
+            scores[lo:hi, :width] = np.where(valid, top_s, -np.inf)
+        return ids, scores
+
+
+class FaissIndex(ItemIndex):
+    """faiss HNSW or IVF-Flat over inner products; filters through an ``IDSelectorBitmap``,
+    exclusions by over-fetching and dropping (a user's seen items are few)."""
+
+    def __init__(self, vectors: np.ndarray, kind: Literal["hnsw", "ivf"], cfg: RetrievalConfig):
+        super().__init__(vectors)
+        import faiss as faiss_module
+
+        faiss: Any = faiss_module  # the SWIG module's stubs lack SearchParametersHNSW
+        self.kind = kind
+        self._faiss = faiss
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # deterministic build: same vectors -> same index
+        try:
+            if kind == "hnsw":
+                index: Any = faiss.IndexHNSWFlat(self.dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+                index.hnsw.efConstruction = cfg.ef_construction
+                index.add(self.vectors)
+                self._params: Any = faiss.SearchParametersHNSW
+                self._options = {"efSearch": cfg.ef_search}
+            else:
+                # faiss wants >= 39 training points per list
+                nlist = cfg.nlist or min(int(4 * math.sqrt(self.n_items)), self.n_items // 39)
+                nlist = max(1, min(nlist, self.n_items))
+                quantizer = faiss.IndexFlatIP(self.dim)
+                index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+                index.cp.seed = cfg.seed
+                index.train(self.vectors)
+                index.add(self.vectors)
+                self._params = faiss.SearchParametersIVF
+                self._options = {"nprobe": min(cfg.nprobe, nlist)}
+        finally:
+            faiss.omp_set_num_threads(threads)
+        self.index = index
+
+    def _search(
+        self,
+        q: np.ndarray,
+        k: int,
+        exclude: Sequence[np.ndarray] | None,
+        allowed: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        options: dict[str, Any] = dict(self._options)
+        if allowed is not None:
+            bits = np.packbits(allowed, bitorder="little")
+            options["sel"] = self._faiss.IDSelectorBitmap(self.n_items, self._faiss.swig_ptr(bits))
+        extra = 0 if exclude is None else max((len(e) for e in exclude), default=0)
+        fetch = min(k + extra, self.n_items)
+        if self.kind == "hnsw":
+            options["efSearch"] = max(options["efSearch"], fetch)
+        params = self._params(**options)
+        scores, ids = self.index.search(q, fetch, params=params)
+        ids = ids.astype(np.int64)
+        out_ids = np.full((len(q), k), -1, dtype=np.int64)
+        out_scores = np.full((len(q), k), -np.inf, dtype=np.float32)
+        for row in range(len(q)):
+            keep = ids[row] >= 0
+            if exclude is not None and len(exclude[row]):
+                keep &= ~np.isin(ids[row], exclude[row])
+            got_ids, got_scores = ids[row][keep][:k], scores[row][keep][:k]
+            out_ids[row, : len(got_ids)] = got_ids
+            out_scores[row, : len(got_ids)] = got_scores
+        return out_ids, out_scores
+
+
+def build_index(vectors: np.ndarray, cfg: RetrievalConfig | None = None) -> ItemIndex:
+    """The index ``cfg`` asks for over ``vectors`` (exact below ``cfg.exact_below`` items)."""
+    cfg = cfg or RetrievalConfig()
+    kind = cfg.resolved_kind(len(vectors))
+    if kind == "exact":
+        return ExactIndex(vectors)
+    return FaissIndex(vectors, kind, cfg)
+
+
+# --- two-stage recommendation ---------------------------------------------------------------------
+class EmbeddingModel(Protocol):
+    """A retrieval model: the two-tower model (``recsys.models.twotower.TwoTower``)."""
+
+    def item_embeddings(self) -> np.ndarray | None: ...
+    def user_embeddings(self, user_idx: np.ndarray) -> np.ndarray: ...
+    def encode_users(self, user_ids: np.ndarray | list[int]) -> np.ndarray: ...
+    @property
+    def item_ids(self) -> np.ndarray: ...
+
+
+def check_compatible(ranker: Recommender, retriever: Recommender) -> None:
+    """The two models must share the item vocabulary (trained on the same processed data):
+    retrieval hands item indices to the ranker."""
+    if not np.array_equal(ranker.item_ids, retriever.item_ids):
+        raise DataError(
+            "the ranking and retrieval models have different item catalogues",
+            fix="train both on the same processed data (one pipeline run)",
+        )
+    if not hasattr(retriever, "user_embeddings") or retriever.item_embeddings() is None:
+        raise DataError(
+            f"the retrieval model '{retriever.name}' has no user/item embeddings",
+            fix="use a two-tower model as the retriever",
+        )
+
+
+def rankable_mask(ranker: Recommender) -> np.ndarray:
+    """[n_items] bool: the items ``ranker.recommend`` would rank by default."""
+    mask = np.zeros(len(ranker.item_ids), dtype=bool)
+    mask[ranker.default_candidates()] = True
+    return mask
+
+
+def two_stage_recommend(
+    ranker: Recommender,
+    retriever: EmbeddingModel,
+    index: ItemIndex,
+    user_ids: np.ndarray | list[int],
+    k: int = 10,
+    *,
+    rerank_top: int = 200,
+    exclude_seen: bool = True,
+    allowed: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Retrieve ``rerank_top`` candidates per user by the retriever's embeddings, then rank them
+    with ``ranker.recommend(..., candidates=...)``: the function the service calls.
+
+    Args:
+      ranker: the champion; its item vocabulary is the retriever's (``check_compatible``).
+      retriever: gives user query vectors; ``index`` holds its item vectors.
+      user_ids: [n] raw user ids known to both models.
+      allowed: [n_items] bool filter (genres, ...); None: every item.
+
+    Returns:
+      ([n, k] raw item ids, [n, k] float32 ranker scores), padded with -1 / -inf.
+    """
+    raw_users = np.asarray(user_ids, dtype=np.int64).ravel()
+    ranker.encode_users(raw_users)  # unknown users raise UnknownIdError, as recommend does
+    eligible = rankable_mask(ranker)
+    if allowed is not None:
+        eligible &= allowed
+    queries = retriever.user_embeddings(retriever.encode_users(raw_users))
+    exclude = None
+    if exclude_seen:
+        exclude = [ranker.encode_items(ranker.seen_items(int(u))) for u in raw_users]
+    cand, _ = index.search(queries, max(rerank_top, k), exclude=exclude, allowed=eligible)
+    ids = np.full((len(raw_users), k), -1, dtype=np.int64)
+    scores = np.full((len(raw_users), k), -np.inf, dtype=np.float32)
+    item_raw = ranker.item_ids
+    for row, user in enumerate(raw_users):
+        found = cand[row][cand[row] >= 0]
+        if len(found) == 0:
+            continue
+        r_ids, r_scores = ranker.recommend(
+            [int(user)], k, exclude_seen=exclude_seen, candidates=item_raw[found]
+        )
+        ids[row], scores[row] = r_ids[0], r_scores[0]
+    return ids, scores
+
+
+def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each row of ``exact`` (item indices, -1 padding ignored) found in the
+    same row of ``approx``: ANN recall@k against exact search."""
+    hits, total = 0, 0
+    for a, e in zip(approx, exact, strict=True):
+        e = e[e >= 0]
+        hits += int(np.isin(e, a[a >= 0]).sum())
+        total += len(e)
+    return hits / total if total else 1.0

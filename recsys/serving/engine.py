@@ -1,0 +1,364 @@
+"""What the service answers, without HTTP: two-stage recommendation, cold-start fallbacks,
+filters, similar items, pair scores and explanations over loaded ``Recommender`` objects.
+
+The BentoML service (``service.py``) is a thin shell over ``Engine``; tests and the offline
+parity check call the same methods. Nothing here imports BentoML.
+
+Fallbacks (RELIABILITY.md item 7), named in every answer:
+
+- ``None``: a known user, ranked by the champion over the retrieved candidates;
+- ``"popularity"``: an unknown user id, most-interacted training items (filters apply);
+- ``"recent_items"``: an anonymous user given recent item ids: the nearest items to the mean
+  of their two-tower item vectors (which embed content, so cold items can come back).
+
+Unknown item ids and unknown genre names are request errors (``RequestError``, HTTP 422)
+that name the field and the ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from recsys.data import io
+from recsys.data.preprocess import Processed
+from recsys.errors import ConfigError, DataError, RecsysError
+from recsys.models.base import Recommender, top_k
+from recsys.retrieval import (
+    ItemIndex,
+    RetrievalConfig,
+    build_index,
+    check_compatible,
+    rankable_mask,
+    two_stage_recommend,
+)
+
+CATALOGUE_FORMAT: Final = 1
+FALLBACK_POPULARITY: Final = "popularity"
+FALLBACK_RECENT: Final = "recent_items"
+
+
+class RequestError(RecsysError):
+    """A well-formed request the models cannot answer: unknown ids, unknown genres.
+
+    ``field`` names the request field; ``ids`` the offending values; ``status`` the HTTP code.
+    """
+
+    def __init__(
+        self, what: str, *, field: str, ids: Sequence[Any] = (), status: int = 422
+    ) -> None:
+        self.field = field
+        self.ids = list(ids)
+        self.status = status
+        super().__init__(what)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.what, "field": self.field}
+        if self.ids:
+            out["unknown_ids"] = self.ids
+        return out
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Serving settings, baked into a bento as JSON (``package.build_bento(serving=...)``)."""
+
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    rerank_top: int = 200
+    """M: candidates retrieved per user and re-ranked by the champion."""
+    explain_history: int = 3
+    """History items reported per recommended item by ``explain``."""
+
+    def __post_init__(self) -> None:
+        for name in ("rerank_top", "explain_history"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"serving.{name} must be an integer >= 1, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ServingConfig:
+        """Strict: unknown keys raise ``ConfigError``."""
+        raw = dict(raw)
+        try:
+            retrieval = RetrievalConfig(**raw.pop("retrieval", {}))
+            return cls(retrieval=retrieval, **raw)
+        except TypeError as exc:
+            raise ConfigError(f"bad serving config: {exc}") from exc
+
+
+@dataclass(frozen=True, eq=False)
+class Catalogue:
+    """Item ids and their genres (names included), for filters and explanations."""
+
+    item_ids: np.ndarray
+    """[n_items] raw ids, the models' item vocabulary."""
+    genres: np.ndarray
+    """[n_items, n_genres] bool."""
+    genre_names: tuple[str, ...]
+
+    @classmethod
+    def from_processed(cls, data: Processed) -> Catalogue:
+        return cls(
+            item_ids=np.asarray(data.vocab.item_ids, dtype=np.int64),
+            genres=np.asarray(data.features.item_genres > 0),
+            genre_names=tuple(data.features.genre_names),
+        )
+
+    def save(self, path: Path) -> None:
+        io.write_array(self.item_ids, path / "item_ids.npy")
+        io.write_array(self.genres, path / "item_genres.npy")
+        io.write_json(
+            {"format": CATALOGUE_FORMAT, "genre_names": list(self.genre_names)},
+            path / "catalogue.json",
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Catalogue:
+        meta = io.read_json(io.require_file(path / "catalogue.json", "catalogue"))
+        if meta.get("format") != CATALOGUE_FORMAT:
+            raise DataError(f"unsupported catalogue format {meta.get('format')!r}", where=str(path))
+        return cls(
+            item_ids=np.asarray(io.read_array(path / "item_ids.npy"), dtype=np.int64),
+            genres=np.asarray(io.read_array(path / "item_genres.npy"), dtype=bool),
+            genre_names=tuple(meta["genre_names"]),
+        )
+
+    def genre_mask(self, names: Sequence[str] | None) -> np.ndarray | None:
+        """[n_items] bool: items having at least one of ``names``; None when no filter."""
+        if not names:
+            return None
+        lookup = {n.lower(): j for j, n in enumerate(self.genre_names)}
+        unknown = [n for n in names if n.lower() not in lookup]
+        if unknown:
+            raise RequestError(
+                f"unknown genre(s) {unknown}; known: {list(self.genre_names)}",
+                field="genres",
+                ids=unknown,
+            )
+        cols = [lookup[n.lower()] for n in names]
+        return np.asarray(self.genres[:, cols].any(axis=1))
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where every answer comes from."""
+
+    model_tag: str
+    retriever_tag: str
+    data_version: str
+    index_type: str
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """An answer: raw item ids and scores, best first (padding dropped), and the fallback."""
+
+    item_ids: list[int]
+    scores: list[float]
+    fallback: str | None = None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    item_id: int
+    score: float
+    history: list[tuple[int, float]]
+    """(history item id, cosine of its two-tower vector with the recommended item's)."""
+    genres: list[tuple[str, float]]
+    """(genre of the recommended item, share of the user's history having it)."""
+
+
+class Engine:
+    """Loaded models + index; every public method takes and returns raw ids."""
+
+    def __init__(
+        self,
+        ranker: Recommender,
+        retriever: Recommender,
+        catalogue: Catalogue,
+        cfg: ServingConfig | None = None,
+        *,
+        model_tag: str = "local",
+        retriever_tag: str = "local",
+        data_version: str = "unknown",
+    ) -> None:
+        check_compatible(ranker, retriever)
+        if not np.array_equal(catalogue.item_ids, ranker.item_ids):
+            raise DataError("the catalogue's items are not the models' item vocabulary")
+        self.ranker = ranker
+        self.retriever = retriever
+        self.catalogue = catalogue
+        self.cfg = cfg or ServingConfig()
+        vectors = retriever.item_embeddings()
+        assert vectors is not None  # check_compatible
+        self.index: ItemIndex = build_index(vectors, self.cfg.retrieval)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        self.unit_vectors = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+        self.rankable = rankable_mask(ranker)
+        seen = ranker._seen_matrix()  # training interactions shipped inside the model
+        self.popularity = np.asarray(seen.getnnz(axis=0), dtype=np.float32)
+        self.provenance = Provenance(model_tag, retriever_tag, data_version, self.index.kind)
+
+    # --- ids --------------------------------------------------------------------------------
+    def known_user(self, user_id: int) -> bool:
+        return bool(self.ranker.known_users([user_id])[0])
+
+    def item_index(self, item_ids: Sequence[int], field: str) -> np.ndarray:
+        """Raw ids -> indices; ``RequestError`` naming ``field`` and every unknown id."""
+        raw = np.asarray(item_ids, dtype=np.int64).ravel()
+        known = self.ranker.known_items(raw)
+        if not known.all():
+            unknown = sorted({int(i) for i in raw[~known]})
+            raise RequestError(
+                f"{len(unknown)} unknown item id(s) in '{field}': {unknown[:20]}",
+                field=field,
+                ids=unknown,
+            )
+        return self.ranker.encode_items(raw)
+
+    # --- answers ----------------------------------------------------------------------------
+    def recommend(
+        self,
+        user_id: int,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        genres: Sequence[str] | None = None,
+    ) -> Ranked:
+        """Two-stage for a known user; popularity for an unknown one."""
+        allowed = self.catalogue.genre_mask(genres)
+        if not self.known_user(user_id):
+            return self.popular(k, allowed)
+        ids, scores = two_stage_recommend(
+            self.ranker,
+            self.retriever,  # type: ignore[arg-type]  # check_compatible: has user_embeddings
+            self.index,
+            [user_id],
+            k,
+            rerank_top=self.cfg.rerank_top,
+            exclude_seen=exclude_seen,
+            allowed=allowed,
+        )
+        return _ranked(ids[0], scores[0])
+
+    def popular(self, k: int, allowed: np.ndarray | None = None) -> Ranked:
+        s = np.where(self.popularity > 0, self.popularity, -np.inf)[None, :]
+        if allowed is not None:
+            s = np.where(allowed[None, :], s, -np.inf)
+        top = top_k(s, k)[0]
+        return _ranked(self.ranker.item_ids[top], s[0, top], FALLBACK_POPULARITY)
+
+    def recommend_recent(
+        self, item_ids: Sequence[int], k: int = 10, *, genres: Sequence[str] | None = None
+    ) -> Ranked:
+        """An anonymous user: nearest items to the mean two-tower vector of ``item_ids``."""
+        idx = self.item_index(item_ids, "item_ids")
+        allowed = self.catalogue.genre_mask(genres)
+        query = self.unit_vectors[idx].mean(axis=0, keepdims=True)
+        found, scores = self.index.search(query, k, exclude=[idx], allowed=allowed)
+        return _ranked(_raw(self.ranker.item_ids, found[0]), scores[0], FALLBACK_RECENT)
+
+    def similar_items(self, item_id: int, k: int = 10) -> Ranked:
+        """Nearest items to ``item_id`` by two-tower item vectors (inner product)."""
+        idx = self.item_index([item_id], "item_id")
+        found, scores = self.index.search(self.index.vectors[idx], k, exclude=[idx])
+        return _ranked(_raw(self.ranker.item_ids, found[0]), scores[0])
+
+    def score(self, user_id: int, item_ids: Sequence[int]) -> Ranked:
+        """Champion scores of (user, item) pairs in request order; for an unknown user the
+        items' training popularity (share of interactions), fallback ``popularity``."""
+        idx = self.item_index(item_ids, "item_ids")
+        raw = self.ranker.item_ids[idx]
+        if not self.known_user(user_id):
+            share = self.popularity[idx] / max(float(self.popularity.sum()), 1.0)
+            return Ranked(raw.tolist(), share.astype(float).tolist(), FALLBACK_POPULARITY)
+        s = self.ranker.score(np.full(len(raw), user_id, dtype=np.int64), raw)
+        return Ranked(raw.tolist(), [_finite(x) for x in s.tolist()])
+
+    def explain(
+        self,
+        user_id: int,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        genres: Sequence[str] | None = None,
+    ) -> tuple[Ranked, list[Explanation]]:
+        """``recommend``, plus for each item the user's history items closest to it (cosine of
+        two-tower item vectors) and its genres weighted by their share of the user's history.
+
+        These are attributions by similarity, not gradients of the ranking model.
+        """
+        ranked = self.recommend(user_id, k, exclude_seen=exclude_seen, genres=genres)
+        history = (
+            self.ranker.encode_items(self.ranker.seen_items(user_id))
+            if self.known_user(user_id)
+            else np.zeros(0, dtype=np.int64)
+        )
+        profile = (
+            self.catalogue.genres[history].mean(axis=0)
+            if len(history)
+            else np.zeros(len(self.catalogue.genre_names))
+        )
+        out = []
+        n_hist = min(self.cfg.explain_history, len(history))
+        for item, score in zip(ranked.item_ids, ranked.scores, strict=True):
+            i = int(self.ranker.encode_items([item])[0])
+            pairs: list[tuple[int, float]] = []
+            if n_hist:
+                sims = (self.unit_vectors[history] @ self.unit_vectors[i])[None, :]
+                top = top_k(sims, n_hist)[0]
+                pairs = [
+                    (int(self.ranker.item_ids[history[j]]), round(float(sims[0, j]), 6))
+                    for j in top
+                ]
+            cols = np.flatnonzero(self.catalogue.genres[i])
+            weighted = sorted(
+                ((self.catalogue.genre_names[c], round(float(profile[c]), 6)) for c in cols),
+                key=lambda t: (-t[1], t[0]),
+            )
+            out.append(Explanation(item, score, pairs, weighted))
+        return ranked, out
+
+
+def _raw(item_raw: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return np.where(idx >= 0, item_raw[np.maximum(idx, 0)], -1)
+
+
+def _finite(x: float) -> float:
+    """JSON has no NaN or infinities: clamp them (-inf: an item the model never ranks)."""
+    return float(np.nan_to_num(x, nan=0.0, posinf=3.0e38, neginf=-3.0e38))
+
+
+def _ranked(ids: np.ndarray, scores: np.ndarray, fallback: str | None = None) -> Ranked:
+    """Drop the -1 / -inf padding (fewer eligible items than k)."""
+    keep = (np.asarray(ids) >= 0) & np.isfinite(scores)
+    return Ranked(
+        [int(i) for i in np.asarray(ids)[keep]],
+        [float(s) for s in np.asarray(scores)[keep]],
+        fallback,
+    )
+
+
+def load_engine(
+    ranker_dir: Path,
+    retriever_dir: Path,
+    catalogue_dir: Path,
+    cfg: ServingConfig | None = None,
+    **provenance: str,
+) -> Engine:
+    """Load the three saved artifacts (only from these directories: the model store's paths)."""
+    return Engine(
+        Recommender.load(ranker_dir),
+        Recommender.load(retriever_dir),
+        Catalogue.load(catalogue_dir),
+        cfg,
+        **provenance,
+    )

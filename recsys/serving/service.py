@@ -1,0 +1,239 @@
+"""The BentoML service: a thin typed shell over ``recsys.serving.engine.Engine``.
+
+Three models sit at class scope, so ``bentoml build`` packages them into the bento:
+the champion ranking model, the two-tower retrieval model and the item catalogue (genres),
+each a ``Recommender.save`` directory (vocabularies and seen items inside) or a
+``Catalogue.save`` directory in the BentoML model store. Their tags are bento arguments
+(``bentoml.use_arguments``: ``champion``, ``retriever``, ``catalogue``, ``serving``), which
+``recsys.serving.package.build_bento`` passes to ``bentoml build --arg-file``; BentoML stores
+them in the bento and sets them again when it serves it, so a built bento always serves the
+exact versions it was built from. From source:
+``bentoml serve recsys.serving.service:RecommenderService --arg champion=recsys-ease:v1 ...``.
+
+Endpoints (POST, JSON): ``/recommend``, ``/recommend_recent``, ``/similar_items``, ``/score``,
+``/explain``; BentoML adds ``/livez``, ``/readyz`` (false until the models are loaded) and
+``/metrics`` (with our counters below). Every answer names the model tag, the retriever tag,
+the data version and the index type. Errors are JSON: 400 for a malformed body (pydantic names
+the field in ``detail[].loc``), 413 for a body over the ``max_body_bytes`` argument, 422 for unknown
+item ids or genres (``{"error", "field", "unknown_ids"}``), 503 when ``max_concurrency``
+requests are in flight (back-pressure).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final, TypeVar, cast
+
+import bentoml
+from bentoml.models import BentoModel
+from pydantic import BaseModel, ConfigDict
+from starlette.responses import JSONResponse
+
+from recsys.serving.engine import Engine, Ranked, RequestError, ServingConfig, load_engine
+from recsys.serving.limits import BodySizeLimit
+from recsys.serving.schemas import (
+    ExplainedItem,
+    ExplainRequest,
+    ExplainResponse,
+    GenreWeight,
+    HistoryItem,
+    RecentItemsRequest,
+    RecommendRequest,
+    RecommendResponse,
+    ScoredItem,
+    ScoreRequest,
+    ScoreResponse,
+    SimilarItemsRequest,
+)
+
+MAX_BODY_BYTES: Final = 64 * 1024
+MAX_CONCURRENCY: Final = 32
+REQUEST_TIMEOUT_S: Final = 10
+
+T = TypeVar("T")
+
+# bentoml.metrics, not prometheus_client: it sets up the multi-process registry (BentoML docs).
+FALLBACKS = bentoml.metrics.Counter(
+    name="recsys_fallbacks_total",
+    documentation="Answers given by a cold-start fallback instead of the champion",
+    labelnames=["endpoint", "fallback"],
+)
+UNKNOWN_IDS = bentoml.metrics.Counter(
+    name="recsys_unknown_ids_total",
+    documentation="Unknown ids in requests (user ids answered by a fallback, item ids and "
+    "genres refused with 422)",
+    labelnames=["endpoint", "field"],
+)
+INDEX_INFO = bentoml.metrics.Gauge(
+    name="recsys_index_info",
+    documentation="Retrieval index in use (1 for the active index type) and catalogue size",
+    labelnames=["index_type", "n_items"],
+    multiprocess_mode="max",
+)
+
+
+class BentoArgs(BaseModel):
+    """The bento's arguments (``--arg KEY=VALUE`` or ``--arg-file``), fixed at build time."""
+
+    model_config = ConfigDict(extra="forbid")
+    champion: str = "recsys-champion:latest"
+    retriever: str = "recsys-twotower:latest"
+    catalogue: str = "recsys-catalogue:latest"
+    serving: dict[str, Any] | str = {}
+    """``ServingConfig.to_dict()`` (retrieval kind, exact-search threshold, M), or its JSON."""
+    max_body_bytes: int = MAX_BODY_BYTES
+
+    def serving_config(self) -> ServingConfig:
+        raw = json.loads(self.serving) if isinstance(self.serving, str) else self.serving
+        return ServingConfig.from_dict(raw)
+
+
+ARGS = bentoml.use_arguments(BentoArgs)
+
+
+@bentoml.service(
+    name="recsys",
+    resources={"cpu": "2"},
+    workers=1,
+    traffic={"timeout": REQUEST_TIMEOUT_S, "max_concurrency": MAX_CONCURRENCY},
+)
+class RecommenderService:
+    """Two-stage recommendation (two-tower retrieval, champion re-ranking) with fallbacks."""
+
+    champion = BentoModel(ARGS.champion)
+    retriever = BentoModel(ARGS.retriever)
+    catalogue = BentoModel(ARGS.catalogue)
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        cfg = ARGS.serving_config()
+        labels = self.champion.info.labels
+        self.engine = load_engine(
+            Path(self.champion.path),
+            Path(self.retriever.path),
+            Path(self.catalogue.path),
+            cfg,
+            model_tag=str(self.champion.tag),
+            retriever_tag=str(self.retriever.tag),
+            data_version=labels.get("data_version", "unknown"),
+        )
+        INDEX_INFO.labels(
+            index_type=self.engine.index.kind, n_items=str(self.engine.index.n_items)
+        ).set(1)
+
+    def __is_ready__(self) -> bool:
+        return self.engine is not None
+
+    def _engine(self) -> Engine:
+        if self.engine is None:  # unreachable: BentoML routes requests after __init__
+            raise bentoml.exceptions.ServiceUnavailable("models are not loaded yet")
+        return self.engine
+
+    def _answer(self, endpoint: str, fn: Callable[[Engine], T]) -> T:
+        """Run ``fn``; a ``RequestError`` becomes its JSON body with its status (422)."""
+        try:
+            return fn(self._engine())
+        except RequestError as exc:
+            UNKNOWN_IDS.labels(endpoint=endpoint, field=exc.field).inc(max(len(exc.ids), 1))
+            # BentoML sends a returned starlette Response as it is.
+            return cast(T, JSONResponse(exc.to_dict(), status_code=exc.status))
+
+    def _provenance(self, endpoint: str, ranked: Ranked) -> dict[str, Any]:
+        engine = self._engine()
+        if ranked.fallback is not None:
+            FALLBACKS.labels(endpoint=endpoint, fallback=ranked.fallback).inc()
+            if ranked.fallback == "popularity":
+                UNKNOWN_IDS.labels(endpoint=endpoint, field="user_id").inc()
+        p = engine.provenance
+        return {
+            "model_tag": p.model_tag,
+            "retriever_tag": p.retriever_tag,
+            "data_version": p.data_version,
+            "index_type": p.index_type,
+            "fallback": ranked.fallback,
+        }
+
+    @staticmethod
+    def _items(ranked: Ranked) -> list[ScoredItem]:
+        return [
+            ScoredItem(item_id=i, score=s)
+            for i, s in zip(ranked.item_ids, ranked.scores, strict=True)
+        ]
+
+    @bentoml.api(route="/recommend")
+    def recommend(self, request: RecommendRequest, /) -> RecommendResponse:
+        """Top-k items for a user: two-tower retrieval of M candidates, champion re-ranking;
+        an unknown user gets the most popular items (``fallback: popularity``)."""
+
+        def run(engine: Engine) -> RecommendResponse:
+            r = engine.recommend(
+                request.user_id, request.k, exclude_seen=request.exclude_seen, genres=request.genres
+            )
+            return RecommendResponse(
+                user_id=request.user_id,
+                items=self._items(r),
+                **self._provenance("recommend", r),
+            )
+
+        return self._answer("recommend", run)
+
+    @bentoml.api(route="/recommend_recent")
+    def recommend_recent(self, request: RecentItemsRequest, /) -> RecommendResponse:
+        """Top-k for an anonymous user from recently consumed item ids
+        (``fallback: recent_items``); unknown item ids are a 422 naming them."""
+
+        def run(engine: Engine) -> RecommendResponse:
+            r = engine.recommend_recent(request.item_ids, request.k, genres=request.genres)
+            return RecommendResponse(items=self._items(r), **self._provenance("recent", r))
+
+        return self._answer("recommend_recent", run)
+
+    @bentoml.api(route="/similar_items")
+    def similar_items(self, request: SimilarItemsRequest, /) -> RecommendResponse:
+        """Nearest items by two-tower item vectors, the query item excluded."""
+
+        def run(engine: Engine) -> RecommendResponse:
+            r = engine.similar_items(request.item_id, request.k)
+            return RecommendResponse(items=self._items(r), **self._provenance("similar", r))
+
+        return self._answer("similar_items", run)
+
+    @bentoml.api(route="/score")
+    def score(self, request: ScoreRequest, /) -> ScoreResponse:
+        """Champion scores of (user, item) pairs in request order."""
+
+        def run(engine: Engine) -> ScoreResponse:
+            r = engine.score(request.user_id, request.item_ids)
+            return ScoreResponse(
+                user_id=request.user_id, items=self._items(r), **self._provenance("score", r)
+            )
+
+        return self._answer("score", run)
+
+    @bentoml.api(route="/explain")
+    def explain(self, request: ExplainRequest, /) -> ExplainResponse:
+        """``recommend`` plus, per item, the closest history items and the shared genres."""
+
+        def run(engine: Engine) -> ExplainResponse:
+            r, why = engine.explain(
+                request.user_id, request.k, exclude_seen=request.exclude_seen, genres=request.genres
+            )
+            items = [
+                ExplainedItem(
+                    item_id=e.item_id,
+                    score=e.score,
+                    history=[HistoryItem(item_id=i, similarity=s) for i, s in e.history],
+                    genres=[GenreWeight(genre=g, history_share=w) for g, w in e.genres],
+                )
+                for e in why
+            ]
+            return ExplainResponse(
+                user_id=request.user_id, items=items, **self._provenance("explain", r)
+            )
+
+        return self._answer("explain", run)
+
+
+cast(Any, RecommenderService).add_asgi_middleware(BodySizeLimit, max_bytes=ARGS.max_body_bytes)
