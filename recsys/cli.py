@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _benchmark_parser(commands)
     _registry_parsers(commands)
     _model_stage_parsers(commands)
+    _bento_parsers(commands)
     return parser
 
 
@@ -317,6 +318,58 @@ def _registry_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     rollback.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help=registry_help)
     rollback.set_defaults(handler=cmd_rollback)
+
+
+BENTO_BUILD_DESCRIPTION = """\
+Build a bento of the recommendation service (`bentoml build` over bentofile.yaml; no
+Docker needed) around three models of the BentoML store ($BENTOML_HOME): the champion
+ranking model (default: the registry's champion), the two-tower retrieval model and the
+item catalogue (--catalogue TAG, or --processed DIR to store it from processed data).
+The tags are baked into the bento as bento arguments. Prints the bento tag.
+
+Exit status: 0 built; 2 bad input (unknown tag, no champion, build failed)."""
+
+
+def _bento_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bento = commands.add_parser("bento", help="build and validate the serving bento")
+    bento_commands = bento.add_subparsers(title="bento commands", metavar="COMMAND")
+    bento.set_defaults(handler=lambda _: _help(bento))
+
+    build = bento_commands.add_parser(
+        "build",
+        help="bentoml build around the champion and the two-tower retriever",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=BENTO_BUILD_DESCRIPTION,
+    )
+    build.add_argument("--champion", metavar="TAG", help="ranking model (default: champion)")
+    build.add_argument("--retriever", metavar="TAG", required=True, help="two-tower model tag")
+    source = build.add_mutually_exclusive_group(required=True)
+    source.add_argument("--catalogue", metavar="TAG", help="stored item catalogue")
+    source.add_argument("--processed", type=Path, metavar="DIR", help="store it from here")
+    build.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help="registry dir")
+    build.add_argument("--version", help="bento version (default: generated)")
+    build.add_argument(
+        "--index",
+        choices=("auto", "exact", "hnsw", "ivf"),
+        default="auto",
+        help="retrieval index (auto: exact below --exact-below items, else HNSW)",
+    )
+    build.add_argument("--exact-below", type=int, default=100_000, metavar="N")
+    build.add_argument("--rerank-top", type=int, default=200, metavar="M")
+    build.set_defaults(handler=cmd_bento_build)
+
+    validate = bento_commands.add_parser(
+        "validate",
+        help="serve a bento on 127.0.0.1, probe it, stop it; mark it deployable if it passed",
+        description="Infra validation: `bentoml serve TAG` on 127.0.0.1 and a free port, wait "
+        "for /readyz, send one sample request per endpoint (and a bad one per error kind), "
+        "check /metrics, stop the server. The report goes to REGISTRY/bentos/; a passing "
+        "bento becomes REGISTRY/deployable.json. Exit status: 0 deployable, 1 not, 2 bad input.",
+    )
+    validate.add_argument("tag", metavar="TAG", help="bento tag, e.g. recsys:abc123")
+    validate.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help="registry dir")
+    validate.add_argument("--timeout", type=float, default=180.0, help="seconds to get ready")
+    validate.set_defaults(handler=cmd_bento_validate)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -552,6 +605,41 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     record = Registry(args.registry).rollback()
     print(f"rolled back: champion is {record.tag} again ({record.reasons[0]})")
     return 0
+
+
+def cmd_bento_build(args: argparse.Namespace) -> int:
+    from recsys.retrieval import RetrievalConfig
+    from recsys.serving import package, store
+    from recsys.serving.engine import ServingConfig
+    from recsys.serving.store import Registry
+
+    champion = args.champion
+    if champion is None:
+        record = Registry(args.registry).champion()
+        if record is None:
+            raise ConfigError("there is no champion yet", fix="pass --champion TAG, or promote")
+        champion = record.tag
+    data_version = store.model_info(champion)["labels"].get("data_version", "unknown")
+    catalogue = args.catalogue or package.save_catalogue(args.processed, data_version=data_version)
+    serving = ServingConfig(
+        retrieval=RetrievalConfig(kind=args.index, exact_below=args.exact_below),
+        rerank_top=args.rerank_top,
+    )
+    tag = package.build_bento(
+        champion, args.retriever, catalogue, serving=serving, version=args.version
+    )
+    print(f"built bento {tag} (champion {champion}, retriever {args.retriever})")
+    return 0
+
+
+def cmd_bento_validate(args: argparse.Namespace) -> int:
+    from recsys.serving import package
+
+    report = package.validate_bento(args.tag, registry=args.registry, timeout_s=args.timeout)
+    print(report.summary())
+    if not report.deployable:
+        print(report.log_tail, file=sys.stderr)
+    return 0 if report.deployable else 1
 
 
 if __name__ == "__main__":

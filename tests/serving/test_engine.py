@@ -1,0 +1,142 @@
+"""The engine behind the service: fallbacks, unknown ids, filters, explanations, the size
+limit middleware (RELIABILITY.md items 7, 24)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from recsys.errors import ConfigError
+from recsys.serving.engine import FALLBACK_POPULARITY, FALLBACK_RECENT, RequestError, ServingConfig
+from recsys.serving.limits import BodySizeLimit
+from tests.recsys.test_models_contract import synthetic_data
+from tests.serving import fixtures
+
+UNKNOWN_USER = 10**12
+
+
+@pytest.fixture(scope="module")
+def engine() -> Any:
+    return fixtures.engine()
+
+
+def test_known_user_is_ranked_by_the_champion(engine: Any) -> None:
+    user = int(synthetic_data().vocab.user_ids[0])
+    r = engine.recommend(user, 5)
+    assert r.fallback is None and len(r.item_ids) == 5
+    assert not set(r.item_ids) & set(engine.ranker.seen_items(user).tolist())
+    assert r.scores == sorted(r.scores, reverse=True)
+
+
+def test_unknown_user_gets_popularity_and_says_so(engine: Any) -> None:
+    r = engine.recommend(UNKNOWN_USER, 5)
+    assert r.fallback == FALLBACK_POPULARITY
+    counts = engine.popularity[engine.ranker.encode_items(r.item_ids)]
+    assert counts.tolist() == sorted(engine.popularity, reverse=True)[:5]
+
+
+def test_genre_filter_keeps_only_matching_items(engine: Any) -> None:
+    cat = engine.catalogue
+    genre = cat.genre_names[0]
+    user = int(synthetic_data().vocab.user_ids[1])
+    for r in (
+        engine.recommend(user, 20, genres=[genre]),
+        engine.recommend(UNKNOWN_USER, 20, genres=[genre.upper()]),
+    ):
+        idx = engine.ranker.encode_items(r.item_ids)
+        assert len(idx) > 0 and cat.genres[idx, 0].all()
+
+
+def test_unknown_genre_and_items_are_request_errors_naming_them(engine: Any) -> None:
+    with pytest.raises(RequestError) as exc:
+        engine.recommend(1, 5, genres=["Nope"])
+    assert exc.value.field == "genres" and exc.value.ids == ["Nope"]
+    with pytest.raises(RequestError) as exc:
+        engine.score(1, [1, 10**9, 10**9 + 1])
+    assert exc.value.to_dict() == {
+        "error": "2 unknown item id(s) in 'item_ids': [1000000000, 1000000001]",
+        "field": "item_ids",
+        "unknown_ids": [10**9, 10**9 + 1],
+    }
+    with pytest.raises(RequestError, match="item_id"):
+        engine.similar_items(10**9)
+
+
+def test_recent_items_fallback_excludes_the_given_items(engine: Any) -> None:
+    items = [int(i) for i in engine.ranker.item_ids[:3]]
+    r = engine.recommend_recent(items, 10)
+    assert r.fallback == FALLBACK_RECENT and len(r.item_ids) == 10
+    assert not set(items) & set(r.item_ids)
+
+
+def test_score_keeps_request_order_and_matches_the_model(engine: Any) -> None:
+    user = int(synthetic_data().vocab.user_ids[2])
+    items = [int(i) for i in engine.ranker.item_ids[[5, 1, 9]]]
+    r = engine.score(user, items)
+    assert r.item_ids == items and r.fallback is None
+    np.testing.assert_allclose(r.scores, engine.ranker.score([user] * 3, items), rtol=1e-6)
+    assert engine.score(UNKNOWN_USER, items).fallback == FALLBACK_POPULARITY
+
+
+def test_explain_names_history_items_and_genres(engine: Any) -> None:
+    user = int(synthetic_data().vocab.user_ids[3])
+    ranked, why = engine.explain(user, 4)
+    seen = set(engine.ranker.seen_items(user).tolist())
+    assert [e.item_id for e in why] == ranked.item_ids
+    for e in why:
+        assert 0 < len(e.history) <= engine.cfg.explain_history
+        assert {i for i, _ in e.history} <= seen
+        sims = [s for _, s in e.history]
+        assert sims == sorted(sims, reverse=True)
+        assert all(g in engine.catalogue.genre_names for g, _ in e.genres)
+
+
+def test_serving_config_is_strict() -> None:
+    assert ServingConfig.from_dict(ServingConfig().to_dict()) == ServingConfig()
+    with pytest.raises(ConfigError, match="bad serving config"):
+        ServingConfig.from_dict({"rerank": 5})
+    with pytest.raises(ConfigError, match="rerank_top"):
+        ServingConfig(rerank_top=0)
+
+
+# --- request size limit ---------------------------------------------------------------------------
+def run_asgi(body_chunks: list[bytes], headers: list[tuple[bytes, bytes]]) -> tuple[int, Any]:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        msg = await receive()
+        seen["body"] = msg["body"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    messages = [
+        {"type": "http.request", "body": c, "more_body": i < len(body_chunks) - 1}
+        for i, c in enumerate(body_chunks)
+    ]
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return messages.pop(0)
+
+    async def send(msg: Any) -> None:
+        sent.append(msg)
+
+    scope = {"type": "http", "method": "POST", "headers": headers}
+    asyncio.run(BodySizeLimit(app, max_bytes=10)(scope, receive, send))
+    status = sent[0]["status"]
+    body = sent[1]["body"]
+    return status, (json.loads(body) if status != 200 else seen["body"])
+
+
+def test_body_limit_by_header_by_stream_and_replay() -> None:
+    assert run_asgi([b"x" * 11], [(b"content-length", b"11")]) == (
+        413,
+        {"error": "request body larger than 10 bytes", "field": "body"},
+    )
+    assert run_asgi([b"x" * 6, b"x" * 6], [])[0] == 413  # chunked, no Content-Length
+    assert run_asgi([b"12345", b"678"], []) == (200, b"12345678")
+    assert run_asgi([b"1"], [(b"content-length", b"abc")])[0] == 400

@@ -1,0 +1,228 @@
+"""The bento end to end: `recsys bento build`, `bentoml serve` on 127.0.0.1, every endpoint,
+train/serve parity for 100 users, malformed requests (4xx naming the field, never 5xx),
+metrics, and infra validation marking a bento deployable only when it works (RELIABILITY.md
+items 6, 7, 20, 23, 24). Tiny models under a temporary BENTOML_HOME; servers are stopped with
+their process group and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from recsys import cli
+from recsys.serving import package, store
+from recsys.serving.engine import ServingConfig
+from recsys.serving.schemas import MAX_ITEMS
+from tests.recsys.test_models_contract import synthetic_data
+from tests.serving import fixtures
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+READY_TIMEOUT_S = 150.0
+USERS = synthetic_data().vocab.user_ids[:100]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fixtures.StoredModels]:
+    home = tmp_path_factory.mktemp("bentoml")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BENTOML_HOME", str(home))
+    yield fixtures.store_models(home)
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def bento(models: fixtures.StoredModels) -> str:
+    """Built through the CLI (`recsys bento build`), default serving settings."""
+    code = cli.main(
+        [
+            "bento",
+            "build",
+            "--champion",
+            models.champion,
+            "--retriever",
+            models.retriever,
+            "--catalogue",
+            models.catalogue,
+        ]
+    )
+    assert code == 0
+    bentos = [p for p in (models.home / "bentos" / "recsys").iterdir() if p.name != "latest"]
+    assert len(bentos) == 1
+    return f"recsys:{bentos[0].name}"
+
+
+@pytest.fixture(scope="module")
+def server(bento: str, models: fixtures.StoredModels) -> Iterator[str]:
+    with package.serving(bento, home=models.home) as (url, proc, log):
+        ready = package.wait_ready(url, proc, READY_TIMEOUT_S)
+        assert ready is not None, log.read_text()[-3000:]
+        yield url
+
+
+def post(url: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+    return package.http("POST", url, body, raw=raw)
+
+
+# --- answers ------------------------------------------------------------------------------------
+def test_parity_with_offline_for_100_users(server: str, models: fixtures.StoredModels) -> None:
+    """Served answers == the engine's offline two-stage answers == the champion's own
+    recommend (the bento retrieves exactly, and M=200 >= the 100-item catalogue)."""
+    engine = fixtures.engine()
+    want_ids, want_scores = fixtures.ranker().recommend(USERS, 10)
+    for row, user in enumerate(USERS.tolist()):
+        status, body = post(f"{server}/recommend", {"user_id": user, "k": 10})
+        assert status == 200, body
+        got = [it["item_id"] for it in body["items"]]
+        offline = engine.recommend(user, 10)
+        assert got == offline.item_ids == want_ids[row].tolist()
+        np.testing.assert_allclose([it["score"] for it in body["items"]], want_scores[row], 1e-5)
+        assert body["model_tag"] == models.champion
+        assert body["retriever_tag"] == models.retriever
+        assert body["data_version"] == fixtures.DATA_VERSION
+        assert body["index_type"] == "exact" and body["fallback"] is None
+
+
+def test_every_endpoint_answers_with_provenance(server: str, models: fixtures.StoredModels) -> None:
+    user, item = int(USERS[0]), int(fixtures.ranker().train_item_ids[0])
+    genre = fixtures.catalogue().genre_names[0]
+    calls = {
+        "/recommend": {"user_id": user, "k": 3, "exclude_seen": False, "genres": [genre]},
+        "/recommend_recent": {"item_ids": [item], "k": 3},
+        "/similar_items": {"item_id": item, "k": 3},
+        "/score": {"user_id": user, "item_ids": [item, item]},
+        "/explain": {"user_id": user, "k": 2},
+    }
+    for route, payload in calls.items():
+        status, body = post(server + route, payload)
+        assert status == 200, (route, body)
+        assert body["model_tag"] == models.champion, route
+        assert body["data_version"] == fixtures.DATA_VERSION, route
+        assert 1 <= len(body["items"]) <= 3, route
+    _, explained = post(f"{server}/explain", calls["/explain"])
+    assert explained["items"][0]["history"] and "genres" in explained["items"][0]
+
+
+def test_cold_start_fallbacks_are_named(server: str) -> None:
+    status, body = post(f"{server}/recommend", {"user_id": 10**15, "k": 5})
+    assert status == 200 and body["fallback"] == "popularity" and len(body["items"]) == 5
+    items = [int(i) for i in fixtures.ranker().item_ids[:2]]
+    status, body = post(f"{server}/recommend_recent", {"item_ids": items, "k": 5})
+    assert status == 200 and body["fallback"] == "recent_items"
+
+
+# --- malformed requests: 4xx naming the field, never 5xx ------------------------------------------
+BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
+    ("/recommend", {"k": 5}, 400, "user_id"),
+    ("/recommend", {"user_id": "7"}, 400, "user_id"),
+    ("/recommend", {"user_id": True}, 400, "user_id"),
+    ("/recommend", {"user_id": -1}, 400, "user_id"),
+    ("/recommend", {"user_id": 2**64}, 400, "user_id"),
+    ("/recommend", {"user_id": 1.5}, 400, "user_id"),
+    ("/recommend", {"user_id": 1, "k": 0}, 400, "k"),
+    ("/recommend", {"user_id": 1, "k": 1001}, 400, "k"),
+    ("/recommend", {"user_id": 1, "exclude_seen": "no"}, 400, "exclude_seen"),
+    ("/recommend", {"user_id": 1, "genres": "Drama"}, 400, "genres"),
+    ("/recommend", {"user_id": 1, "genres": ["Nope"]}, 422, "genres"),
+    ("/recommend", {"user_id": 1, "colour": "red"}, 400, "colour"),
+    ("/recommend", [1, 2], 400, "model_type"),
+    ("/recommend_recent", {"item_ids": []}, 400, "item_ids"),
+    ("/recommend_recent", {"item_ids": [10**10]}, 422, "item_ids"),
+    ("/recommend_recent", {"item_ids": list(range(MAX_ITEMS + 1))}, 400, "item_ids"),
+    ("/similar_items", {"item_id": 10**10}, 422, "item_id"),
+    ("/score", {"user_id": 1, "item_ids": [1, 10**10]}, 422, "10000000000"),
+    ("/score", {"user_id": 1, "item_ids": None}, 400, "item_ids"),
+    ("/explain", {"user_id": 1, "k": -3}, 400, "k"),
+]
+
+
+@pytest.mark.parametrize(("route", "body", "status", "named"), BAD_REQUESTS)
+def test_malformed_requests_get_a_4xx_naming_the_field(
+    server: str, route: str, body: Any, status: int, named: str
+) -> None:
+    got, payload = post(server + route, body)
+    assert got == status, payload
+    assert named in json.dumps(payload), payload
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"{not json", 400),
+        (b"", 400),
+        (b"\xff\xfe", 400),
+        (b'{"user_id": 1' + b" " * 70_000 + b"}", 413),
+    ],
+)
+def test_broken_and_oversized_bodies_are_4xx(server: str, raw: bytes, status: int) -> None:
+    got, payload = post(f"{server}/recommend", raw=raw)
+    assert got == status, payload
+
+
+def test_metrics_count_fallbacks_unknown_ids_and_index_type(server: str) -> None:
+    post(f"{server}/recommend", {"user_id": 10**15, "k": 1})
+    post(f"{server}/score", {"user_id": 1, "item_ids": [10**10]})
+    status, text = package.http("GET", f"{server}/metrics")
+    assert status == 200
+    lines = str(text).splitlines()
+
+    def value(prefix: str) -> float:
+        return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines if ln.startswith(prefix))
+
+    assert value('recsys_fallbacks_total{endpoint="recommend",fallback="popularity"}') >= 1
+    assert value('recsys_unknown_ids_total{endpoint="score",field="item_ids"}') >= 1
+    assert value('recsys_index_info{index_type="exact"') == 1
+
+
+# --- ANN inside the service ----------------------------------------------------------------------
+def test_ann_parity_with_the_offline_two_stage(models: fixtures.StoredModels) -> None:
+    """Served from source with HNSW retrieval and M=20: the answers equal the offline
+    two-stage function with the same settings (the service calls that same function)."""
+    cfg = ServingConfig.from_dict({"retrieval": {"kind": "hnsw"}, "rerank_top": 20})
+    args = {
+        "champion": models.champion,
+        "retriever": models.retriever,
+        "catalogue": models.catalogue,
+        "serving": cfg.to_dict(),
+    }
+    offline = fixtures.engine(cfg)
+    target = "recsys.serving.service:RecommenderService"
+    with package.serving(target, home=models.home, args=args) as (url, proc, log):
+        assert package.wait_ready(url, proc, READY_TIMEOUT_S) is not None, log.read_text()[-3000:]
+        for user in USERS[:50].tolist():
+            status, body = post(f"{url}/recommend", {"user_id": user, "k": 10})
+            assert status == 200 and body["index_type"] == "hnsw", body
+            assert [it["item_id"] for it in body["items"]] == offline.recommend(user, 10).item_ids
+
+
+# --- infra validation ----------------------------------------------------------------------------
+def test_validate_marks_a_working_bento_deployable(
+    bento: str, models: fixtures.StoredModels, tmp_path: Path
+) -> None:
+    registry = tmp_path / "registry"
+    assert cli.main(["bento", "validate", bento, "--registry", str(registry)]) == 0
+    assert package.deployable(registry) == bento
+    name, _, version = bento.partition(":")
+    report = json.loads((registry / "bentos" / name / f"{version}.json").read_text())
+    assert report["deployable"] and len(report["checks"]) >= 10
+
+
+def test_validate_refuses_a_bento_whose_model_does_not_load(
+    bento: str, models: fixtures.StoredModels, tmp_path: Path
+) -> None:
+    """A model missing from the serving environment (RELIABILITY.md item 20): not deployable,
+    and the previously deployable bento stays the deployable one."""
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    (registry / package.DEPLOYABLE_FILE).write_text(json.dumps({"bento_tag": "recsys:before"}))
+    shutil.rmtree(store.model_path(models.catalogue, home=models.home))
+    report = package.validate_bento(bento, home=models.home, registry=registry, timeout_s=60)
+    assert not report.deployable
+    assert report.checks[0].name == "ready" and not report.checks[0].passed
+    assert package.deployable(registry) == "recsys:before"
