@@ -8,15 +8,17 @@ its ``params.yaml`` (the same list ``dvc.yaml`` iterates over).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
 
 from orchestration.defs import data_assets
-from orchestration.defs.checks import check_raw_interactions
+from orchestration.defs.checks import check_metric_gate, check_raw_interactions
 from orchestration.defs.eval_assets import build_model_metrics
 from orchestration.defs.jobs import training_job
 from orchestration.defs.model_assets import build_model_assets
+from orchestration.defs.promotion_assets import build_gate_decision, champion_model
 from orchestration.defs.resources import DvcProject
 from orchestration.defs.schedules import nightly_training_schedule
 from orchestration.defs.sensors import build_failure_sensor, new_raw_data_sensor
@@ -25,19 +27,29 @@ from recsys import pipeline
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+ASSET_CHECKS = (check_raw_interactions, check_metric_gate)
+
+
+def build_assets(families: Sequence[str]) -> list[dg.AssetsDefinition]:
+    """The asset graph for these candidate families (raw data to champion)."""
+    return [
+        data_assets.raw_interactions,
+        data_assets.prepared_interactions,
+        data_assets.processed_interactions,
+        *build_model_assets(families),
+        build_model_metrics(families),
+        build_gate_decision(families),
+        champion_model,
+    ]
+
+
 def build_definitions(root: Path | str = REPO_ROOT) -> dg.Definitions:
     """All definitions for the DVC project at ``root`` (tests pass a temporary copy)."""
     dvc = DvcProject(root=str(Path(root).resolve()))
     families = pipeline.check_candidates(dvc.params().models)
     return dg.Definitions(
-        assets=[
-            data_assets.raw_interactions,
-            data_assets.prepared_interactions,
-            data_assets.processed_interactions,
-            *build_model_assets(families),
-            build_model_metrics(families),
-        ],
-        asset_checks=[check_raw_interactions],
+        assets=build_assets(families),
+        asset_checks=list(ASSET_CHECKS),
         jobs=[training_job],
         schedules=[nightly_training_schedule],
         sensors=[new_raw_data_sensor, build_failure_sensor(dvc)],

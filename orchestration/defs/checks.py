@@ -1,7 +1,8 @@
 """Blocking asset checks: a failure stops the run, and nothing downstream materializes.
 
 ``check_raw_interactions`` wraps ``recsys data validate`` (the Great Expectations suites of
-``recsys/data/validation.py``); the gate check lives with the gate asset (eval_assets.py).
+``recsys/data/validation.py``); ``check_metric_gate`` reads the verdict ``gate_decision``
+recorded (``recsys gate``, the pure ``recsys.gate.decide``).
 """
 
 import re
@@ -11,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from orchestration.defs.data_assets import raw_interactions
+from orchestration.defs.promotion_assets import read_handoff
 from orchestration.defs.resources import VALIDATE_TIMEOUT_S, DvcProject
 
 REPORT_DIR = Path("reports") / "validation"
@@ -75,3 +77,19 @@ def _report_metadata(report_json: Path) -> dict[str, Any]:
     if failed:
         out["failed expectations"] = dg.MetadataValue.md("\n".join(f"- {f}" for f in failed))
     return out
+
+
+@dg.asset_check(asset="gate_decision", blocking=True)
+def check_metric_gate(dvc: DvcProject) -> dg.AssetCheckResult:
+    """The gate blessed the challenger (or it already is the champion): fail closed otherwise,
+    and nothing downstream (the champion, the bento) materializes."""
+    handoff = read_handoff(dvc)
+    passed = bool(handoff["promote"] or handoff["already_champion"])
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "challenger": handoff["challenger"],
+            "decision": dg.MetadataValue.md(f"```\n{handoff.get('report', '')}\n```"),
+        },
+    )

@@ -1,0 +1,130 @@
+"""The whole graph materialized on tiny data through DVC, a re-run that DVC skips, and a
+corrupted raw file that the blocking check stops (RELIABILITY.md 1-3, 17, 26, 28)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from orchestration.definitions import ASSET_CHECKS, build_assets
+from orchestration.defs.resources import DvcProject
+from recsys import pipeline
+from tests.orchestration.conftest import RAW_FILE, make_project
+
+pytestmark = pytest.mark.slow  # DVC and the recsys CLI in subprocesses: ~1 min for the module
+
+DVC_ASSETS = (
+    "prepared_interactions",
+    "processed_interactions",
+    "mostpop_model",
+    "ease_model",
+    "model_metrics",
+)
+
+
+def materialize(root: Path) -> dg.ExecuteInProcessResult:
+    dvc = DvcProject(root=str(root))
+    families = pipeline.check_candidates(dvc.params().models)
+    return dg.materialize(
+        [*build_assets(families), *ASSET_CHECKS],
+        resources={"dvc": dvc},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, object]]:
+    out = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization  # type: ignore[union-attr]
+        out[mat.asset_key.to_user_string()] = {
+            k: getattr(v, "value", v) for k, v in mat.metadata.items()
+        } | {"__version": mat.tags.get("dagster/data_version")}
+    return out
+
+
+def checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {
+        e.event_specific_data.check_name: e.event_specific_data.passed  # type: ignore[union-attr]
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    }
+
+
+def tree_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f.relative_to(path).as_posix().encode() + f.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_project(tmp_path_factory.mktemp("dagster") / "repo")
+
+
+@pytest.fixture(scope="module")
+def first_run(project: Path, tmp_path_factory: pytest.TempPathFactory) -> dg.ExecuteInProcessResult:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENTOML_HOME", str(project.parent / "bentoml"))
+        return materialize(project)
+
+
+def test_whole_graph_materializes_through_dvc(project: Path, first_run) -> None:
+    assert first_run.success
+    mats = materialized(first_run)
+    assert set(mats) == {"raw_interactions", *DVC_ASSETS, "gate_decision", "champion_model"}
+    assert checks(first_run) == {"check_raw_interactions": True, "check_metric_gate": True}
+    # Data versions are the DVC content hashes that dvc.lock records.
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    processed_md5 = lock["preprocess"]["outs"][0]["md5"]
+    assert mats["processed_interactions"]["__version"] == processed_md5
+    assert mats["ease_model"]["__version"] == lock["train@ease"]["outs"][0]["md5"]
+    for family in ("mostpop", "ease"):
+        assert (project / "models" / family / "train.json").is_file()
+        assert (project / "models" / "metrics" / f"{family}.json").is_file()
+    assert mats["processed_interactions"]["rows: test"] > 0
+    assert "ndcg@10" in str(mats["model_metrics"]["metrics"])
+    # First run: no champion, only absolute thresholds; the best candidate is promoted.
+    assert mats["gate_decision"]["promote"] is True
+    assert mats["champion_model"]["champion"] == mats["gate_decision"]["challenger"]
+    assert (project / "data" / "registry" / "champion.json").is_file()
+
+
+def test_unchanged_rerun_skips_every_stage(project: Path, first_run) -> None:
+    assert first_run.success
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENTOML_HOME", str(project.parent / "bentoml"))
+        again = materialize(project)
+    assert again.success
+    mats, before = materialized(again), materialized(first_run)
+    for name in DVC_ASSETS:
+        assert mats[name]["dvc skipped (unchanged)"] != "none", name
+        assert mats[name]["__version"] == before[name]["__version"], name
+    assert mats["gate_decision"]["already champion"] is True
+    assert mats["champion_model"]["changed"] is False
+
+
+def test_corrupted_raw_file_stops_at_the_blocking_check(project: Path, first_run) -> None:
+    assert first_run.success
+    copy = project.parent / "corrupted"
+    shutil.copytree(project, copy, symlinks=True)
+    prepared, champion = copy / "data" / "prepared", copy / "data" / "registry" / "champion.json"
+    before = tree_digest(prepared), champion.read_bytes(), tree_digest(copy / "models")
+    raw = copy / RAW_FILE
+    lines = raw.read_text().splitlines()
+    lines[5] = lines[5].split(",")[0] + ",-7,9.5,1456126515"  # negative item id, rating > 5
+    raw.write_text("\n".join(lines) + "\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENTOML_HOME", str(project.parent / "bentoml"))
+        result = materialize(copy)
+    assert not result.success
+    assert checks(result) == {"check_raw_interactions": False}
+    assert set(materialized(result)) == {"raw_interactions"}  # nothing downstream
+    after = tree_digest(prepared), champion.read_bytes(), tree_digest(copy / "models")
+    assert after == before

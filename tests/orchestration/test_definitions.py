@@ -1,0 +1,67 @@
+"""The Dagster definitions load and hold the graph, checks, job, schedule and sensors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.definitions import build_definitions, defs
+from orchestration.defs import sensors
+from orchestration.defs.resources import DvcProject
+from recsys.config import load_params
+from tests.conftest import REPO
+
+
+def test_repository_definitions_load() -> None:
+    families = load_params(REPO / "params.yaml").models.candidates
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    expected = {
+        "raw_interactions", "prepared_interactions", "processed_interactions",
+        "model_metrics", "gate_decision", "champion_model",
+        *(f"{f}_model" for f in families),
+    }  # fmt: skip
+    assert keys == expected
+    job = defs.resolve_job_def("training_job")
+    assert job.executor_def is dg.in_process_executor
+    assert defs.resolve_schedule_def("nightly_training_schedule").cron_schedule == "0 2 * * *"
+    assert {s.name for s in defs.get_repository_def().sensor_defs} == {
+        "new_raw_data_sensor",
+        "pipeline_failure_sensor",
+    }
+
+
+def test_checks_block_and_dvc_steps_share_one_pool() -> None:
+    graph = defs.resolve_asset_graph()
+    checks = {k.name: graph.get_check_spec(k) for k in graph.asset_check_keys}
+    assert set(checks) == {"check_raw_interactions", "check_metric_gate"}
+    assert all(spec.blocking for spec in checks.values())
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        runs_dvc = "dvc" in node.kinds and key.to_user_string() != "raw_interactions"
+        assert (node.pools == {"dvc"}) == runs_dvc, key
+
+
+def test_candidates_come_from_params(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("models:\n  mostpop: {}\n  bpr: {epochs: 1}\n")
+    keys = {
+        k.to_user_string()
+        for k in build_definitions(tmp_path).resolve_asset_graph().get_all_asset_keys()
+    }
+    assert {"mostpop_model", "bpr_model"} <= keys and "ease_model" not in keys
+
+
+def test_new_raw_file_sensor(tmp_path: Path) -> None:
+    raw = tmp_path / "data" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "README.md").write_text("not data")
+    dvc = DvcProject(root=str(tmp_path))
+    first = sensors.new_raw_data_sensor(dg.build_sensor_context(cursor=None), dvc=dvc)
+    assert isinstance(first, dg.SensorResult) and not first.run_requests
+    quiet = sensors.new_raw_data_sensor(dg.build_sensor_context(cursor=first.cursor), dvc=dvc)
+    assert isinstance(quiet, dg.SkipReason)
+    (raw / "plays.csv").write_text("user_id,item_id\n1,2\n")
+    landed = sensors.new_raw_data_sensor(dg.build_sensor_context(cursor=first.cursor), dvc=dvc)
+    assert isinstance(landed, dg.SensorResult) and len(landed.run_requests or []) == 1
+    assert "plays.csv" in json.loads(landed.cursor or "{}")
