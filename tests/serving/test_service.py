@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,44 +25,6 @@ from tests.serving import fixtures
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 READY_TIMEOUT_S = 150.0
 USERS = synthetic_data().vocab.user_ids[:100]
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fixtures.StoredModels]:
-    home = tmp_path_factory.mktemp("bentoml")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BENTOML_HOME", str(home))
-    yield fixtures.store_models(home)
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def bento(models: fixtures.StoredModels) -> str:
-    """Built through the CLI (`recsys bento build`), default serving settings."""
-    code = cli.main(
-        [
-            "bento",
-            "build",
-            "--champion",
-            models.champion,
-            "--retriever",
-            models.retriever,
-            "--catalogue",
-            models.catalogue,
-        ]
-    )
-    assert code == 0
-    bentos = [p for p in (models.home / "bentos" / "recsys").iterdir() if p.name != "latest"]
-    assert len(bentos) == 1
-    return f"recsys:{bentos[0].name}"
-
-
-@pytest.fixture(scope="module")
-def server(bento: str, models: fixtures.StoredModels) -> Iterator[str]:
-    with package.serving(bento, home=models.home) as (url, proc, log):
-        ready = package.wait_ready(url, proc, READY_TIMEOUT_S)
-        assert ready is not None, log.read_text()[-3000:]
-        yield url
 
 
 def post(url: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
