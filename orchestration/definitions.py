@@ -14,7 +14,11 @@ from pathlib import Path
 import dagster as dg
 
 from orchestration.defs import data_assets
-from orchestration.defs.checks import check_metric_gate, check_raw_interactions
+from orchestration.defs.checks import (
+    check_bento_deployable,
+    check_metric_gate,
+    check_raw_interactions,
+)
 from orchestration.defs.eval_assets import build_model_metrics
 from orchestration.defs.jobs import training_job
 from orchestration.defs.model_assets import build_model_assets
@@ -22,12 +26,13 @@ from orchestration.defs.promotion_assets import build_gate_decision, champion_mo
 from orchestration.defs.resources import DvcProject
 from orchestration.defs.schedules import nightly_training_schedule
 from orchestration.defs.sensors import build_failure_sensor, new_raw_data_sensor
+from orchestration.defs.serving_assets import recommender_bento
 from recsys import pipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-ASSET_CHECKS = (check_raw_interactions, check_metric_gate)
+ASSET_CHECKS = (check_raw_interactions, check_metric_gate, check_bento_deployable)
 
 
 def build_assets(families: Sequence[str]) -> list[dg.AssetsDefinition]:
@@ -40,6 +45,7 @@ def build_assets(families: Sequence[str]) -> list[dg.AssetsDefinition]:
         build_model_metrics(families),
         build_gate_decision(families),
         champion_model,
+        recommender_bento,
     ]
 
 

@@ -21,6 +21,7 @@ SHOWN = {
     "model_metrics": ("metrics",),
     "gate_decision": ("decision",),
     "champion_model": ("registry",),
+    "recommender_bento": ("bento",),
 }
 GATE_CHECK = "check_metric_gate"
 
@@ -84,12 +85,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
-    return [
-        e.event_specific_data.check_name  # type: ignore[union-attr]
+    return [name for name, passed in checks_passed(result).items() if not passed]
+
+
+def checks_passed(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {
+        e.event_specific_data.check_name: e.event_specific_data.passed  # type: ignore[union-attr]
         for e in result.all_events
         if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
-        and not e.event_specific_data.passed  # type: ignore[union-attr]
-    ]
+    }
 
 
 def final_lines(result: dg.ExecuteInProcessResult) -> str:
@@ -100,6 +104,8 @@ def final_lines(result: dg.ExecuteInProcessResult) -> str:
         meta[mat.asset_key.to_user_string()] = {k: _value(v) for k, v in mat.metadata.items()}
     gate = meta.get("gate_decision")
     champion = meta.get("champion_model")
+    bento = meta.get("recommender_bento")
+    deployable = checks_passed(result).get("check_bento_deployable", False)
     if gate is None:
         verdict = "not reached"
     elif gate.get("already champion"):
@@ -109,7 +115,8 @@ def final_lines(result: dg.ExecuteInProcessResult) -> str:
     lines = [
         f"gate decision: {verdict}",
         f"champion:      {champion['champion'] if champion else 'unchanged (see recsys champion)'}",
-        "bento:         not built yet (the service and its bento asset are pending)",
+        f"bento:         {bento['bento'] if bento else 'not built'}"
+        + (f" ({'deployable' if deployable else 'NOT deployable'})" if bento else ""),
     ]
     return "\n".join(lines)
 

@@ -12,8 +12,9 @@ from typing import Any
 import dagster as dg
 
 from orchestration.defs.data_assets import raw_interactions
-from orchestration.defs.promotion_assets import read_handoff
+from orchestration.defs.promotion_assets import REGISTRY_DIR, read_handoff
 from orchestration.defs.resources import VALIDATE_TIMEOUT_S, DvcProject
+from orchestration.defs.serving_assets import BENTO_DIR, HANDOFF_FILE, read_bento_handoff
 
 REPORT_DIR = Path("reports") / "validation"
 PREPARED_DIR = Path("data") / "prepared"
@@ -92,4 +93,32 @@ def check_metric_gate(dvc: DvcProject) -> dg.AssetCheckResult:
             "challenger": handoff["challenger"],
             "decision": dg.MetadataValue.md(f"```\n{handoff.get('report', '')}\n```"),
         },
+    )
+
+
+@dg.asset_check(asset="recommender_bento", blocking=True)
+def check_bento_deployable(
+    context: dg.AssetCheckExecutionContext, dvc: DvcProject
+) -> dg.AssetCheckResult:
+    """Infra validation: the bento serves on 127.0.0.1, answers /readyz and sample requests
+    (``recsys bento validate``); only then is it marked deployable in the registry."""
+    from recsys.data import io
+
+    handoff = read_bento_handoff(dvc)
+    tag = handoff.get("bento")
+    if not tag:
+        return dg.AssetCheckResult(passed=False, metadata={"error": "no bento was built"})
+    if handoff.get("validated"):
+        return dg.AssetCheckResult(passed=True, metadata={"bento": tag, "validated": "earlier"})
+    result = dvc.run(
+        ["recsys", "bento", "validate", tag, "--registry", str(REGISTRY_DIR)],
+        timeout=VALIDATE_TIMEOUT_S,
+    )
+    output = (result.stdout + result.stderr).strip()
+    context.log.info(output)
+    if result.returncode == 0:
+        io.write_json({**handoff, "validated": True}, dvc.path / BENTO_DIR / HANDOFF_FILE)
+    return dg.AssetCheckResult(
+        passed=result.returncode == 0,
+        metadata={"bento": tag, "report": dg.MetadataValue.md(f"```\n{output[-6000:]}\n```")},
     )

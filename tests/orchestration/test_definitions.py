@@ -19,7 +19,7 @@ def test_repository_definitions_load() -> None:
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     expected = {
         "raw_interactions", "prepared_interactions", "processed_interactions",
-        "model_metrics", "gate_decision", "champion_model",
+        "model_metrics", "gate_decision", "champion_model", "recommender_bento",
         *(f"{f}_model" for f in families),
     }  # fmt: skip
     assert keys == expected
@@ -35,7 +35,7 @@ def test_repository_definitions_load() -> None:
 def test_checks_block_and_dvc_steps_share_one_pool() -> None:
     graph = defs.resolve_asset_graph()
     checks = {k.name: graph.get_check_spec(k) for k in graph.asset_check_keys}
-    assert set(checks) == {"check_raw_interactions", "check_metric_gate"}
+    assert set(checks) == {"check_raw_interactions", "check_metric_gate", "check_bento_deployable"}
     assert all(spec.blocking for spec in checks.values())
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
