@@ -26,7 +26,9 @@ def raw_files(raw_dir: Path) -> dict[str, list[float]]:
     return out
 
 
-@dg.sensor(job=training_job, minimum_interval_seconds=30)
+@dg.sensor(
+    job=training_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING
+)
 def new_raw_data_sensor(
     context: dg.SensorEvaluationContext, dvc: DvcProject
 ) -> dg.SensorResult | dg.SkipReason:
@@ -50,7 +52,11 @@ def new_raw_data_sensor(
 
 
 def build_failure_sensor(dvc: DvcProject) -> dg.SensorDefinition:
-    @dg.run_failure_sensor(name="pipeline_failure_sensor", monitored_jobs=[training_job])
+    @dg.run_failure_sensor(
+        name="pipeline_failure_sensor",
+        monitored_jobs=[training_job],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
     def pipeline_failure_sensor(context: dg.RunFailureSensorContext) -> None:
         """Record each failed pipeline run in reports/failures/<run id>.json (and the log):
         which step failed and why, so a failed nightly run is visible without the UI."""

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from orchestration.definitions import ASSET_CHECKS, build_assets
+from orchestration.defs.checks import check_raw_interactions
 from orchestration.defs.resources import DvcProject
 from recsys import pipeline
 from tests.orchestration.conftest import RAW_FILE, make_project
@@ -110,6 +111,12 @@ def test_unchanged_rerun_skips_every_stage(project: Path, first_run) -> None:
         assert mats[name]["dvc skipped (unchanged)"] != "none", name
         assert mats[name]["__version"] == before[name]["__version"], name
     assert mats["gate_decision"]["already champion"] is True
+    # Now the baseline profile exists too: the same input is not validated a third time.
+    reused = check_raw_interactions(
+        dg.build_asset_check_context(), dvc=DvcProject(root=str(project))
+    )
+    assert reused.passed
+    assert str(reused.metadata["summary"].value).startswith("identical input already validated")
     assert mats["champion_model"]["changed"] is False
 
 
