@@ -138,3 +138,25 @@ def test_corrupted_raw_file_stops_at_the_blocking_check(project: Path, first_run
     assert set(materialized(result)) == {"raw_interactions"}  # nothing downstream
     after = tree_digest(prepared), champion.read_bytes(), tree_digest(copy / "models")
     assert after == before
+
+
+def test_worse_challenger_is_rejected_and_the_champion_stays(project: Path, first_run) -> None:
+    assert first_run.success
+    champion_tag = materialized(first_run)["champion_model"]["champion"]
+    copy = project.parent / "worse"
+    shutil.copytree(project, copy, symlinks=True)
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    params["models"] = {"mostpop": {}}  # the weaker candidate alone challenges the champion
+    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    champion = copy / "data" / "registry" / "champion.json"
+    before = champion.read_bytes()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENTOML_HOME", str(project.parent / "bentoml"))
+        result = materialize(copy)
+    assert not result.success
+    assert checks(result) == {"check_raw_interactions": True, "check_metric_gate": False}
+    mats = materialized(result)
+    assert mats["gate_decision"]["promote"] is False
+    assert mats["gate_decision"]["champion"] == champion_tag
+    assert "champion_model" not in mats
+    assert champion.read_bytes() == before
