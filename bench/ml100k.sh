@@ -19,7 +19,7 @@ if [ "$what" = topk ] || [ "$what" = all ]; then
         --train "$S/ml100k-u1/train.tsv" --test "$S/ml100k-u1/test.tsv" \
         --val-train "$S/ml100k-u1/val_train.tsv" --val-test "$S/ml100k-u1/val_test.tsv" \
         --items "$ML/u.item" --users "$ML/u.user" \
-        --models "${MODELS_TOPK:-mostpop,itemknn,ease,bpr,neumf,content,hybrid,twotower}" \
+        --models "${MODELS_TOPK:-mostpop,itemknn,ease,bpr,neumf,content,hybrid,twotower,ensemble}" \
         --out "$OUT/ml100k-u1-topk"
 fi
 if [ "$what" = loo ] || [ "$what" = all ]; then

@@ -101,7 +101,11 @@ class DeepContentConfig:
     batch_size: int = 2048
     epochs: int = 20
     n_negatives: int = 4
-    patience: int = 3
+    patience: int = 0
+    """Validations without improvement before stopping; 0: train all ``epochs`` and keep the
+    best (what ``tune`` then returns). The validation curves of the content models are noisy:
+    with patience 3 the hybrid (seed 1) stopped at a local peak at epoch 7 (validation NDCG@10
+    0.229) while the curve went on rising to 0.243 at epoch 21."""
     eval_every: int = 1
     eval_users: int = 1000
     device: Literal["auto", "cpu", "gpu"] = "auto"
