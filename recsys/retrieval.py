@@ -203,6 +203,18 @@ class FaissIndex(ItemIndex):
             faiss.omp_set_num_threads(threads)
         self.index = index
 
+    def set_search_params(self, *, ef_search: int | None = None, nprobe: int | None = None) -> None:
+        """Change the search-time knob of a built index (HNSW ``efSearch``, IVF ``nprobe``)
+        without rebuilding it: how ``bench/ann_recall.py`` sweeps the recall/latency trade-off."""
+        if self.kind == "hnsw" and ef_search is not None:
+            if ef_search < 1:
+                raise ConfigError(f"ef_search must be >= 1, got {ef_search}")
+            self._options["efSearch"] = int(ef_search)
+        if self.kind == "ivf" and nprobe is not None:
+            if nprobe < 1:
+                raise ConfigError(f"nprobe must be >= 1, got {nprobe}")
+            self._options["nprobe"] = min(int(nprobe), int(self.index.nlist))
+
     def _search(
         self,
         q: np.ndarray,
@@ -285,6 +297,7 @@ def two_stage_recommend(
     rerank_top: int = 200,
     exclude_seen: bool = True,
     allowed: np.ndarray | None = None,
+    rankable: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Retrieve ``rerank_top`` candidates per user by the retriever's embeddings, then rank them
     with ``ranker.recommend(..., candidates=...)``: the function the service calls.
@@ -294,20 +307,25 @@ def two_stage_recommend(
       retriever: gives user query vectors; ``index`` holds its item vectors.
       user_ids: [n] raw user ids known to both models.
       allowed: [n_items] bool filter (genres, ...); None: every item.
+      rankable: ``rankable_mask(ranker)`` computed once by the caller (the service's engine),
+        so that a request does not rebuild an [n_items] mask; None: computed here.
 
     Returns:
       ([n, k] raw item ids, [n, k] float32 ranker scores), padded with -1 / -inf.
     """
     raw_users = np.asarray(user_ids, dtype=np.int64).ravel()
     ranker.encode_users(raw_users)  # unknown users raise UnknownIdError, as recommend does
-    eligible = rankable_mask(ranker)
+    eligible = rankable_mask(ranker) if rankable is None else rankable
     if allowed is not None:
-        eligible &= allowed
+        eligible = eligible & allowed
+    # Every item eligible (a ranker that scores cold items, no filter): no faiss selector,
+    # which would cost a bitmap of n_items bits per request and a slower filtered search.
+    search_filter = None if eligible.all() else eligible
     queries = retriever.user_embeddings(retriever.encode_users(raw_users))
     exclude = None
     if exclude_seen:
         exclude = [ranker.encode_items(ranker.seen_items(int(u))) for u in raw_users]
-    cand, _ = index.search(queries, max(rerank_top, k), exclude=exclude, allowed=eligible)
+    cand, _ = index.search(queries, max(rerank_top, k), exclude=exclude, allowed=search_filter)
     ids = np.full((len(raw_users), k), -1, dtype=np.int64)
     scores = np.full((len(raw_users), k), -np.inf, dtype=np.float32)
     item_raw = ranker.item_ids

@@ -73,9 +73,14 @@ class ServingConfig:
     """M: candidates retrieved per user and re-ranked by the champion."""
     explain_history: int = 3
     """History items reported per recommended item by ``explain``."""
+    workers: int = 1
+    """Worker processes of the served bento. Each loads the models and builds its own index
+    (memory and start-up time grow with it); one worker runs Python on one core at a time
+    (the GIL), so on a 2-core host 2 workers are what lets a server use both cores
+    (bench/serving.py measures both)."""
 
     def __post_init__(self) -> None:
-        for name in ("rerank_top", "explain_history"):
+        for name in ("rerank_top", "explain_history", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"serving.{name} must be an integer >= 1, got {value!r}")
@@ -246,6 +251,7 @@ class Engine:
             rerank_top=self.cfg.rerank_top,
             exclude_seen=exclude_seen,
             allowed=allowed,
+            rankable=self.rankable,
         )
         return _ranked(ids[0], scores[0])
 

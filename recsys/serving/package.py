@@ -262,6 +262,38 @@ def stop(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
         proc.wait(5)
 
 
+def process_tree(pid: int) -> list[int]:
+    """Every process below ``pid`` (read from /proc), parents before children: a served
+    bento's arbiter and worker processes."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in sorted(children.get(todo.pop(0), [])):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def process_cmdline(pid: int) -> str:
+    """The command line of ``pid`` ("" once it has ended)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def service_workers(server_pid: int) -> list[int]:
+    """The worker processes of a ``bentoml serve`` process (they run the service class,
+    ``_bentoml_impl.worker.service``; the CLI process and its arbiter stay up)."""
+    return [p for p in process_tree(server_pid) if "_bentoml_impl.worker" in process_cmdline(p)]
+
+
 def wait_ready(
     url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0, interval_s: float = 0.5
 ) -> float | None:

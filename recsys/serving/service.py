@@ -15,8 +15,9 @@ Endpoints (POST, JSON): ``/recommend``, ``/recommend_recent``, ``/similar_items`
 ``/metrics`` (with our counters below). Every answer names the model tag, the retriever tag,
 the data version and the index type. Errors are JSON: 400 for a malformed body (pydantic names
 the field in ``detail[].loc``), 413 for a body over the ``max_body_bytes`` argument, 422 for unknown
-item ids or genres (``{"error", "field", "unknown_ids"}``), 503 when ``max_concurrency``
-requests are in flight (back-pressure).
+item ids or genres (``{"error", "field", "unknown_ids"}``); back-pressure: BentoML answers 429
+when ``max_concurrency`` requests are in flight (measured: tests/serving/test_load_faults.py)
+and 503 past the request timeout.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ ARGS = bentoml.use_arguments(BentoArgs)
 @bentoml.service(
     name="recsys",
     resources={"cpu": "2"},
-    workers=1,
+    workers=ARGS.serving_config().workers,
     traffic={"timeout": REQUEST_TIMEOUT_S, "max_concurrency": MAX_CONCURRENCY},
 )
 class RecommenderService:

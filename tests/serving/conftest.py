@@ -4,6 +4,7 @@ group; every wait bounded)."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -46,8 +47,16 @@ def bento(models: fixtures.StoredModels) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(bento: str, models: fixtures.StoredModels) -> Iterator[str]:
+def served(
+    bento: str, models: fixtures.StoredModels
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """(base URL, the `bentoml serve` process): the fault tests need the process tree."""
     with package.serving(bento, home=models.home) as (url, proc, log):
         ready = package.wait_ready(url, proc, READY_TIMEOUT_S)
         assert ready is not None, log.read_text()[-3000:]
-        yield url
+        yield url, proc
+
+
+@pytest.fixture(scope="module")
+def server(served: tuple[str, subprocess.Popen[bytes]]) -> str:
+    return served[0]
