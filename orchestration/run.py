@@ -110,6 +110,8 @@ def final_lines(result: dg.ExecuteInProcessResult) -> str:
         verdict = "not reached"
     elif gate.get("already champion"):
         verdict = f"{gate['challenger']} already is the champion (no change)"
+    elif gate.get("already rejected"):
+        verdict = f"no new challenger ({gate['challenger']} was rejected earlier; no change)"
     else:
         verdict = f"{'PROMOTE' if gate.get('promote') else 'REJECT'} {gate['challenger']}"
     lines = [

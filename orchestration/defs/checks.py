@@ -119,10 +119,13 @@ def _report_metadata(report_json: Path) -> dict[str, Any]:
 
 @dg.asset_check(asset="gate_decision", blocking=True)
 def check_metric_gate(dvc: DvcProject) -> dg.AssetCheckResult:
-    """The gate blessed the challenger (or it already is the champion): fail closed otherwise,
-    and nothing downstream (the champion, the bento) materializes."""
+    """The gate blessed the challenger, or there is no new challenger (it already is the
+    champion, or the gate already rejected this very model against this champion, so the
+    champion stays): fail closed otherwise, and nothing downstream materializes."""
     handoff = read_handoff(dvc)
-    passed = bool(handoff["promote"] or handoff["already_champion"])
+    passed = bool(
+        handoff["promote"] or handoff["already_champion"] or handoff.get("already_rejected")
+    )
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,

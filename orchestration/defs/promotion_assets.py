@@ -104,12 +104,18 @@ def build_gate_decision(families: list[str] | tuple[str, ...]) -> dg.AssetsDefin
             "family": family,
             "champion": None if champion is None else champion.tag,
             "already_champion": champion is not None and champion.tag == tag,
+            "already_rejected": False,
             "promote": False,
             "decision_file": None,
         }
         chart = {f"{family} (challenger)": _bar(reports[family], metric)}
+        earlier = earlier_rejection(registry, tag, handoff["champion"])
         if handoff["already_champion"]:
             report = f"gate: {tag} already is the champion; nothing to decide"
+        elif earlier is not None:
+            # No new model since the last run: the recorded verdict stands (the champion stays).
+            handoff["already_rejected"] = True
+            report = f"gate: no new challenger; {tag} was rejected earlier:\n{earlier}"
         else:
             args = [
                 "recsys", "gate", "--params", dvc.params_file,
@@ -135,6 +141,7 @@ def build_gate_decision(families: list[str] | tuple[str, ...]) -> dg.AssetsDefin
                 "champion": handoff["champion"] or "none (first run)",
                 "promote": bool(handoff["promote"]),
                 "already champion": bool(handoff["already_champion"]),
+                "already rejected": bool(handoff["already_rejected"]),
                 "decision": dg.MetadataValue.md(f"```\n{report}\n```"),
                 "registered": dg.MetadataValue.json(tags),
                 "candidate vs champion": dg.MetadataValue.md(
@@ -144,6 +151,18 @@ def build_gate_decision(families: list[str] | tuple[str, ...]) -> dg.AssetsDefin
         )
 
     return gate_decision
+
+
+def earlier_rejection(registry: Any, tag: str, champion: str | None) -> str | None:
+    """The recorded report when ``tag`` was already rejected against this same champion."""
+    path = registry.decision_path(tag)
+    if champion is None or not path.is_file():
+        return None
+    decision = registry.read_decision(tag)
+    if decision.promote or decision.champion != champion:
+        return None
+    report: str = decision.report()
+    return report
 
 
 def champion_metrics(dvc: DvcProject, tag: str) -> Path:
@@ -184,9 +203,11 @@ def champion_model(context: dg.AssetExecutionContext, dvc: DvcProject) -> dg.Mat
     """The champion pointer (data/registry/champion.json, with history for rollback): the gated
     challenger is promoted through ``recsys promote``, which re-checks the recorded decision.
     The registry directory is versioned with DVC (data/registry.dvc)."""
+    from recsys.serving import store
+
     handoff = read_handoff(dvc)
     tag = handoff["challenger"]
-    if not handoff["already_champion"]:
+    if handoff["promote"]:
         result = dvc.run(["recsys", "promote", tag, "--registry", str(REGISTRY_DIR)])
         output = (result.stdout + result.stderr).strip()
         context.log.info(output)
@@ -195,13 +216,14 @@ def champion_model(context: dg.AssetExecutionContext, dvc: DvcProject) -> dg.Mat
         added = dvc.run(["dvc", "add", "--quiet", str(REGISTRY_DIR)])
         if added.returncode != 0:
             raise dg.Failure(f"dvc add {REGISTRY_DIR} failed:\n{added.stderr[-4000:]}")
+    current = store.Registry(dvc.path / REGISTRY_DIR).champion()
     described = dvc.run(["recsys", "champion", "--registry", str(REGISTRY_DIR)])
     version = dvc.fingerprint([dvc.path / REGISTRY_DIR / "champion.json"], None)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(version),
         metadata={
-            "champion": tag,
-            "changed": not handoff["already_champion"],
+            "champion": current.tag if current else "none",
+            "changed": bool(handoff["promote"]),
             "registry": dg.MetadataValue.md(f"```\n{described.stdout.strip()}\n```"),
             "evaluated by": evaluate_stage(handoff["family"]),
         },

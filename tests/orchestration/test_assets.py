@@ -160,3 +160,14 @@ def test_worse_challenger_is_rejected_and_the_champion_stays(project: Path, firs
     assert mats["gate_decision"]["champion"] == champion_tag
     assert "champion_model" not in mats
     assert champion.read_bytes() == before
+    # The next (e.g. nightly) run has no new challenger: the recorded verdict stands, the run
+    # succeeds and nothing is promoted.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENTOML_HOME", str(project.parent / "bentoml"))
+        again = materialize(copy)
+    assert again.success
+    mats = materialized(again)
+    assert mats["gate_decision"]["already rejected"] is True
+    assert mats["champion_model"]["changed"] is False
+    assert mats["champion_model"]["champion"] == champion_tag
+    assert champion.read_bytes() == before
