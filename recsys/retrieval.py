@@ -40,14 +40,17 @@ class RetrievalConfig:
     """How candidates are retrieved (the ``serving`` settings baked into a bento).
 
     The defaults keep exact search up to 100k items (one [1, d] x [d, n] product: ~2 ms at
-    100k x 128 on one core) and HNSW above it; ``bench/serving.py`` measures ANN recall@10
-    against exact search on a 1e6-item catalogue.
+    100k x 128 on one core) and IVF-Flat above it. ``bench/ann_recall.py`` measured, on a
+    1e6-item clustered catalogue (d=64, 2-core EPYC, loaded): IVF with 4000 lists and
+    nprobe=32 recall@10 0.997 against exact search (nprobe=16: 0.984), p50 0.19 ms per query,
+    built in ~5 min single-threaded; HNSW with M=32, efConstruction=80 only 0.70 at
+    efSearch=128 and 0.85 at 1024, built in ~17 min. HNSW stays available (``ann="hnsw"``).
     """
 
     kind: IndexKind = "auto"
     """``auto``: exact below ``exact_below`` items, else ``ann``."""
     exact_below: int = 100_000
-    ann: Literal["hnsw", "ivf"] = "hnsw"
+    ann: Literal["hnsw", "ivf"] = "ivf"
     hnsw_m: int = 32
     ef_construction: int = 80
     ef_search: int = 128

@@ -62,7 +62,7 @@ def test_ann_recall_filters_and_determinism(kind: str) -> None:
 def test_auto_uses_exact_below_the_threshold() -> None:
     v = clustered(500)
     assert build_index(v, RetrievalConfig(exact_below=501)).kind == "exact"
-    assert build_index(v, RetrievalConfig(exact_below=500)).kind == "hnsw"
+    assert build_index(v, RetrievalConfig(exact_below=500)).kind == "ivf"  # bench/ann_recall.py
 
 
 def test_bad_config_and_vectors_are_refused() -> None:
