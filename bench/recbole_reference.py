@@ -269,13 +269,18 @@ def write_recommendations(path: Path, data: Any, users: list, top: Any, scores: 
 
 def run_model(name: str, args: argparse.Namespace, work: Path, out: Path) -> dict[str, Any]:
     cap = 2 if args.quick else args.epochs
-    print(f"[{name}] validation stage (val_train -> val_test, max epochs {cap or 'default'})")
-    val = fit(name, "u1val", work, cap, validate=True)
-    best_epoch = val["facts"]["best_epoch"]
-    print(
-        f"[{name}] best epoch {best_epoch} of {val['facts']['epochs']}, "
-        f"val NDCG@10 {val['facts']['best_val_ndcg10']}, {val['facts']['fit_seconds']} s"
-    )
+    val: dict[str, Any] = {"params": None, "facts": None}
+    if name.lower() in args.refit_epochs:
+        best_epoch = args.refit_epochs[name.lower()]
+        print(f"[{name}] validation stage skipped: {best_epoch} epochs given (--refit-epochs)")
+    else:
+        print(f"[{name}] validation stage (val_train -> val_test, max epochs {cap or 'default'})")
+        val = fit(name, "u1val", work, cap, validate=True)
+        best_epoch = val["facts"]["best_epoch"]
+        print(
+            f"[{name}] best epoch {best_epoch} of {val['facts']['epochs']}, "
+            f"val NDCG@10 {val['facts']['best_val_ndcg10']}, {val['facts']['fit_seconds']} s"
+        )
     print(f"[{name}] refit on train for {best_epoch} epochs")
     final = fit(name, "u1", work, best_epoch, validate=False)
     t = time.perf_counter()
@@ -287,7 +292,7 @@ def run_model(name: str, args: argparse.Namespace, work: Path, out: Path) -> dic
     print(f"[{name}] refit {final['facts']['fit_seconds']} s; RecBole's test metrics {dict(own)}")
     return {
         "model": name,
-        "params": val["params"],
+        "params": val["params"] or final["params"],
         "validation_stage": val["facts"],
         "refit": {**final["facts"], "recommend_seconds": round(recommend_s, 3)},
         "recbole_test_metrics": {k: round(float(v), 4) for k, v in own.items()},
@@ -386,6 +391,17 @@ def cmd_score(args: argparse.Namespace) -> None:
         )
 
 
+def refit_epochs(text: str) -> dict[str, int]:
+    """``neumf=30,lightgcn=145`` -> ``{"neumf": 30, "lightgcn": 145}``."""
+    out = {}
+    for part in filter(None, text.split(",")):
+        name, _, epochs = part.partition("=")
+        if not epochs.isdigit() or int(epochs) < 1:
+            raise argparse.ArgumentTypeError(f"expected MODEL=EPOCHS, got {part!r}")
+        out[name.strip().lower()] = int(epochs)
+    return out
+
+
 def model_names(text: str) -> list[str]:
     known = {m.lower(): m for m in MODELS}
     names = [m.strip().lower() for m in text.split(",") if m.strip()]
@@ -406,6 +422,13 @@ def main() -> None:
     train.add_argument("--quick", action="store_true", help="at most 2 epochs per model")
     train.add_argument("--epochs", type=int, default=None, help="cap RecBole's max epochs")
     train.add_argument("--models", type=model_names, default=MODELS, help="e.g. neumf,lightgcn")
+    train.add_argument(
+        "--refit-epochs",
+        type=refit_epochs,
+        default={},
+        help="e.g. neumf=30,lightgcn=145: skip the validation stage of these models and refit "
+        "for the epochs a previous full run chose (its train.json: validation_stage.best_epoch)",
+    )
     sub.choices["score"].add_argument("--uptime", default="")
     args = parser.parse_args()
     args.out = args.out.resolve()

@@ -4,6 +4,8 @@
 #   bench/recbole_reference.sh            # full: RecBole defaults, early stopping (minutes)
 #   bench/recbole_reference.sh --quick    # at most 2 epochs per model: checks that it works
 #   bench/recbole_reference.sh --models neumf,lightgcn [--epochs N] [--out DIR]
+#   bench/recbole_reference.sh --models neumf,lightgcn --refit-epochs neumf=30,lightgcn=145
+#       (refit only, for the epochs an earlier full run chose on validation: timing runs)
 #
 # 1. builds .venv-recbole/ (git-ignored; the project's .venv is not touched) with the pins below;
 #    rebuilt when the pins change;
@@ -60,7 +62,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1; ARGS+=("--quick"); shift ;;
     --out) OUT="$2"; shift 2 ;;
-    --models|--epochs) ARGS+=("$1" "$2"); shift 2 ;;
+    --models|--epochs|--refit-epochs) ARGS+=("$1" "$2"); shift 2 ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
