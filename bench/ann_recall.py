@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     result["load_before"] = load_before
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     result["hardware"] = hardware()
-    result["command"] = "bench/ann_recall.py " + " ".join(argv or sys.argv[1:])
+    result["command"] = " ".join([".venv/bin/python bench/ann_recall.py", *(argv or sys.argv[1:])])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ann_recall.json").write_text(json.dumps(result, indent=2))
     text = markdown(result)

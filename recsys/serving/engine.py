@@ -76,8 +76,14 @@ class ServingConfig:
     workers: int = 1
     """Worker processes of the served bento. Each loads the models and builds its own index
     (memory and start-up time grow with it); one worker runs Python on one core at a time
-    (the GIL), so on a 2-core host 2 workers are what lets a server use both cores
-    (bench/serving.py measures both)."""
+    (the GIL). BentoML 1.4 divides ``max_concurrency`` between the workers (32 -> 16 each),
+    so with 2 workers and uneven connection spreading 32 clients already meet 429s; on our
+    loaded 2-core host 2 workers gave no more throughput than 1 (bench/serving.py)."""
+
+    access_log: bool = False
+    """BentoML's per-request access log line. Off by default: on a loaded 2-core host the
+    line per request cost 30-65 % of the throughput at 8 clients (bench/serving.py A/B, ML-100K);
+    ``/metrics`` counts requests and latencies either way."""
 
     def __post_init__(self) -> None:
         for name in ("rerank_top", "explain_history", "workers"):

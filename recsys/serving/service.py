@@ -98,6 +98,7 @@ ARGS = bentoml.use_arguments(BentoArgs)
     name="recsys",
     resources={"cpu": "2"},
     workers=ARGS.serving_config().workers,
+    logging={"access": {"enabled": ARGS.serving_config().access_log}},
     traffic={"timeout": REQUEST_TIMEOUT_S, "max_concurrency": MAX_CONCURRENCY},
 )
 class RecommenderService:
