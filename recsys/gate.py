@@ -568,6 +568,9 @@ class LatencyStats:
     p50_ms: float
     p99_ms: float
     n_requests: int
+    max_ms: float = math.nan
+    k: int = 10
+    """The ``k`` every timed call asked for."""
 
 
 def measure_latency(
@@ -595,7 +598,13 @@ def measure_latency(
         if i >= warmup:
             times[i - warmup] = (time.perf_counter() - start) * 1e3
     p50, p99 = np.percentile(times, [50, 99])
-    return LatencyStats(p50_ms=float(p50), p99_ms=float(p99), n_requests=n_requests)
+    return LatencyStats(
+        p50_ms=float(p50),
+        p99_ms=float(p99),
+        n_requests=n_requests,
+        max_ms=float(times.max()),
+        k=k,
+    )
 
 
 def dir_size(path: Path | str) -> int:

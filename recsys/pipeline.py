@@ -16,7 +16,6 @@ bootstrap needs.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from recsys.config import ModelsConfig, Params
 from recsys.data import io
 from recsys.data.preprocess import load_processed
 from recsys.errors import ConfigError, DataError
+from recsys.gate import dir_size, measure_latency
 from recsys.hardware import hardware
 from recsys.models import registry
 from recsys.models.base import META_FILE, Recommender
@@ -71,11 +71,6 @@ def split_fingerprint(processed_dir: Path) -> dict[str, str]:
     return {name: io.sha256_file(split / f"{name}.parquet") for name in SPLIT_TABLES}
 
 
-def directory_bytes(path: Path) -> int:
-    """Total size of the files under ``path`` (the model's on-disk and packaged size)."""
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
 # --- train ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrainSummary:
@@ -113,7 +108,7 @@ def train_candidate(family: str, processed_dir: Path, out: Path, params: Params)
             config=model.config_dict(),
             train=result.summary(),
             history={k: [float(x) for x in v] for k, v in result.history.items()},
-            size_bytes=directory_bytes(tmp),
+            size_bytes=dir_size(tmp),
             split=split_fingerprint(processed_dir),
             hardware=hardware(),
         )
@@ -128,29 +123,18 @@ def read_train_summary(model_dir: Path) -> dict[str, Any]:
 
 # --- evaluate -------------------------------------------------------------------------------
 def recommend_latency_ms(
-    model: Recommender,
-    user_ids: np.ndarray,
-    *,
-    k: int = LATENCY_K,
-    n_requests: int = LATENCY_REQUESTS,
-    seed: int = 0,
+    model: Recommender, user_ids: np.ndarray, *, n_requests: int = LATENCY_REQUESTS, seed: int = 0
 ) -> dict[str, float]:
-    """p50/p99/max wall time of single-user ``recommend`` calls (the serving request shape)."""
-    rng = np.random.default_rng(seed)
-    users = rng.choice(np.asarray(user_ids), size=n_requests + LATENCY_WARMUP, replace=True)
-    times = []
-    for i, user in enumerate(users):
-        start = time.perf_counter()
-        model.recommend(np.array([user]), k=k)
-        if i >= LATENCY_WARMUP:
-            times.append((time.perf_counter() - start) * 1000.0)
-    t = np.asarray(times)
+    """``latency_ms`` of the metrics file: the gate's ``measure_latency``, in milliseconds."""
+    stats = measure_latency(
+        model, user_ids, k=LATENCY_K, n_requests=n_requests, warmup=LATENCY_WARMUP, seed=seed
+    )
     return {
-        "p50": round(float(np.percentile(t, 50)), 4),
-        "p99": round(float(np.percentile(t, 99)), 4),
-        "max": round(float(t.max()), 4),
-        "n_requests": float(n_requests),
-        "k": float(k),
+        "p50": round(stats.p50_ms, 4),
+        "p99": round(stats.p99_ms, 4),
+        "max": round(stats.max_ms, 4),
+        "n_requests": float(stats.n_requests),
+        "k": float(stats.k),
     }
 
 
@@ -205,7 +189,7 @@ def evaluate_candidate(
         "fit_seconds": None if train is None else train.fit_seconds,
         "n_parameters": None if train is None else train.n_parameters,
         "device": None if train is None else train.device,
-        "size_bytes": directory_bytes(model_dir),
+        "size_bytes": dir_size(model_dir),
         "recommend_seconds": result.recommend_seconds,
         "latency_ms": recommend_latency_ms(
             model, result.user_ids, n_requests=latency_requests, seed=seed
