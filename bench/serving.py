@@ -298,11 +298,12 @@ def bench_catalogue(catalogue: str, args: argparse.Namespace) -> dict[str, Any]:
         if args.saturation > 0:
             sat = loadgen.run_load(
                 b_url, "/recommend", bodies, concurrency=SATURATION_CLIENTS,
-                duration_s=args.saturation, timeout_s=30.0,
+                duration_s=args.saturation, timeout_s=30.0, backoff_s=args.saturation_backoff,
             )  # fmt: skip
             summary = sat.summary()
             summary["only_documented_statuses"] = set(sat.statuses) <= {200, 429, 503}
             summary["load_average"] = load_avg()
+            summary["backoff_s"] = args.saturation_backoff
             out["saturation"] = summary
             print(catalogue, "saturation", summary, flush=True)
     out["load_after"] = load_avg()
@@ -347,7 +348,8 @@ def markdown(result: dict[str, Any]) -> str:
         )
         if sat:
             lines.append(
-                f"- {name} saturation, {SATURATION_CLIENTS} clients for {sat['wall_s']} s: "
+                f"- {name} saturation, {SATURATION_CLIENTS} clients for {sat['wall_s']} s "
+                f"(back-off after 429/503: {sat.get('backoff_s', 0.0)} s): "
                 f"statuses {sat['statuses']}, p99 of the 200s {sat['p99_ms']} ms, "
                 f"{sat['throughput_rps']} req/s; only 200/429/503: "
                 f"{sat['only_documented_statuses']}."
@@ -370,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", default="1,8,32")
     ap.add_argument("--duration", type=float, default=15.0)
     ap.add_argument("--saturation", type=float, default=60.0)
+    ap.add_argument(
+        "--saturation-backoff",
+        type=float,
+        default=0.0,
+        help="seconds a saturating client waits after a 429/503 (0: retries at once)",
+    )
     ap.add_argument("--ann", choices=["hnsw", "ivf"], default="ivf")
     ap.add_argument("--workers", type=int, default=1, help="bento worker processes")
     ap.add_argument(

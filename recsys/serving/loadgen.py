@@ -30,6 +30,7 @@ import numpy as np
 
 STATUS_CONNECTION_ERROR = 0
 STATUS_TIMEOUT = -1
+BACK_PRESSURE = (429, 503)
 
 
 @dataclass(frozen=True)
@@ -72,15 +73,20 @@ def run_load(
     duration_s: float,
     max_requests: int | None = None,
     timeout_s: float = 10.0,
+    backoff_s: float = 0.0,
 ) -> LoadResult:
     """Drive ``POST url+path`` with ``concurrency`` closed-loop clients for ``duration_s``
-    seconds or ``max_requests`` requests, whichever comes first."""
+    seconds or ``max_requests`` requests, whichever comes first. ``backoff_s``: how long a
+    client waits after a back-pressure answer (429, 503) before its next request, as a
+    retrying client would; 0 retries at once (the harshest load)."""
     if concurrency < 1 or not bodies:
         raise ValueError("need concurrency >= 1 and at least one body")
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     return asyncio.run(
-        _drive(host, port, path, bodies, concurrency, duration_s, max_requests, timeout_s)
+        _drive(
+            host, port, path, bodies, concurrency, duration_s, max_requests, timeout_s, backoff_s
+        )
     )
 
 
@@ -93,6 +99,7 @@ async def _drive(
     duration_s: float,
     max_requests: int | None,
     timeout_s: float,
+    backoff_s: float,
 ) -> LoadResult:
     statuses: list[int] = []
     latencies: list[float] = []
@@ -121,6 +128,8 @@ async def _drive(
                 await asyncio.sleep(0.05)  # the server is restarting: do not spin
             latencies.append((time.perf_counter() - t0) * 1e3)
             statuses.append(status)
+            if backoff_s > 0 and status in BACK_PRESSURE:
+                await asyncio.sleep(backoff_s)
             if not keep and conn is not None:
                 conn[1].close()
                 conn = None

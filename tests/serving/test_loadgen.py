@@ -80,3 +80,8 @@ def test_search_knobs_trade_recall_without_rebuilding() -> None:
     low = recall_at_k(hnsw.search(queries, 10)[0], truth)
     hnsw.set_search_params(ef_search=3000)  # M=4: a sparse graph, so not exactly 1.0
     assert recall_at_k(hnsw.search(queries, 10)[0], truth) >= max(low + 0.3, 0.95)
+
+
+def test_back_off_after_back_pressure(http_server: str) -> None:
+    result = run_load(http_server, "/x", [b"busy"], concurrency=1, duration_s=1.0, backoff_s=0.25)
+    assert set(result.statuses) == {503} and 2 <= len(result.statuses) <= 5
