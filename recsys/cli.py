@@ -352,7 +352,7 @@ def _bento_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         "--index",
         choices=("auto", "exact", "hnsw", "ivf"),
         default="auto",
-        help="retrieval index (auto: exact below --exact-below items, else HNSW)",
+        help="retrieval index (auto: exact below --exact-below items, else IVF, nprobe 32)",
     )
     build.add_argument("--exact-below", type=int, default=100_000, metavar="N")
     build.add_argument("--rerank-top", type=int, default=200, metavar="M")
