@@ -44,7 +44,7 @@ def build_model_asset(family: str) -> dg.AssetsDefinition:
     def _model(
         context: dg.AssetExecutionContext, config: StageConfig, dvc: DvcProject
     ) -> dg.MaterializeResult:
-        run = dvc.repro(train_stage(family), force=config.force)
+        run = dvc.repro(train_stage(family), force=config.force, set_params=config.set_params)
         context.log.info(run.output)
         model_dir = dvc.path / MODELS_DIR / family
         summary = pipeline.read_train_summary(model_dir)

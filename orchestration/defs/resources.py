@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import dagster as dg
 import yaml
 
 from recsys.config import Params, load_params
+from recsys.errors import ConfigError
 
 DVC_POOL = "dvc"
 """Concurrency pool of every step that runs DVC: DVC refuses concurrent locks on one
@@ -95,13 +97,50 @@ class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
         )
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)
 
-    def repro(self, *stages: str, force: bool = False) -> StageRun:
+    def set_params(self, overrides: Sequence[str]) -> dict[str, Any]:
+        """Write ``KEY=VALUE`` overrides into ``params.yaml`` (comments kept, DVC's own YAML
+        editor) and validate the result with the strict loader; on any error restore the file
+        and raise ``dg.Failure`` naming the override. Returns ``{key: value}`` applied."""
+        from dvc.utils.serialize import modify_yaml
+
+        applied: dict[str, Any] = {}
+        for text in overrides:
+            key, sep, raw = text.partition("=")
+            if not sep or not key.strip():
+                raise dg.Failure(f"set_params: expected KEY=VALUE, got {text!r}")
+            applied[key.strip()] = yaml.safe_load(raw)
+        if not applied:
+            return applied
+        path = self.path / self.params_file
+        original = path.read_text(encoding="utf-8")
+        try:
+            with modify_yaml(path) as data:
+                for key, value in applied.items():
+                    *parents, leaf = key.split(".")
+                    node = data
+                    for part in parents:
+                        if not isinstance(node.get(part), dict):
+                            raise ConfigError(f"set_params: '{key}': no section '{part}'")
+                        node = node[part]
+                    node[leaf] = value
+            load_params(path)
+        except (ConfigError, ValueError) as exc:
+            path.write_text(original, encoding="utf-8")
+            raise dg.Failure(
+                description=f"launchpad set_params refused, params.yaml unchanged: {exc}",
+                metadata={"overrides": dg.MetadataValue.json(applied)},
+            ) from exc
+        return applied
+
+    def repro(self, *stages: str, force: bool = False, set_params: Sequence[str] = ()) -> StageRun:
         """``dvc repro --single-item`` the stages, in order; ``dg.Failure`` with DVC's text.
 
-        The caller must hold the ``dvc`` pool (DVC refuses a second concurrent repro).
+        ``set_params`` are written into ``params.yaml`` first (``set_params``). The caller must
+        hold the ``dvc`` pool (DVC refuses a second concurrent repro).
         """
         import time
 
+        self.set_params(set_params)
         start = time.perf_counter()
         args = ["dvc", "repro", "--single-item", *(["--force"] if force else []), *stages]
         result = self.run(args)
