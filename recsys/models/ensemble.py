@@ -29,7 +29,9 @@ from recsys.models.baselines import resolve_config
 MEMBERS_DIR = "members"
 STATS_FILE = "ensemble.json"
 STAT_USERS = 512
-"""Users sampled for each member's score mean and standard deviation."""
+STAT_ITEMS = 4096
+"""Users and items sampled for each member's score mean and standard deviation (a block of at
+most 2M pairs, whatever the catalogue size)."""
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 """Relative weights searched by ``tune`` for every member but the first (whose weight is 1)."""
 
@@ -130,6 +132,7 @@ class Ensemble(Recommender):
         users = np.flatnonzero(seen.getnnz(axis=1) > 0)
         users = np.sort(rng.choice(users, size=min(STAT_USERS, len(users)), replace=False))
         items = np.flatnonzero(self._train_mask())
+        items = np.sort(rng.choice(items, size=min(STAT_ITEMS, len(items)), replace=False))
         unseen = ~self._seen_block(users, items)
         mean, std = [], []
         for model in self.models:
