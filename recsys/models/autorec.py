@@ -265,16 +265,22 @@ class AutoRec(KerasRecommender):
         self._device = "cpu"
 
     # --- training -----------------------------------------------------------------------------
-    def fit(self, data: Processed, split: InteractionSplit | None = None) -> TrainResult:
+    def fit(
+        self,
+        data: Processed,
+        split: InteractionSplit | None = None,
+        *,
+        checkpoint_dir: Path | str | None = None,
+    ) -> TrainResult:
         """Train on ``split.train`` (default ``data.split``); stop early on ``split.val``'s
-        RMSE when it has rows, else run ``epochs``."""
+        RMSE when it has rows, else run ``epochs``; ``checkpoint_dir`` as ``KerasRecommender``."""
         if data.feedback == IMPLICIT:
             raise ConfigError(
                 "autorec predicts explicit ratings, but the data is implicit",
                 fix="keep explicit ratings (preprocess.implicit_threshold: null) or use a "
                 "top-k model (neumf, bpr, ease)",
             )
-        return super().fit(data, split)
+        return super().fit(data, split, checkpoint_dir=checkpoint_dir)
 
     def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
         cfg = self.config
@@ -321,7 +327,14 @@ class AutoRec(KerasRecommender):
         def epoch_data(epoch: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
             return {INPUT: dense}, dense
 
-        facts = fit_model(model, epoch_data, settings, plan=plan, validation=validation)
+        facts = fit_model(
+            model,
+            epoch_data,
+            settings,
+            plan=plan,
+            validation=validation,
+            checkpoint_dir=self._checkpoint_dir,
+        )
         self._device = plan.description
         self._snapshot = None
         facts["extra"].update(n_train_items=len(items))

@@ -38,7 +38,6 @@ from keras import ops
 
 from recsys.config import from_dict
 from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed
-from recsys.models.base import TrainResult
 from recsys.models.keras_base import KerasRecommender
 from recsys.models.layers import GMF, MLPTower
 from recsys.models.towers import (
@@ -291,7 +290,6 @@ class TowerRecommender(KerasRecommender):
         self._model: keras.Model | None = None
         self._vectors: Any = None
         self._device = "cpu"
-        self._checkpoint_dir: Path | str | None = None
 
     def n_parameters(self) -> int:
         """Trainable weights (the feature and history tables are data, not parameters)."""
@@ -346,21 +344,6 @@ class TowerRecommender(KerasRecommender):
         model = cls(**{**config, "eval_users": 1 << 30})
         result = model.fit(data, dataclasses.replace(val_split, val=val_split.test))
         return {"epochs": int(result.best_epoch or result.epochs)}
-
-    def fit(
-        self,
-        data: Processed,
-        split: InteractionSplit | None = None,
-        *,
-        checkpoint_dir: Path | str | None = None,
-    ) -> TrainResult:
-        """Train (see ``Recommender.fit``); with ``checkpoint_dir``, checkpoint every epoch
-        there and resume from what is already there."""
-        self._checkpoint_dir = checkpoint_dir
-        try:
-            return super().fit(data, split)
-        finally:
-            self._checkpoint_dir = None
 
     def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
         cfg = self.config

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import keras
 
+from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import RecsysError
-from recsys.models.base import Recommender, to_jsonable
+from recsys.models.base import Recommender, TrainResult, to_jsonable
 
 
 class KerasRecommender(Recommender):
@@ -18,6 +20,23 @@ class KerasRecommender(Recommender):
     config: Any
     _model: keras.Model | None
     _device: str
+    _checkpoint_dir: Path | str | None = None
+    """Set by ``fit`` for the duration of one call; ``_fit`` hands it to ``fit_model``."""
+
+    def fit(
+        self,
+        data: Processed,
+        split: InteractionSplit | None = None,
+        *,
+        checkpoint_dir: Path | str | None = None,
+    ) -> TrainResult:
+        """Train (see ``Recommender.fit``); with ``checkpoint_dir``, checkpoint every epoch
+        there and resume from what is already there."""
+        self._checkpoint_dir = checkpoint_dir
+        try:
+            return super().fit(data, split)
+        finally:
+            self._checkpoint_dir = None
 
     @property
     def seed(self) -> int:

@@ -40,7 +40,6 @@ import numpy as np
 from recsys.config import from_dict
 from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed
 from recsys.errors import ConfigError
-from recsys.models.base import TrainResult
 from recsys.models.keras_base import KerasRecommender
 from recsys.models.layers import GMF, MLPTower, dense_stack_numpy, pairwise_tower_scores
 from recsys.schema import IMPLICIT, RATING
@@ -212,7 +211,6 @@ class NeuMF(KerasRecommender):
         self._model: keras.Model | None = None
         self._weights: _ScoringWeights | None = None
         self._device = "cpu"
-        self._checkpoint_dir: Path | str | None = None
 
     def resolved_loss(self, feedback: str | None = None) -> Literal["bce", "mse"]:
         """The loss ``fit`` uses for data of this ``feedback`` (``explicit``/``implicit``)."""
@@ -227,21 +225,6 @@ class NeuMF(KerasRecommender):
         return "bce"
 
     # --- training -----------------------------------------------------------------------------
-    def fit(
-        self,
-        data: Processed,
-        split: InteractionSplit | None = None,
-        *,
-        checkpoint_dir: Path | str | None = None,
-    ) -> TrainResult:
-        """Train (see ``Recommender.fit``); with ``checkpoint_dir``, checkpoint every epoch
-        there and resume from what is already there."""
-        self._checkpoint_dir = checkpoint_dir
-        try:
-            return super().fit(data, split)
-        finally:
-            self._checkpoint_dir = None
-
     def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
         cfg = self.config
         loss = self.resolved_loss(data.feedback)
