@@ -29,9 +29,10 @@ Catalogues:
   epoch: the latency, not the quality, is measured. The naive baseline runs both towers over
   the whole catalogue per request (the two-tower's Keras model is its training net).
 
-One worker is the default: with ``--workers 2`` BentoML 1.4 splits ``max_concurrency`` (32)
-between the workers, and 32 clients got 429 back-pressure on ML-100K without more throughput
-(measured on a loaded 2-core host).
+One worker is the default: BentoML's workers share one listening socket and the first to wake
+accepts a whole burst of new connections, so 32 clients that connect at once often all land on
+one worker (docs/serving.md, "Workers"). ``--nprobe`` and ``--max-batch`` set the IVF probe
+count and ``serving.max_batch`` of the bento for A/B runs.
 
 Writes ``serving.json`` and ``serving.md`` under ``--out`` (hardware, load average before and
 after each catalogue, server memory) and prints the table.
@@ -134,12 +135,11 @@ def train_models(catalogue: str, work: Path) -> dict[str, str]:
     return tags
 
 
-def prepared(catalogue: str, work: Path, ann: str, workers: int, retrain: bool) -> dict[str, str]:
-    """Trained models and a built bento for ``catalogue``, cached in ``work``."""
-    record = work / f"{catalogue}-{ann}-w{workers}.json"
-    if record.is_file() and not retrain:
-        return dict(json.loads(record.read_text()))
+def prepared(catalogue: str, work: Path, args: argparse.Namespace) -> dict[str, str]:
+    """Trained models (cached in ``work``) and a bento built now from this checkout and the
+    serving options of ``args``: a cached bento would serve stale settings."""
     env = bench_env(work)
+    retrain = args.retrain
     tags_file = work / f"{catalogue}-models.json"
     if retrain or not tags_file.is_file():
         cmd = [sys.executable, __file__, "train", catalogue, "--work", str(work)]
@@ -148,8 +148,9 @@ def prepared(catalogue: str, work: Path, ann: str, workers: int, retrain: bool) 
     from recsys.retrieval import RetrievalConfig
     from recsys.serving.engine import ServingConfig
 
-    retrieval = RetrievalConfig(ann=ann)  # type: ignore[arg-type]
-    serving = ServingConfig(retrieval=retrieval, workers=workers)
+    knobs = {"nprobe": args.nprobe} if args.nprobe else {}
+    retrieval = RetrievalConfig(ann=args.ann, **knobs)
+    serving = ServingConfig(retrieval=retrieval, workers=args.workers, max_batch=args.max_batch)
     tags["bento"] = package.build_bento(
         tags["champion"],
         tags["retriever"],
@@ -157,7 +158,6 @@ def prepared(catalogue: str, work: Path, ann: str, workers: int, retrain: bool) 
         serving=serving,
         home=work / "bentoml",
     )
-    record.write_text(json.dumps(tags, indent=2))
     return dict(tags)
 
 
@@ -267,7 +267,7 @@ def measure(
 
 def bench_catalogue(catalogue: str, args: argparse.Namespace) -> dict[str, Any]:
     work: Path = args.work
-    tags = prepared(catalogue, work, args.ann, args.workers, args.retrain)
+    tags = prepared(catalogue, work, args)
     from recsys.models.base import Recommender
 
     users = Recommender.load(Path(tags["champion_dir"])).vocab.user_ids  # type: ignore[union-attr]
@@ -380,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--ann", choices=["hnsw", "ivf"], default="ivf")
     ap.add_argument("--workers", type=int, default=1, help="bento worker processes")
+    ap.add_argument("--nprobe", type=int, default=0, help="IVF nprobe (0: the service default)")
+    ap.add_argument(
+        "--max-batch", type=int, default=64, help="serving.max_batch (1: no micro-batching)"
+    )
     ap.add_argument(
         "--naive-max-clients",
         default="synthetic1e6=1",

@@ -241,11 +241,18 @@ class FaissIndex(ItemIndex):
         for row in range(len(q)):
             keep = ids[row] >= 0
             if exclude is not None and len(exclude[row]):
-                keep &= ~np.isin(ids[row], exclude[row])
+                keep &= ~_contains(np.sort(exclude[row]), ids[row])
             got_ids, got_scores = ids[row][keep][:k], scores[row][keep][:k]
             out_ids[row, : len(got_ids)] = got_ids
             out_scores[row, : len(got_ids)] = got_scores
         return out_ids, out_scores
+
+
+def _contains(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """[len(x)] bool: which of ``x`` are in ``sorted_values`` (non-empty, ascending). A binary
+    search: ``np.isin`` sorts both arrays on every call (~0.1 ms per request at 1e6 items)."""
+    pos = np.minimum(np.searchsorted(sorted_values, x), len(sorted_values) - 1)
+    return sorted_values[pos] == x
 
 
 def build_index(vectors: np.ndarray, cfg: RetrievalConfig | None = None) -> ItemIndex:
@@ -317,7 +324,7 @@ def two_stage_recommend(
       ([n, k] raw item ids, [n, k] float32 ranker scores), padded with -1 / -inf.
     """
     raw_users = np.asarray(user_ids, dtype=np.int64).ravel()
-    ranker.encode_users(raw_users)  # unknown users raise UnknownIdError, as recommend does
+    users = ranker.encode_users(raw_users)  # unknown users raise UnknownIdError, as recommend
     eligible = rankable_mask(ranker) if rankable is None else rankable
     if allowed is not None:
         eligible = eligible & allowed
@@ -327,22 +334,20 @@ def two_stage_recommend(
     queries = retriever.user_embeddings(retriever.encode_users(raw_users))
     exclude = None
     if exclude_seen:
-        exclude = [ranker.encode_items(ranker.seen_items(int(u))) for u in raw_users]
+        exclude = [ranker.seen_item_indices(int(u)) for u in raw_users]
     cand, _ = index.search(queries, max(rerank_top, k), exclude=exclude, allowed=search_filter)
     ids = np.full((len(raw_users), k), -1, dtype=np.int64)
     scores = np.full((len(raw_users), k), -np.inf, dtype=np.float32)
     item_raw = ranker.item_ids
-    for row, user in enumerate(raw_users):
+    for row, user in enumerate(users):
         found = cand[row][cand[row] >= 0]
         if len(found) == 0:
             continue
-        # The index already left the seen items out of ``found``: asking the ranker to exclude
-        # them again would slice its [n_users, n_items] seen matrix per request (scipy column
-        # indexing allocates n_items-long arrays: ~1 ms at 1e6 items).
-        r_ids, r_scores = ranker.recommend(
-            [int(user)], k, exclude_seen=False, candidates=item_raw[found]
-        )
-        ids[row], scores[row] = r_ids[0], r_scores[0]
+        # The index already left the seen items out of ``found``: re-ranking excludes nothing
+        # more (``recommend(exclude_seen=True)`` would slice the [n_users, n_items] seen matrix
+        # per request: ~1 ms at 1e6 items).
+        top, top_scores = ranker.rank_candidates(int(user), found, k)
+        ids[row, : len(top)], scores[row, : len(top)] = item_raw[top], top_scores
     return ids, scores
 
 

@@ -255,6 +255,11 @@ def _encode(ids: np.ndarray, raw: Any) -> np.ndarray:
     raw = np.asarray(raw)
     if len(ids) == 0:
         return np.full(raw.shape, -1, dtype=np.int64)
+    if ids.dtype.kind in "iu" and raw.dtype.kind in "iu" and ids[-1] - ids[0] == len(ids) - 1:
+        # Sorted unique integers without gaps (MovieLens, synthetic data): an offset, not a
+        # binary search over the catalogue (cache misses: ~0.1 ms per request at 1e6 items).
+        pos = raw.astype(np.int64) - int(ids[0])
+        return np.where((pos >= 0) & (pos < len(ids)), pos, -1)
     pos = np.searchsorted(ids, raw)
     found = ids[np.minimum(pos, len(ids) - 1)] == raw
     return np.where(found, pos, -1).astype(np.int64)

@@ -194,6 +194,24 @@ class Recommender(abc.ABC):
             scores[lo:hi, :width] = np.where(valid, top_scores, -np.inf)
         return ids, scores
 
+    def rank_candidates(
+        self, user_idx: int, candidates: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The serving re-ranking step, in index space: the best ``k`` of ``candidates``
+        (distinct item indices, already filtered) for one user index, best first.
+
+        Equal to ``recommend([user], k, exclude_seen=False, candidates=raw ids of candidates)``
+        without the id conversions and per-block bookkeeping that cost as much as the scoring
+        itself for ~200 candidates. Returns (item indices, float32 scores), shorter than ``k``
+        when fewer candidates score finitely.
+        """
+        cand = np.sort(np.asarray(candidates, dtype=np.int64))  # ties: lower index first
+        s = np.asarray(self._scores(np.array([user_idx]), cand), dtype=np.float32)
+        top = top_k(s, k)[0]
+        top_scores = s[0, top]
+        keep = np.isfinite(top_scores)
+        return cand[top[keep]], top_scores[keep]
+
     def score(
         self, user_ids: np.ndarray | list[int], item_ids: np.ndarray | list[int]
     ) -> np.ndarray:
@@ -275,9 +293,18 @@ class Recommender(abc.ABC):
 
     def seen_items(self, user_id: int) -> np.ndarray:
         """Raw ids of the items ``user_id`` interacted with in training."""
+        return self._vocab().item_ids[self.seen_item_indices(user_id)]
+
+    def seen_item_indices(self, user_id: int) -> np.ndarray:
+        """Sorted vocabulary indices of the items ``user_id`` interacted with in training.
+
+        Read straight from the CSR arrays: scipy's row indexing costs ~0.1 ms per call, a
+        tenth of a served request at 1e6 items.
+        """
         u = self.encode_users([user_id])[0]
-        row = self._seen_matrix()[u]
-        return self._vocab().item_ids[row.indices]
+        seen = self._seen_matrix()
+        row = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
+        return row if seen.has_sorted_indices else np.sort(row)
 
     # --- persistence ----------------------------------------------------------------------
     def save(self, path: Path | str) -> None:

@@ -76,17 +76,28 @@ class ServingConfig:
     workers: int = 1
     """Worker processes of the served bento. Each loads the models and builds its own index
     (memory and start-up time grow with it); one worker runs Python on one core at a time
-    (the GIL). BentoML 1.4 divides ``max_concurrency`` between the workers (32 -> 16 each),
-    so with 2 workers and uneven connection spreading 32 clients already meet 429s; on our
-    loaded 2-core host 2 workers gave no more throughput than 1 (bench/serving.py)."""
+    (the GIL). The workers share one listening socket and the first to wake accepts a burst
+    of new connections, so on one host a second worker adds throughput only when clients'
+    connections happen to spread (docs/serving.md, "Workers")."""
 
     access_log: bool = False
     """BentoML's per-request access log line. Off by default: on a loaded 2-core host the
     line per request cost 30-65 % of the throughput at 8 clients (bench/serving.py A/B, ML-100K);
     ``/metrics`` counts requests and latencies either way."""
 
+    max_batch: int = 64
+    """Most concurrent ``/recommend`` requests answered by one model call (1: no batching).
+    Batches form only from requests already waiting, so a lone request is never delayed."""
+
+    trace_requests: bool = False
+    """OpenTelemetry spans for the data-plane endpoints. BentoML 1.4 creates a span per request
+    even with no exporter configured; on our 2-core host a no-op endpoint served 1,860 req/s
+    without it and 1,100 with it (32 clients, one worker), so the data-plane
+    routes are excluded from tracing unless this is on (``/livez``, ``/readyz``, ``/metrics``
+    keep BentoML's defaults)."""
+
     def __post_init__(self) -> None:
-        for name in ("rerank_top", "explain_history", "workers"):
+        for name in ("rerank_top", "explain_history", "workers", "max_batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"serving.{name} must be an integer >= 1, got {value!r}")
@@ -245,21 +256,43 @@ class Engine:
         genres: Sequence[str] | None = None,
     ) -> Ranked:
         """Two-stage for a known user; popularity for an unknown one."""
+        return self.recommend_many([user_id], k, exclude_seen=exclude_seen, genres=genres)[0]
+
+    def recommend_many(
+        self,
+        user_ids: Sequence[int],
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        genres: Sequence[str] | None = None,
+    ) -> list[Ranked]:
+        """``recommend`` for many users in one pass (one ANN search for all known users): what
+        the service's micro-batcher calls. Answer i is exactly ``recommend(user_ids[i], ...)``."""
         allowed = self.catalogue.genre_mask(genres)
-        if not self.known_user(user_id):
-            return self.popular(k, allowed)
-        ids, scores = two_stage_recommend(
-            self.ranker,
-            self.retriever,  # type: ignore[arg-type]  # check_compatible: has user_embeddings
-            self.index,
-            [user_id],
-            k,
-            rerank_top=self.cfg.rerank_top,
-            exclude_seen=exclude_seen,
-            allowed=allowed,
-            rankable=self.rankable,
-        )
-        return _ranked(ids[0], scores[0])
+        raw = np.asarray(user_ids, dtype=np.int64).ravel()
+        known = self.ranker.known_users(raw)
+        out: list[Ranked] = []
+        if not known.all():
+            fallback = self.popular(k, allowed)
+            out = [fallback] * len(raw)
+        if known.any():
+            ids, scores = two_stage_recommend(
+                self.ranker,
+                self.retriever,  # type: ignore[arg-type]  # check_compatible: user_embeddings
+                self.index,
+                raw[known],
+                k,
+                rerank_top=self.cfg.rerank_top,
+                exclude_seen=exclude_seen,
+                allowed=allowed,
+                rankable=self.rankable,
+            )
+            answers = [_ranked(i, s) for i, s in zip(ids, scores, strict=True)]
+            if known.all():
+                return answers
+            for row, answer in zip(np.flatnonzero(known), answers, strict=True):
+                out[row] = answer
+        return out
 
     def popular(self, k: int, allowed: np.ndarray | None = None) -> Ranked:
         s = np.where(self.popularity > 0, self.popularity, -np.inf)[None, :]
@@ -310,7 +343,7 @@ class Engine:
         """
         ranked = self.recommend(user_id, k, exclude_seen=exclude_seen, genres=genres)
         history = (
-            self.ranker.encode_items(self.ranker.seen_items(user_id))
+            self.ranker.seen_item_indices(user_id)
             if self.known_user(user_id)
             else np.zeros(0, dtype=np.int64)
         )
@@ -366,10 +399,14 @@ def load_engine(
     cfg: ServingConfig | None = None,
     **provenance: str,
 ) -> Engine:
-    """Load the three saved artifacts (only from these directories: the model store's paths)."""
+    """Load the three saved artifacts (only from these directories: the model store's paths).
+    A champion that is its own retriever (a two-tower ranking its own candidates) is loaded
+    once: at 1e6 items a second copy cost 0.8 GiB per worker."""
+    ranker = Recommender.load(ranker_dir)
+    same = Path(ranker_dir).resolve() == Path(retriever_dir).resolve()
     return Engine(
-        Recommender.load(ranker_dir),
-        Recommender.load(retriever_dir),
+        ranker,
+        ranker if same else Recommender.load(retriever_dir),
         Catalogue.load(catalogue_dir),
         cfg,
         **provenance,

@@ -222,6 +222,21 @@ class RecommenderContract:
         np.testing.assert_array_equal((ids_ex == -1).sum(axis=1), n_seen)
         assert np.isneginf(scores_ex[ids_ex == -1]).all()
 
+    def test_rank_candidates_equals_recommend(self, model: Recommender, users: np.ndarray) -> None:
+        """The serving re-ranking (index space) gives ``recommend``'s list over the same
+        candidates, whatever their order."""
+        rng = np.random.default_rng(0)
+        cand = rng.permutation(model.default_candidates())[:25]
+        for user in users[:10]:
+            ids, scores = model.recommend(
+                [user], k=10, exclude_seen=False, candidates=model.item_ids[cand]
+            )
+            top, top_scores = model.rank_candidates(int(model.encode_users([user])[0]), cand, 10)
+            n = len(top)
+            assert (ids[0, n:] == -1).all()
+            np.testing.assert_array_equal(model.item_ids[top], ids[0, :n])
+            np.testing.assert_allclose(top_scores, scores[0, :n], rtol=1e-6)
+
     def test_candidates_restrict_the_ranking(self, model: Recommender, users: np.ndarray) -> None:
         cand = model.train_item_ids[::3]
         ids, _ = model.recommend(users, k=len(cand) + 5, candidates=cand)

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recsys.config import PreprocessConfig, SplitConfig
 from recsys.data.preprocess import (
@@ -172,6 +174,29 @@ def test_vocabulary_encode_decode() -> None:
         Vocabulary(np.array([2, 1]), np.array([1]))
     with pytest.raises(ValueError):
         vocab.user_ids[0] = 5  # read-only: frozen all the way down
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=st.integers(-1000, 1000),
+    n=st.integers(1, 50),
+    gap=st.booleans(),
+    queries=st.lists(st.integers(-1100, 1100), max_size=30),
+)
+def test_vocabulary_encoding_with_and_without_gaps(
+    start: int, n: int, gap: bool, queries: list[int]
+) -> None:
+    """Contiguous ids take the offset path, ids with a gap the binary search: both must give
+    every id its position and -1 to everything else (negative, past the end, in the gap)."""
+    ids = np.arange(start, start + n, dtype=np.int64)
+    if gap:
+        ids = np.r_[ids, start + n + 7]
+    vocab = Vocabulary(ids, ids)
+    raw = np.asarray(queries, dtype=np.int64)
+    expected = [int(np.flatnonzero(ids == q)[0]) if q in ids else -1 for q in queries]
+    assert vocab.encode_items(raw).tolist() == expected
+    assert vocab.encode_users(raw.astype(np.int32)).tolist() == expected
+    assert vocab.encode_items(ids).tolist() == list(range(len(ids)))
 
 
 def test_index_interactions_sorts_and_indexes() -> None:

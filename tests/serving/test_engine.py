@@ -39,6 +39,19 @@ def test_unknown_user_gets_popularity_and_says_so(engine: Any) -> None:
     assert counts.tolist() == sorted(engine.popularity, reverse=True)[:5]
 
 
+def test_recommend_many_equals_recommend_per_user(engine: Any) -> None:
+    """The micro-batched path answers each user exactly as the single one: known and unknown
+    users mixed, with and without a filter and seen-item exclusion."""
+    users = [*synthetic_data().vocab.user_ids[:12].tolist(), UNKNOWN_USER]
+    users.insert(3, UNKNOWN_USER + 1)
+    genre = engine.catalogue.genre_names[0]
+    for options in ({}, {"genres": [genre]}, {"exclude_seen": False}):
+        many = engine.recommend_many(users, 7, **options)
+        assert many == [engine.recommend(u, 7, **options) for u in users]
+    assert many[3].fallback == FALLBACK_POPULARITY and many[0].fallback is None
+    assert engine.recommend_many(users[:2], 3)[1] == engine.recommend(users[1], 3)
+
+
 def test_genre_filter_keeps_only_matching_items(engine: Any) -> None:
     cat = engine.catalogue
     genre = cat.genre_names[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,31 @@ def test_parity_with_offline_for_100_users(server: str, models: fixtures.StoredM
         assert body["retriever_tag"] == models.retriever
         assert body["data_version"] == fixtures.DATA_VERSION
         assert body["index_type"] == "exact" and body["fallback"] is None
+
+
+def test_concurrent_requests_are_answered_as_alone(server: str) -> None:
+    """32 clients at once go through the micro-batcher (whether requests share a call depends
+    on timing; that they would is tests/serving/test_batching.py): each answer equals the
+    lone request's, and every request is counted in the batch-size histogram."""
+
+    def batched_requests() -> float:
+        _, text = package.http("GET", f"{server}/metrics")
+        prefix = "recsys_recommend_batch_size_sum"
+        return sum(
+            float(ln.rsplit(" ", 1)[1]) for ln in str(text).splitlines() if ln.startswith(prefix)
+        )
+
+    users = [*USERS[:40].tolist(), 10**15]
+    alone = {u: post(f"{server}/recommend", {"user_id": u, "k": 5})[1]["items"] for u in users}
+    before = batched_requests()
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(
+            pool.map(lambda u: (u, post(f"{server}/recommend", {"user_id": u, "k": 5})), users * 8)
+        )
+    for user, (status, body) in answers:
+        assert status == 200, body
+        assert body["items"] == alone[user]
+    assert batched_requests() - before >= len(answers)
 
 
 def test_every_endpoint_answers_with_provenance(server: str, models: fixtures.StoredModels) -> None:
