@@ -29,7 +29,7 @@ if [ "$what" = loo ] || [ "$what" = all ]; then
         --val-train "$S/ml100k-loo/val_train.tsv" --val-test "$S/ml100k-loo/val_test.tsv" \
         --val-negatives "$S/ml100k-loo/val_negatives.tsv" \
         --items "$ML/u.item" --users "$ML/u.user" \
-        --models "${MODELS_LOO:-mostpop,itemknn,ease,bpr,neumf}" \
+        --models "${MODELS_LOO:-mostpop,itemknn,ease,bpr,neumf,ensemble}" \
         --out "$OUT/ml100k-loo"
 fi
 if [ "$what" = rating ] || [ "$what" = all ]; then

@@ -41,21 +41,37 @@ class EnsembleConfig:
     """Which models to blend (``params.yaml``: ``models.ensemble``)."""
 
     members: tuple[str, ...] = ("ease", "twotower")
-    """Registry names, at most once each; the first member is the reference (weight 1)."""
+    """Registry names, at most once each; the first member is the reference (weight 1).
+    ``name@N`` is a replica of model ``name`` trained with ``seed`` N: ``[neumf@1, neumf@2,
+    neumf@3]`` averages three NeuMF networks that differ only by their random seed (a seed
+    bag: it removes the seed's variance from the ranking)."""
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Constructor fields per member name (as in ``models.<name>``)."""
+    """Constructor fields per member (``models.<name>``): keyed by the model name (for all
+    of its replicas) or by a replica's full ``name@N``."""
     weights: tuple[float, ...] | None = None
-    """One weight per member (None: equal weights, or what ``tune`` chooses)."""
+    """One weight per member (None: equal weights, or what ``tune`` chooses; given weights
+    are used as they are, ``tune`` leaves them alone)."""
     seed: int = 20240101
 
     def __post_init__(self) -> None:
         members = tuple(self.members)
-        if not members or len(set(members)) != len(members) or "ensemble" in members:
+        if (
+            not members
+            or len(set(members)) != len(members)
+            or "ensemble" in {member_model(m) for m in members}
+        ):
             raise ConfigError(
                 f"ensemble.members must name distinct models other than 'ensemble', got {members}"
             )
+        for member in members:
+            base, at, seed = member.partition("@")
+            if not base or (at and not seed.isdigit()):
+                raise ConfigError(
+                    f"ensemble member {member!r} is neither a model name nor name@SEED",
+                    fix="e.g. 'neumf' or 'neumf@2'",
+                )
         object.__setattr__(self, "members", members)
-        unknown = sorted(set(self.params) - set(members))
+        unknown = sorted(set(self.params) - set(members) - {member_model(m) for m in members})
         if unknown:
             raise ConfigError(
                 f"ensemble.params names models that are not members: {unknown}",
@@ -109,7 +125,15 @@ class Ensemble(Recommender):
         return ",".join(devices) or "cpu"
 
     def member_configs(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(name, dict(self.config.params.get(name, {}))) for name in self.config.members]
+        """(registry name, constructor fields) per member, replicas' seeds filled in."""
+        out = []
+        for member in self.config.members:
+            name, _, seed = member.partition("@")
+            fields = {**self.config.params.get(name, {}), **self.config.params.get(member, {})}
+            if seed:
+                fields["seed"] = int(seed)
+            out.append((name, fields))
+        return out
 
     # --- training -------------------------------------------------------------------------
     def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
@@ -117,11 +141,11 @@ class Ensemble(Recommender):
 
         self.models = []
         members: dict[str, Any] = {}
-        for name, fields in self.member_configs():
+        for member, (name, fields) in zip(self.config.members, self.member_configs(), strict=True):
             model = model_class(name)(**fields)
             result = model.fit(data, split)
             self.models.append(model)
-            members[name] = result.summary()
+            members[member] = result.summary()
         self._standardize()
         return {"extra": {"members": members, "weights": self.weights.tolist()}}
 
@@ -157,9 +181,9 @@ class Ensemble(Recommender):
         ``WEIGHT_GRID`` (first member fixed at 1) is scored by ``evaluate_fn`` on
         ``val_split.test`` and the best is returned (ties: the earlier, simpler vector).
         """
-        if val_split.test.empty:
-            return {}
         ensemble = cls(**config)
+        if val_split.test.empty or ensemble.config.weights is not None:
+            return {}
         ensemble.fit(data, val_split)
         n = len(ensemble.config.members)
         best: tuple[float, tuple[float, ...]] | None = None
@@ -211,8 +235,8 @@ class Ensemble(Recommender):
 
     def _load(self, path: Path) -> None:
         self.models = [
-            Recommender.load(path / MEMBERS_DIR / f"{i}-{name}")
-            for i, name in enumerate(self.config.members)
+            Recommender.load(path / MEMBERS_DIR / f"{i}-{member_model(member)}")
+            for i, member in enumerate(self.config.members)
         ]
         stats = io.read_json(path / STATS_FILE)
         self.mean = np.asarray(stats["mean"], dtype=np.float64)
@@ -222,3 +246,8 @@ class Ensemble(Recommender):
         if self.mean is None or self.std is None or not self.models:
             raise RecsysError("the ensemble model is not trained", fix="call fit() or load()")
         return self.mean, self.std
+
+
+def member_model(member: str) -> str:
+    """The registry name of an ensemble member (``neumf@2`` -> ``neumf``)."""
+    return member.partition("@")[0]

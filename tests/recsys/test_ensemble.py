@@ -101,10 +101,52 @@ def test_tune_returns_the_grid_point_with_the_best_validation_metric() -> None:
         assert value.metrics["ndcg@10"] >= score.metrics["ndcg@10"] - 1e-12
 
 
+def test_seed_replicas_are_trained_with_their_seeds_and_survive_save_load(
+    tmp_path: Path,
+) -> None:
+    """``bpr@1, bpr@2``: two BPR models that differ only by their seed, blended equally; the
+    model-name params reach both, a replica's own params override them."""
+    data = synthetic_data()
+    bag = Ensemble(
+        members=["bpr@1", "bpr@2"],
+        params={"bpr": {"epochs": 3, "factors": 8}, "bpr@2": {"epochs": 2}},
+        weights=[1.0, 1.0],
+    )
+    bag.fit(data)
+    seeds = [m.config.seed for m in bag.models]  # type: ignore[attr-defined]
+    epochs = [m.config.epochs for m in bag.models]  # type: ignore[attr-defined]
+    assert seeds == [1, 2] and epochs == [3, 2]
+    assert all(m.config.factors == 8 for m in bag.models)  # type: ignore[attr-defined]
+    users, items = np.arange(5), np.arange(data.vocab.n_items)
+    a, b = (m._scores(users, items) for m in bag.models)
+    assert not np.allclose(a, b), "two seeds trained the same network"
+    assert bag.train_result is not None
+    assert set(bag.train_result.extra["members"]) == {"bpr@1", "bpr@2"}
+    bag.save(tmp_path / "bag")
+    loaded = Recommender.load(tmp_path / "bag")
+    ids = data.vocab.user_ids[:10]
+    np.testing.assert_array_equal(loaded.recommend(ids, 10)[0], bag.recommend(ids, 10)[0])
+
+
+def test_tune_leaves_given_weights_alone() -> None:
+    data = synthetic_data()
+
+    def evaluate(*_: Any) -> Any:
+        raise AssertionError("nothing to tune: the weights are given")
+
+    config = {**MEMBERS, "weights": [1.0, 1.0]}
+    assert Ensemble.tune(data, data.split, evaluate, metric="ndcg@10", config=config) == {}
+
+
 @pytest.mark.parametrize(
     "fields",
     [
         {"members": []},
+        {"members": ["ease@x"]},
+        {"members": ["@1"]},
+        {"members": ["ensemble@1"]},
+        {"members": ["bpr@1", "bpr@1"]},
+        {"members": ["bpr@1"], "params": {"bpr@2": {}}},
         {"members": ["ease", "ease"]},
         {"members": ["ease", "ensemble"]},
         {"members": ["ease"], "params": {"bpr": {}}},
