@@ -23,19 +23,16 @@ import dataclasses
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np
-import yaml
+import tuning
 from hardware import hardware
 
 from recsys.benchmark import SplitData, SplitFiles, load_split, read_side_tables
 from recsys.evaluation.evaluate import evaluate_topk
-from recsys.models.base import Recommender
 from recsys.models.registry import model_class
 
 SHARED = Path(os.environ.get("RECSYS_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
@@ -51,39 +48,6 @@ def load(stage: str) -> SplitData:
     return load_split(files, items=items, users=users)
 
 
-def parse_value(raw: str) -> Any:
-    """``--set`` values as YAML, with ``1e-5`` read as a number (YAML 1.1 reads a string)."""
-    value = yaml.safe_load(raw)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def speed(model: Recommender, n_users: int = 256) -> dict[str, float]:
-    """Users x items scored per second: the fast path vs ``model.predict`` on the pairs."""
-    vocab = model._vocab()
-    users = np.arange(min(n_users, vocab.n_users))
-    items = np.flatnonzero(model._train_mask())
-    model._scores(users[:8], items)  # warm caches
-    start = time.perf_counter()
-    model._scores(users, items)
-    fast_s = time.perf_counter() - start
-    pairs = len(users) * len(items)
-    out: dict[str, float] = {"pairs": pairs, "fast_pairs_per_s": round(pairs / fast_s)}
-    predict = getattr(model, "_predict_pairs", None)
-    if predict is not None:
-        uu, ii = np.repeat(users, len(items)), np.tile(items, len(users))
-        predict(uu[:1000], ii[:1000])  # trace once
-        start = time.perf_counter()
-        predict(uu, ii)
-        slow_s = time.perf_counter() - start
-        out.update(predict_pairs_per_s=round(pairs / slow_s), speedup=round(slow_s / fast_s, 1))
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--model", default="content", choices=["content", "hybrid", "twotower"])
@@ -95,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.curve and args.stage == "test":
         ap.error("--curve reads the held-out rows during training: only with --stage val")
 
-    overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = tuning.overrides(args.set)
     if args.curve:
         overrides.setdefault("eval_users", 100_000)
         overrides.setdefault("patience", 0)
@@ -124,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         out["curve"] = [round(v, 4) for v in result.history.get("val_ndcg@10", [])]
     out["loss"] = [round(v, 4) for v in result.history["loss"]]
     if args.speed:
-        out["speed"] = speed(model)
+        out["speed"] = tuning.speed(model)
         out["hardware"] = hardware()
     print(json.dumps(out), flush=True)
     return 0

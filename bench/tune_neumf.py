@@ -22,15 +22,13 @@ import dataclasses
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np
 import pandas as pd
-import yaml
+import tuning
 from hardware import hardware
 
 from recsys.config import PreprocessConfig, SplitConfig
@@ -60,40 +58,6 @@ def load(split: str, stage: str) -> tuple[Processed, pd.DataFrame, pd.DataFrame 
     return preprocess(ds, cfg, test_pairs=test), test, negatives
 
 
-def parse_value(raw: str) -> Any:
-    """``--set`` values as YAML, with ``1e-5`` read as a number (YAML 1.1 reads a string)."""
-    value = yaml.safe_load(raw)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def speed(model: NeuMF, data: Processed, n_users: int = 256) -> dict[str, float]:
-    """Users x items scored per second: the fast path vs ``model.predict`` on every pair."""
-    users = np.arange(min(n_users, data.vocab.n_users))
-    items = np.flatnonzero(model._train_mask())
-    model._scores(users[:8], items)  # warm caches
-    start = time.perf_counter()
-    fast = model._scores(users, items)
-    fast_s = time.perf_counter() - start
-    uu, ii = np.repeat(users, len(items)), np.tile(items, len(users))
-    model._predict_pairs(uu[:1000], ii[:1000])  # trace predict once
-    start = time.perf_counter()
-    slow = model._predict_pairs(uu, ii).reshape(len(users), len(items))
-    slow_s = time.perf_counter() - start
-    pairs = len(users) * len(items)
-    return {
-        "pairs": pairs,
-        "fast_pairs_per_s": round(pairs / fast_s),
-        "predict_pairs_per_s": round(pairs / slow_s),
-        "speedup": round(slow_s / fast_s, 1),
-        "max_abs_diff": float(np.abs(fast - slow).max()),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", default="ml100k-u1", choices=["ml100k-u1", "ml100k-loo"])
@@ -105,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.curve and args.stage == "test":
         ap.error("--curve reads the test rows during training: only with --stage val")
 
-    overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = tuning.overrides(args.set)
     overrides.setdefault("eval_users", 100_000)
     overrides.setdefault("patience", 0)
     data, test, negatives = load(args.split, args.stage)
@@ -146,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         out["curve"] = [round(v, 4) for v in result.history.get(key, [])]
     out["loss"] = [round(v, 4) for v in result.history["loss"]]
     if args.speed:
-        out["speed"] = speed(model, data)
+        out["speed"] = tuning.speed(model)
         out["hardware"] = hardware()
     print(json.dumps(out), flush=True)
     return 0

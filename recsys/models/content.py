@@ -42,11 +42,11 @@ from recsys.models.keras_base import KerasRecommender
 from recsys.models.layers import GMF, MLPTower
 from recsys.models.towers import (
     GmfMlpHead,
-    ItemTower,
-    UserTower,
+    build_towers,
     check_config_fields,
     history_table,
     item_tables,
+    tower_sizes,
 )
 from recsys.train import (
     ITEM,
@@ -156,14 +156,9 @@ class ContentNet(keras.layers.Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.sizes = {
-            "n_users": int(n_users),
-            "n_items": int(n_items),
-            "n_genres": int(n_genres),
-            "title_length": int(title_length),
-            "vocab_size": int(vocab_size),
-            "n_user_features": int(n_user_features),
-        }
+        self.sizes = tower_sizes(
+            n_users, n_items, n_genres, title_length, vocab_size, n_user_features
+        )
         self.dim = int(embedding_dim)
         self.options: dict[str, Any] = {
             "embedding_dim": int(embedding_dim),
@@ -177,31 +172,17 @@ class ContentNet(keras.layers.Layer):
             "normalize": bool(normalize),
         }
         d = int(embedding_dim)
-        self.item_tower = ItemTower(
-            n_items,
-            n_genres,
-            title_length,
-            vocab_size,
+        self.item_tower, self.user_tower = build_towers(
+            self.sizes,
+            embedding_dim=d,
             token_dim=token_dim,
-            units=(*item_hidden_units, d),
-            id_dim=tower_id_dim,
-            dropout=dropout,
-            normalize=normalize,
-            dtype=self.dtype_policy,
-            name="item_tower",
-        )
-        self.user_tower = UserTower(
-            n_users,
-            n_items,
-            n_user_features,
-            item_dim=d,
-            units=(*user_hidden_units, d),
+            item_hidden_units=item_hidden_units,
+            user_hidden_units=user_hidden_units,
             id_dim=tower_id_dim,
             history_exponent=history_exponent,
             dropout=dropout,
             normalize=normalize,
             dtype=self.dtype_policy,
-            name="user_tower",
         )
         self.gmf = GMF(dtype=self.dtype_policy, name="gmf")
         self.head = (

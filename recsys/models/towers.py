@@ -367,6 +367,71 @@ class UserTower(keras.layers.Layer):
         }
 
 
+def tower_sizes(
+    n_users: int,
+    n_items: int,
+    n_genres: int,
+    title_length: int,
+    vocab_size: int,
+    n_user_features: int,
+) -> dict[str, int]:
+    """The data-dependent sizes of a pair of towers, as the nets keep them in their config."""
+    return {
+        "n_users": int(n_users),
+        "n_items": int(n_items),
+        "n_genres": int(n_genres),
+        "title_length": int(title_length),
+        "vocab_size": int(vocab_size),
+        "n_user_features": int(n_user_features),
+    }
+
+
+def build_towers(
+    sizes: dict[str, int],
+    *,
+    embedding_dim: int,
+    token_dim: int,
+    item_hidden_units: Sequence[int],
+    user_hidden_units: Sequence[int],
+    id_dim: int,
+    history_exponent: float,
+    dropout: float,
+    normalize: bool,
+    dtype: Any,
+) -> tuple[ItemTower, UserTower]:
+    """The item and user towers shared by the content nets and the two-tower net, both ending
+    in ``embedding_dim`` units. Their layer names ("item_tower", "user_tower") are part of
+    the saved weights: keep them."""
+    d = int(embedding_dim)
+    item_tower = ItemTower(
+        sizes["n_items"],
+        sizes["n_genres"],
+        sizes["title_length"],
+        sizes["vocab_size"],
+        token_dim=token_dim,
+        units=(*item_hidden_units, d),
+        id_dim=id_dim,
+        dropout=dropout,
+        normalize=normalize,
+        dtype=dtype,
+        name="item_tower",
+    )
+    user_tower = UserTower(
+        sizes["n_users"],
+        sizes["n_items"],
+        sizes["n_user_features"],
+        item_dim=d,
+        units=(*user_hidden_units, d),
+        id_dim=id_dim,
+        history_exponent=history_exponent,
+        dropout=dropout,
+        normalize=normalize,
+        dtype=dtype,
+        name="user_tower",
+    )
+    return item_tower, user_tower
+
+
 # --- numpy tables -----------------------------------------------------------------------------
 def item_tables(features: ContentFeatures) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(genres [n, G] f32, tokens [n, T] i32, year [n, 2] f32)`` for ``ItemTower``.

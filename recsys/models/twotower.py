@@ -44,11 +44,12 @@ from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Process
 from recsys.errors import ConfigError
 from recsys.models.content import NET, TowerRecommender
 from recsys.models.towers import (
-    ItemTower,
     UserTower,
+    build_towers,
     check_config_fields,
     history_table,
     item_tables,
+    tower_sizes,
 )
 from recsys.train import ITEM, USER, EpochArrays
 
@@ -247,14 +248,9 @@ class TwoTowerNet(keras.layers.Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.sizes = {
-            "n_users": int(n_users),
-            "n_items": int(n_items),
-            "n_genres": int(n_genres),
-            "title_length": int(title_length),
-            "vocab_size": int(vocab_size),
-            "n_user_features": int(n_user_features),
-        }
+        self.sizes = tower_sizes(
+            n_users, n_items, n_genres, title_length, vocab_size, n_user_features
+        )
         self.options = {
             "embedding_dim": int(embedding_dim),
             "id_dim": int(id_dim),
@@ -270,31 +266,17 @@ class TwoTowerNet(keras.layers.Layer):
         }
         d = int(embedding_dim)
         self.mask_seen = bool(mask_seen)
-        self.item_tower = ItemTower(
-            n_items,
-            n_genres,
-            title_length,
-            vocab_size,
+        self.item_tower, self.user_tower = build_towers(
+            self.sizes,
+            embedding_dim=d,
             token_dim=token_dim,
-            units=(*item_hidden_units, d),
-            id_dim=id_dim,
-            dropout=dropout,
-            normalize=normalize,
-            dtype=self.dtype_policy,
-            name="item_tower",
-        )
-        self.user_tower = UserTower(
-            n_users,
-            n_items,
-            n_user_features,
-            item_dim=d,
-            units=(*user_hidden_units, d),
+            item_hidden_units=item_hidden_units,
+            user_hidden_units=user_hidden_units,
             id_dim=id_dim,
             history_exponent=history_exponent,
             dropout=dropout,
             normalize=normalize,
             dtype=self.dtype_policy,
-            name="user_tower",
         )
         self.softmax = InBatchSoftmax(
             n_items, temperature, logq_correction=logq_correction, name="in_batch_softmax"
