@@ -154,8 +154,8 @@ class RecommenderService:
         # stops all requests of the worker. Everything loaded so far (TensorFlow, the models)
         # lives as long as the worker, so it is frozen out of the passes; and full passes are
         # made rare (threshold 1000 instead of 10), young ones less frequent. At the 1e6
-        # catalogue, 32 clients: 28 full passes of ~15 ms in 25 s before, p99 40-48 ms;
-        # after, one pass and p99 23-26 ms (bench/serving.py).
+        # catalogue, 32 clients, one worker: with CPython's thresholds 28 full passes of ~15 ms
+        # in 25 s and p99 37-48 ms; with these, one pass and p99 23-27 ms (bench/serving.py).
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
