@@ -84,9 +84,10 @@ def run_load(
         raise ValueError("need concurrency >= 1 and at least one body")
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    # A caller that loaded TensorFlow (the benchmark reads the model's users) holds millions of
-    # objects; a full garbage collection over them stalls every client for 100+ ms and shows up
-    # as the server's p99. Freeze them for the run: the clients themselves make little garbage.
+    # A caller that loaded TensorFlow (the benchmark reads the model's users) holds hundreds of
+    # thousands of objects, and a full garbage collection over them would stall every client at
+    # once and be counted as server latency. Freeze them for the run: the clients themselves
+    # make little garbage.
     gc.collect()
     gc.freeze()
     try:
