@@ -1,29 +1,34 @@
 """ANN recall@10 against exact search on a synthetic two-tower-like catalogue (issue 5, point 2).
 
     .venv/bin/python bench/ann_recall.py [--n-items 1000000] [--dim 64] [--queries 1000]
-        [--ef 64,128,256,512,1024] [--nprobe 8,16,32,64,128] [--out reports/benchmarks/serving]
+        [--ef 64,128,256,512,1024] [--nprobe 8,16,32,64,128] [--indexes hnsw,ivf]
+        [--storage float32,float16,int8] [--out reports/benchmarks/serving]
 
 Item vectors imitate a two-tower model's: unit-norm, clustered (``--clusters`` Gaussian
 centres, within-cluster noise ``--noise`` per dimension, Zipf-sized clusters so that some
 regions are dense); user queries are unit-norm mixtures of two cluster centres plus noise,
 like a pooled history. Ground truth is exact inner-product top-10 (``ExactIndex``, the
 service's exact path). The ANN indexes are the service's own ``recsys.retrieval.FaissIndex``
-with the ``RetrievalConfig`` defaults (HNSW M=32, efConstruction=80; IVF-Flat with
-4 sqrt(n) lists), built single-threaded as the service builds them; the search knob
-(efSearch, nprobe) is swept on the built index (``FaissIndex.set_search_params``).
+with the ``RetrievalConfig`` defaults (HNSW M=32, efConstruction=80; IVF with 4 sqrt(n)
+lists), built single-threaded as the service builds them, once per vector storage
+(``--storage``: float32 = IVF-Flat / HNSW-Flat, float16 and int8 = faiss scalar quantizers);
+the search knob (efSearch, nprobe) is swept on the built index
+(``FaissIndex.set_search_params``).
 
 Per setting: recall@10; the share of the exact top-10 among the ANN's top 200 (what the
 two-stage service retrieves for re-ranking; HNSW then searches with efSearch >= 200); the
 single-query latency through ``FaissIndex.search`` (one query at a time, faiss on one thread,
 as a request is served: p50/p99 over the queries); and the smallest knob reaching the target
-recall. Build seconds and the resident memory the index adds
-(RSS growth while building) are per index. Writes ``ann_recall.json`` and ``ann_recall.md``
-under ``--out``, with the hardware and the load average before and after.
+recall. Build seconds, the bytes of the stored vectors (``FaissIndex.index_bytes``) and the
+resident memory the index adds (RSS growth while building) are per index. Writes
+``ann_recall.json`` and ``ann_recall.md`` under ``--out``, with the hardware and the load
+average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -111,12 +116,17 @@ def build(kind: str, items: np.ndarray, cfg: RetrievalConfig) -> tuple[FaissInde
     index = FaissIndex(items, kind, cfg)  # type: ignore[arg-type]
     seconds = time.perf_counter() - t0
     extra = rss_mib() - before
-    info = {"build_s": round(seconds, 1), "index_rss_mib": round(extra, 1)}
+    info = {
+        "storage": cfg.storage,
+        "build_s": round(seconds, 1),
+        "index_rss_mib": round(extra, 1),
+        "vectors_mib": round(index.index_bytes / 2**20, 1),
+    }
     if kind == "hnsw":
         info.update(hnsw_m=cfg.hnsw_m, ef_construction=cfg.ef_construction)
     else:
         info.update(nlist=int(index.index.nlist))
-    print(f"built {kind} in {seconds:.1f} s, +{extra:.0f} MiB RSS", flush=True)
+    print(f"built {kind}/{cfg.storage} in {seconds:.1f} s, +{extra:.0f} MiB RSS", flush=True)
     return index, info
 
 
@@ -134,18 +144,17 @@ def markdown(result: dict[str, Any]) -> str:
         f"p99 {result['exact']['p99_ms']} ms per query; item vectors "
         f"{result['exact']['vectors_mib']} MiB.",
         "",
-        "| index | build s | +RSS MiB | knob | recall@10 | exact top-10 in ANN top-200 "
-        "| p50 ms | p99 ms | q/s (1 thread) |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| index | build s | vectors MiB | +RSS MiB | knob | recall@10 "
+        "| exact top-10 in ANN top-200 | p50 ms | p99 ms | q/s (1 thread) |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
-    for kind, knob in (("hnsw", "ef_search"), ("ivf", "nprobe")):
-        if kind not in result["indexes"]:
-            continue
-        entry = result["indexes"][kind]
+    for name, entry in result["indexes"].items():
+        knob = "ef_search" if name.startswith("hnsw") else "nprobe"
         for row in entry["sweep"]:
             mark = " **" if row[knob] == entry.get("smallest_reaching_target") else ""
             lines.append(
-                f"| {kind} | {entry['build_s']} | {entry['index_rss_mib']} | "
+                f"| {name} | {entry['build_s']} | {entry['vectors_mib']} | "
+                f"{entry['index_rss_mib']} | "
                 f"{knob}={row[knob]}{mark} | {row['recall_at_10']} | {row['recall_10_in_200']} | "
                 f"{row['p50_ms']} | "
                 f"{row['p99_ms']} | {row['qps_one_thread']} |"
@@ -170,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ef", default="64,128,256,512,1024")
     ap.add_argument("--nprobe", default="8,16,32,64,128")
     ap.add_argument("--indexes", default="hnsw,ivf")
+    ap.add_argument("--storage", default="float32,float16,int8")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks/serving"))
     args = ap.parse_args(argv)
@@ -209,16 +219,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     for kind in args.indexes.split(","):
         knob, values, default = knobs[kind]
-        index, info = build(kind, items, cfg)
-        rows = sweep(index, knob, values, queries, truth)
-        reaching = [r[knob] for r in rows if r["recall_at_10"] >= TARGET]
-        result["indexes"][kind] = {
-            **info,
-            "default": f"{knob}={default}",
-            "sweep": rows,
-            "smallest_reaching_target": min(reaching) if reaching else None,
-        }
-        del index
+        for storage in args.storage.split(","):
+            index, info = build(kind, items, dataclasses.replace(cfg, storage=storage))
+            rows = sweep(index, knob, values, queries, truth)
+            reaching = [r[knob] for r in rows if r["recall_at_10"] >= TARGET]
+            result["indexes"][f"{kind}/{storage}"] = {
+                **info,
+                "default": f"{knob}={default}",
+                "sweep": rows,
+                "smallest_reaching_target": min(reaching) if reaching else None,
+            }
+            del index
     result["load_before"] = load_before
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     result["hardware"] = hardware()

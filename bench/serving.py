@@ -31,8 +31,9 @@ Catalogues:
 
 One worker is the default: BentoML's workers share one listening socket and the first to wake
 accepts a whole burst of new connections, so 32 clients that connect at once often all land on
-one worker (docs/serving.md, "Workers"). ``--nprobe`` and ``--max-batch`` set the IVF probe
-count and ``serving.max_batch`` of the bento for A/B runs.
+one worker (docs/serving.md, "Workers"). ``--nprobe``, ``--storage`` and ``--max-batch`` set
+the IVF probe count, the ANN index's vector storage and ``serving.max_batch`` of the bento for
+A/B runs.
 
 Writes ``serving.json`` and ``serving.md`` under ``--out`` (hardware, load average before and
 after each catalogue, server memory) and prints the table.
@@ -54,6 +55,7 @@ from typing import Any
 import numpy as np
 from hardware import hardware
 
+from recsys.retrieval import RetrievalConfig
 from recsys.serving import loadgen, package
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,11 +147,10 @@ def prepared(catalogue: str, work: Path, args: argparse.Namespace) -> dict[str, 
         cmd = [sys.executable, __file__, "train", catalogue, "--work", str(work)]
         subprocess.run(cmd, env=env, check=True, cwd=REPO)
     tags = json.loads(tags_file.read_text())
-    from recsys.retrieval import RetrievalConfig
     from recsys.serving.engine import ServingConfig
 
     knobs = {"nprobe": args.nprobe} if args.nprobe else {}
-    retrieval = RetrievalConfig(ann=args.ann, **knobs)
+    retrieval = RetrievalConfig(ann=args.ann, storage=args.storage, **knobs)
     serving = ServingConfig(retrieval=retrieval, workers=args.workers, max_batch=args.max_batch)
     tags["bento"] = package.build_bento(
         tags["champion"],
@@ -381,6 +382,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ann", choices=["hnsw", "ivf"], default="ivf")
     ap.add_argument("--workers", type=int, default=1, help="bento worker processes")
     ap.add_argument("--nprobe", type=int, default=0, help="IVF nprobe (0: the service default)")
+    ap.add_argument(
+        "--storage",
+        choices=("float32", "float16", "int8"),
+        default=RetrievalConfig.storage,
+        help="ANN index storage (retrieval.storage)",
+    )
     ap.add_argument(
         "--max-batch", type=int, default=64, help="serving.max_batch (1: no micro-batching)"
     )

@@ -355,6 +355,12 @@ def _bento_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         help="retrieval index (auto: exact below --exact-below items, else IVF, nprobe 32)",
     )
     build.add_argument("--exact-below", type=int, default=100_000, metavar="N")
+    build.add_argument(
+        "--storage",
+        choices=("float32", "float16", "int8"),
+        default="float16",
+        help="how the ANN index stores item vectors (exact search always uses float32)",
+    )
     build.add_argument("--rerank-top", type=int, default=200, metavar="M")
     build.set_defaults(handler=cmd_bento_build)
 
@@ -622,7 +628,9 @@ def cmd_bento_build(args: argparse.Namespace) -> int:
     data_version = store.model_info(champion)["labels"].get("data_version", "unknown")
     catalogue = args.catalogue or package.save_catalogue(args.processed, data_version=data_version)
     serving = ServingConfig(
-        retrieval=RetrievalConfig(kind=args.index, exact_below=args.exact_below),
+        retrieval=RetrievalConfig(
+            kind=args.index, exact_below=args.exact_below, storage=args.storage
+        ),
         rerank_top=args.rerank_top,
     )
     tag = package.build_bento(

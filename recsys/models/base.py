@@ -20,7 +20,7 @@ import abc
 import dataclasses
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -205,12 +205,38 @@ class Recommender(abc.ABC):
         itself for ~200 candidates. Returns (item indices, float32 scores), shorter than ``k``
         when fewer candidates score finitely.
         """
-        cand = np.sort(np.asarray(candidates, dtype=np.int64))  # ties: lower index first
-        s = np.asarray(self._scores(np.array([user_idx]), cand), dtype=np.float32)
-        top = top_k(s, k)[0]
-        top_scores = s[0, top]
+        return self.rank_candidates_many(np.array([user_idx]), [candidates], k)[0]
+
+    def rank_candidates_many(
+        self, user_idx: np.ndarray, candidates: Sequence[np.ndarray], k: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``rank_candidates`` for a batch of users (answer i for ``user_idx[i]`` and
+        ``candidates[i]``), with one top-k over a [n, M] matrix instead of one per user: what
+        the service's micro-batches call."""
+        width = max((len(c) for c in candidates), default=0)
+        if width == 0:
+            return [(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in user_idx]
+        cand = np.zeros((len(user_idx), width), dtype=np.int64)
+        valid = np.zeros((len(user_idx), width), dtype=bool)
+        for row, c in enumerate(candidates):
+            cand[row, : len(c)] = np.sort(np.asarray(c, dtype=np.int64))  # ties: lower index
+            valid[row, : len(c)] = True
+        s = np.where(valid, self._candidate_scores(np.asarray(user_idx), cand), -np.inf)
+        top = top_k(s, k)
+        top_scores = np.take_along_axis(s, top, axis=1).astype(np.float32)
         keep = np.isfinite(top_scores)
-        return cand[top[keep]], top_scores[keep]
+        return [
+            (cand[row, top[row][keep[row]]], top_scores[row][keep[row]])
+            for row in range(len(user_idx))
+        ]
+
+    def _candidate_scores(self, user_idx: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """[n, M] scores of ``cand[i]`` (item indices) for ``user_idx[i]``: one ``_scores``
+        call per user, each over only that user's candidates."""
+        out = np.empty(cand.shape, dtype=np.float32)
+        for row, user in enumerate(user_idx):
+            out[row] = np.asarray(self._scores(np.array([user]), cand[row]), dtype=np.float32)[0]
+        return out
 
     def score(
         self, user_ids: np.ndarray | list[int], item_ids: np.ndarray | list[int]

@@ -237,6 +237,23 @@ class RecommenderContract:
             np.testing.assert_array_equal(model.item_ids[top], ids[0, :n])
             np.testing.assert_allclose(top_scores, scores[0, :n], rtol=1e-6)
 
+    def test_rank_candidates_many_equals_one_user_at_a_time(
+        self, model: Recommender, users: np.ndarray
+    ) -> None:
+        """The batched re-ranking of the service's micro-batches: rows of different lengths
+        (one empty) give each user's own ``rank_candidates`` answer."""
+        rng = np.random.default_rng(1)
+        pool = model.default_candidates()
+        user_idx = model.encode_users(users[:6])
+        cands = [rng.permutation(pool)[: 5 * i] for i in range(len(user_idx))]
+        many = model.rank_candidates_many(user_idx, cands, 7)
+        assert len(many) == len(user_idx) and len(many[0][0]) == 0
+        for u, c, (top, top_scores) in zip(user_idx, cands, many, strict=True):
+            want, want_scores = model.rank_candidates(int(u), c, 7)
+            np.testing.assert_array_equal(top, want)
+            np.testing.assert_allclose(top_scores, want_scores, rtol=1e-6)
+            assert len(top) == min(7, len(c)) or not np.isfinite(want_scores).all()
+
     def test_candidates_restrict_the_ranking(self, model: Recommender, users: np.ndarray) -> None:
         cand = model.train_item_ids[::3]
         ids, _ = model.recommend(users, k=len(cand) + 5, candidates=cand)

@@ -41,22 +41,40 @@ def test_exact_index_pads_when_filters_leave_fewer_than_k() -> None:
     assert np.isneginf(scores[0, 1:]).all()
 
 
+@pytest.mark.parametrize("storage", ["float32", "float16", "int8"])
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
-def test_ann_recall_filters_and_determinism(kind: str) -> None:
+def test_ann_recall_filters_and_determinism(kind: str, storage: str) -> None:
     v = clustered()
     q = clustered(100, seed=1)
     exact, _ = build_index(v, RetrievalConfig(kind="exact")).search(q, 10)
-    index = build_index(v, RetrievalConfig(kind=kind))
-    approx, _ = index.search(q, 10)
+    cfg = RetrievalConfig(kind=kind, storage=storage)  # type: ignore[arg-type]
+    index = build_index(v, cfg)
+    approx, scores = index.search(q, 10)
     assert index.kind == kind
     assert recall_at_k(approx, exact) >= 0.95
-    again, _ = build_index(v, RetrievalConfig(kind=kind)).search(q, 10)
+    # the stored codes' scores: within the quantizer's error of the exact inner products
+    tolerance = {"float32": 1e-5, "float16": 2e-3, "int8": 3e-2}[storage]
+    found = approx >= 0
+    np.testing.assert_allclose(
+        scores[found], np.einsum("qd,qkd->qk", q, v[approx])[found], atol=tolerance
+    )
+    again, _ = build_index(v, cfg).search(q, 10)
     np.testing.assert_array_equal(approx, again)  # same vectors -> same index -> same answers
     allowed = np.arange(len(v)) % 2 == 0
     filtered, _ = index.search(q, 10, allowed=allowed, exclude=[exact[i, :2] for i in range(100)])
     got = filtered[filtered >= 0]
     assert (got % 2 == 0).all()
     assert not any(np.isin(exact[i, :2], filtered[i]).any() for i in range(100))
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_storage_shrinks_the_stored_vectors(kind: str) -> None:
+    v = clustered(2000, d=32)
+    size = {
+        storage: build_index(v, RetrievalConfig(kind=kind, storage=storage)).index_bytes  # type: ignore[arg-type, attr-defined]
+        for storage in ("float32", "float16", "int8")
+    }
+    assert size == {"float32": 2000 * 32 * 4, "float16": 2000 * 32 * 2, "int8": 2000 * 32}
 
 
 def test_auto_uses_exact_below_the_threshold() -> None:
@@ -70,6 +88,8 @@ def test_bad_config_and_vectors_are_refused() -> None:
         RetrievalConfig(kind="lsh")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="nprobe"):
         RetrievalConfig(nprobe=0)
+    with pytest.raises(ConfigError, match=r"storage must be float32\|float16\|int8"):
+        RetrievalConfig(storage="int4")  # type: ignore[arg-type]
     with pytest.raises(DataError, match="NaN"):
         ExactIndex(np.array([[np.nan, 1.0]]))
 
