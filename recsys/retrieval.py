@@ -10,7 +10,7 @@ recommender (retrieve top-M by the two-tower model, re-rank them by the champion
 Scores are inner products (the two-tower model's ``u . v``). ``ExactIndex`` breaks ties by the
 lower item index (``recsys.models.base.top_k``), as ``Recommender.recommend`` does, so with
 exact retrieval and ``rerank_top`` at least the catalogue size the two-stage answer equals the
-ranker's own ``recommend``. The ANN indexes (HNSW, IVF-Flat) are built single-threaded from a
+ranker's own ``recommend``. The ANN indexes (HNSW, IVF) are built single-threaded from a
 fixed seed, so the same embeddings always give the same index and the same answers: the
 service and the offline pipeline agree (train/serve parity, RELIABILITY.md item 6).
 
@@ -41,11 +41,12 @@ class RetrievalConfig:
     """How candidates are retrieved (the ``serving`` settings baked into a bento).
 
     The defaults keep exact search up to 100k items (one [1, d] x [d, n] product: ~2 ms at
-    100k x 128 on one core) and IVF-Flat above it. ``bench/ann_recall.py`` measured, on a
-    1e6-item clustered catalogue (d=64, 2-core EPYC, loaded): IVF with 4000 lists and
-    nprobe=32 recall@10 0.997 against exact search (nprobe=16: 0.984), p50 0.19 ms per query,
-    built in ~5 min single-threaded; HNSW with M=32, efConstruction=80 only 0.70 at
-    efSearch=128 and 0.85 at 1024, built in ~17 min. HNSW stays available (``ann="hnsw"``).
+    100k x 128 on one core) and IVF (vectors stored as float16) above it.
+    ``bench/ann_recall.py`` measured, on a 1e6-item clustered catalogue (d=64, 2-core EPYC):
+    IVF with 4000 lists and nprobe=32 recall@10 0.997 against exact search (nprobe=16: 0.984),
+    p50 0.16-0.19 ms per query, built in 76 s single-threaded (~5 min on a loaded host); HNSW
+    with M=32, efConstruction=80 only 0.70 at efSearch=128 and 0.85 at 1024, built in ~17 min
+    (loaded host). HNSW stays available (``ann="hnsw"``).
     """
 
     kind: IndexKind = "auto"
@@ -63,10 +64,11 @@ class RetrievalConfig:
     ``float16`` or ``int8`` (faiss scalar quantizers: IVF-SQ, HNSW-SQ; int8 with a per-dimension
     range learnt from the vectors). The two-stage service re-scores the retrieved candidates
     with the ranker's own float32 weights, so storage changes which candidates are found, not
-    their final scores. ``bench/quantization.py`` measured, 1e6 x 64 items: the index 256 MiB
-    (float32) / 128 (float16) / 64 (int8) and one query 0.22 / 0.17 / 0.18 ms at nprobe 32 with
-    the same candidates found (float16) or 0.4 points fewer (int8). Exact search (catalogues
-    below ``exact_below``) always uses the float32 vectors."""
+    their final scores. ``bench/ann_recall.py --storage`` measured, 1e6 x 64 items, IVF nprobe
+    32: vectors 244 / 122 / 61 MiB, p50 0.19 / 0.16 / 0.16 ms per query, recall@10 0.997 /
+    0.997 / 0.973, the exact top 10 among the top 200 in 99.75 % for all three;
+    ``bench/quantization.py``: ml100k-u1 NDCG@10 unchanged after re-scoring. Exact search
+    (catalogues below ``exact_below``) always uses the float32 vectors."""
     seed: int = 1234
 
     def __post_init__(self) -> None:
