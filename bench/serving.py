@@ -15,7 +15,7 @@ next to it, on 127.0.0.1 too, runs the
 in turn at 1, 8 and 32 concurrent clients (``--clients``) for ``--duration`` seconds after a
 short warm-up, requests cycling over known users with k=10. Then ``--saturation`` seconds at
 48 clients (over the service's ``max_concurrency`` of 32) against the bento: only 200 and the
-documented back-pressure (429/503) may come back.
+documented back-pressure (429, and 503 past the latency budget) may come back.
 
 Catalogues:
 

@@ -16,8 +16,9 @@ Endpoints (POST, JSON): ``/recommend``, ``/recommend_recent``, ``/similar_items`
 the data version and the index type. Errors are JSON: 400 for a malformed body (pydantic names
 the field in ``detail[].loc``), 413 for a body over the ``max_body_bytes`` argument, 422 for unknown
 item ids or genres (``{"error", "field", "unknown_ids"}``); back-pressure: BentoML answers 429
-when ``max_concurrency`` requests are in flight (measured: tests/serving/test_load_faults.py)
-and 503 past the request timeout.
+when ``max_concurrency`` requests are in flight (measured: tests/serving/test_load_faults.py),
+and a data-plane request whose answer has not started within ``serving.latency_budget_s`` gets
+503 with ``Retry-After`` (``LatencyBudget``, counted); BentoML's 10 s timeout answers 504.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from starlette.responses import JSONResponse
 
 from recsys.serving.batching import MicroBatcher
 from recsys.serving.engine import Engine, Ranked, RequestError, ServingConfig, load_engine
-from recsys.serving.limits import BodySizeLimit
+from recsys.serving.limits import BodySizeLimit, LatencyBudget
 from recsys.serving.schemas import (
     ExplainedItem,
     ExplainRequest,
@@ -79,6 +80,13 @@ INDEX_INFO = bentoml.metrics.Gauge(
     documentation="Retrieval index in use (1 for the active index type) and catalogue size",
     labelnames=["index_type", "n_items"],
     multiprocess_mode="max",
+)
+
+BUDGET_EXCEEDED = bentoml.metrics.Counter(
+    name="recsys_latency_budget_exceeded_total",
+    documentation="Requests answered 503 because their answer had not started within "
+    "serving.latency_budget_s",
+    labelnames=["endpoint"],
 )
 
 BATCH_SIZE = bentoml.metrics.Histogram(
@@ -282,4 +290,14 @@ class RecommenderService:
         return self._answer("explain", run)
 
 
+def _count_budget_exceeded(path: str) -> None:
+    BUDGET_EXCEEDED.labels(endpoint=path.lstrip("/")).inc()
+
+
+cast(Any, RecommenderService).add_asgi_middleware(
+    LatencyBudget,
+    budget_s=ARGS.serving_config().latency_budget_s,
+    paths=DATA_PLANE,
+    on_exceeded=_count_budget_exceeded,
+)
 cast(Any, RecommenderService).add_asgi_middleware(BodySizeLimit, max_bytes=ARGS.max_body_bytes)

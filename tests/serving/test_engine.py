@@ -12,7 +12,7 @@ import pytest
 
 from recsys.errors import ConfigError
 from recsys.serving.engine import FALLBACK_POPULARITY, FALLBACK_RECENT, RequestError, ServingConfig
-from recsys.serving.limits import BodySizeLimit
+from recsys.serving.limits import BodySizeLimit, LatencyBudget
 from tests.recsys.test_models_contract import synthetic_data
 from tests.serving import fixtures
 
@@ -114,6 +114,8 @@ def test_serving_config_is_strict() -> None:
         ServingConfig.from_dict({"rerank": 5})
     with pytest.raises(ConfigError, match="rerank_top"):
         ServingConfig(rerank_top=0)
+    with pytest.raises(ConfigError, match="latency_budget_s"):
+        ServingConfig(latency_budget_s=0)
 
 
 # --- request size limit ---------------------------------------------------------------------------
@@ -153,3 +155,81 @@ def test_body_limit_by_header_by_stream_and_replay() -> None:
     assert run_asgi([b"x" * 6, b"x" * 6], [])[0] == 413  # chunked, no Content-Length
     assert run_asgi([b"12345", b"678"], []) == (200, b"12345678")
     assert run_asgi([b"1"], [(b"content-length", b"abc")])[0] == 400
+
+
+# --- latency budget (RELIABILITY.md item 22) ------------------------------------------------------
+def run_budget(
+    answer_after_s: float, *, path: str = "/recommend", body_after_s: float = 0.0
+) -> tuple[list[Any], list[str], bool]:
+    """A request to an app that starts its answer after ``answer_after_s`` (and sends the body
+    ``body_after_s`` later) behind ``LatencyBudget(budget_s=0.05)`` on ``/recommend``.
+    Returns (messages sent, paths counted, whether the app was cancelled)."""
+    cancelled = False
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal cancelled
+        try:
+            await asyncio.sleep(answer_after_s)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await asyncio.sleep(body_after_s)
+            await send({"type": "http.response.body", "body": b"ok"})
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+
+    sent: list[Any] = []
+    counted: list[str] = []
+
+    async def send(msg: Any) -> None:
+        sent.append(msg)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    budget = LatencyBudget(app, budget_s=0.05, paths={"/recommend"}, on_exceeded=counted.append)
+    scope = {"type": "http", "method": "POST", "path": path, "headers": []}
+    asyncio.run(budget(scope, receive, send))
+    return sent, counted, cancelled
+
+
+def test_latency_budget_answers_503_counts_it_and_stops_the_work() -> None:
+    sent, counted, cancelled = run_budget(answer_after_s=5.0)
+    assert sent[0]["status"] == 503 and (b"retry-after", b"1") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"]) == {
+        "error": "not answered within 0.05 s",
+        "field": None,
+        "budget_s": 0.05,
+    }
+    assert counted == ["/recommend"] and cancelled
+    assert len(sent) == 2  # the cancelled app sent nothing
+
+
+def test_latency_budget_leaves_fast_and_started_answers_and_other_paths_alone() -> None:
+    sent, counted, _ = run_budget(answer_after_s=0.0)
+    assert [m.get("status") for m in sent] == [200, None] and counted == []
+    # an answer that started within the budget is finished, however long its body takes
+    sent, counted, cancelled = run_budget(answer_after_s=0.0, body_after_s=0.15)
+    assert sent[1]["body"] == b"ok" and counted == [] and not cancelled
+    # only the listed paths have a budget
+    sent, counted, _ = run_budget(answer_after_s=0.15, path="/metrics")
+    assert sent[0]["status"] == 200 and counted == []
+
+
+def test_latency_budget_keeps_the_apps_own_timeout_error() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise TimeoutError("the app's own")
+
+    async def main() -> None:
+        await LatencyBudget(app, budget_s=5.0)({"type": "http", "path": "/x"}, None, None)  # type: ignore[arg-type]
+
+    with pytest.raises(TimeoutError, match="the app's own"):
+        asyncio.run(main())
+
+
+def test_the_service_puts_the_budget_on_its_data_plane() -> None:
+    from recsys.serving import service
+
+    options = {cls: opts for cls, opts in service.RecommenderService.middlewares}
+    assert options[LatencyBudget]["paths"] == service.DATA_PLANE
+    assert options[LatencyBudget]["budget_s"] == ServingConfig().latency_budget_s
+    options[LatencyBudget]["on_exceeded"]("/recommend")  # the Prometheus counter takes it

@@ -3,7 +3,8 @@
 - a saturation run (48 closed-loop clients, more than the service's ``max_concurrency`` of 32,
   for at most ``SATURATION_S`` seconds and ``SATURATION_MAX`` requests) gets only 200s and the
   documented back-pressure answers (BentoML 1.4 refuses requests over ``max_concurrency`` with
-  429; a request over the 10 s timeout gets 503), and the service answers normally right after;
+  429; a request whose answer has not started within the latency budget gets 503, tested in
+  test_engine.py), and the service answers normally right after;
 - a worker killed with SIGKILL is respawned by the server, which then answers again;
 - a newly promoted champion is picked up by the documented redeploy procedure (docs/serving.md):
   build a new bento from the registry's champion, serve it, and its answers name the new tag.
