@@ -162,8 +162,9 @@ async def _drive(
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop when it is installed (it comes with ``uvicorn[standard]``): the
-    clients share two cores with the server under test, and uvloop spends less CPU per request
-    than asyncio's own loop, so less of the measured latency is the load generator's."""
+    clients share two cores with the server under test, so the less CPU they spend, the less of
+    the measured latency is theirs. Measured with ``asyncio.timeout`` (no task per request):
+    71-82 us of client CPU per request, against 85-111 us with asyncio's loop and ``wait_for``."""
     try:
         import uvloop
     except ImportError:
