@@ -29,12 +29,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 import numpy as np
 from hardware import hardware
 
 from recsys import benchmark as B
+from recsys.config import Storage
 from recsys.evaluation.evaluate import evaluate_topk
 from recsys.models import registry
 from recsys.models.base import Recommender
@@ -42,7 +43,7 @@ from recsys.retrieval import FaissIndex, RetrievalConfig, two_stage_recommend
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-STORAGES = ("float32", "float16", "int8")
+STORAGES = get_args(Storage)
 RERANK_TOP = 200
 N_BOOT = 1000
 

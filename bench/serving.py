@@ -50,11 +50,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from hardware import hardware
 
+from recsys.config import Storage
 from recsys.retrieval import RetrievalConfig
 from recsys.serving import loadgen, package
 
@@ -384,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nprobe", type=int, default=0, help="IVF nprobe (0: the service default)")
     ap.add_argument(
         "--storage",
-        choices=("float32", "float16", "int8"),
+        choices=get_args(Storage),
         default=RetrievalConfig.storage,
         help="ANN index storage (retrieval.storage)",
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
 from recsys import __version__
-from recsys.config import Params, SourceName, load_params
+from recsys.config import Params, SourceName, Storage, load_params
 from recsys.errors import ConfigError, RecsysError, ValidationFailed
 
 if TYPE_CHECKING:  # heavy modules are imported by the commands that use them
@@ -357,7 +357,7 @@ def _bento_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     build.add_argument("--exact-below", type=int, default=100_000, metavar="N")
     build.add_argument(
         "--storage",
-        choices=("float32", "float16", "int8"),
+        choices=get_args(Storage),
         default="float16",
         help="how the ANN index stores item vectors (exact search always uses float32)",
     )

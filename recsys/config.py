@@ -19,6 +19,8 @@ import yaml
 from recsys.errors import ConfigError
 
 SourceName = Literal["synthetic", "movielens", "csv"]
+Storage = Literal["float32", "float16", "int8"]
+"""How an ANN index stores item vectors (``recsys.retrieval.RetrievalConfig.storage``)."""
 SplitMethod = Literal[
     "random_holdout", "temporal_holdout", "global_temporal", "leave_one_out", "predefined", "kfold"
 ]

@@ -23,15 +23,15 @@ import abc
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 
+from recsys.config import Storage
 from recsys.errors import ConfigError, DataError
 from recsys.models.base import Recommender, top_k
 
 IndexKind = Literal["auto", "exact", "hnsw", "ivf"]
-Storage = Literal["float32", "float16", "int8"]
 SEARCH_BLOCK = 256
 """Queries scored per block by ``ExactIndex``: bounds memory at 256 x n_items floats."""
 
@@ -82,9 +82,9 @@ class RetrievalConfig:
                 raise ConfigError(f"retrieval.{name} must be an integer >= 1, got {value!r}")
         if self.nlist is not None and self.nlist < 1:
             raise ConfigError(f"retrieval.nlist must be >= 1, got {self.nlist}")
-        if self.storage not in ("float32", "float16", "int8"):
+        if self.storage not in get_args(Storage):
             raise ConfigError(
-                f"retrieval.storage must be float32|float16|int8, got {self.storage!r}"
+                f"retrieval.storage must be {'|'.join(get_args(Storage))}, got {self.storage!r}"
             )
 
     def resolved_kind(self, n_items: int) -> Literal["exact", "hnsw", "ivf"]:

@@ -3,8 +3,8 @@
 - ``BodySizeLimit``: a body over ``max_bytes`` gets ``413 {"error": ..., "field": "body"}``
   before the service parses it: by its ``Content-Length`` when given, else while it streams in
   (chunked uploads). The accepted body is replayed to the application unchanged.
-- ``LatencyBudget``: a request not answered within ``budget_s`` gets ``503`` with
-  ``Retry-After`` (RELIABILITY.md item 22), counted through ``on_exceeded``.
+- ``LatencyBudget``: a request whose answer has not started within ``budget_s`` gets ``503``
+  with ``Retry-After`` (RELIABILITY.md item 22), counted through ``on_exceeded``.
 """
 
 from __future__ import annotations

@@ -116,20 +116,23 @@ class BentoArgs(BaseModel):
 
 
 ARGS = bentoml.use_arguments(BentoArgs)
+SERVING: Final = ARGS.serving_config()
+"""The bento's ``ServingConfig``, parsed once."""
 DATA_PLANE: Final = ("/recommend", "/recommend_recent", "/similar_items", "/score", "/explain")
-"""The request-answering routes: excluded from tracing unless ``serving.trace_requests``."""
+"""The request-answering routes: under the latency budget, and excluded from tracing unless
+``serving.trace_requests``."""
 
 
 @bentoml.service(
     name="recsys",
     resources={"cpu": "2"},
-    workers=ARGS.serving_config().workers,
-    logging={"access": {"enabled": ARGS.serving_config().access_log}},
+    workers=SERVING.workers,
+    logging={"access": {"enabled": SERVING.access_log}},
     traffic={
         "timeout": REQUEST_TIMEOUT_S,
-        "max_concurrency": MAX_CONCURRENCY * ARGS.serving_config().workers,
+        "max_concurrency": MAX_CONCURRENCY * SERVING.workers,
     },
-    tracing={"excluded_urls": [] if ARGS.serving_config().trace_requests else list(DATA_PLANE)},
+    tracing={"excluded_urls": [] if SERVING.trace_requests else list(DATA_PLANE)},
 )
 class RecommenderService:
     """Two-stage recommendation (two-tower retrieval, champion re-ranking) with fallbacks."""
@@ -140,13 +143,12 @@ class RecommenderService:
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        cfg = ARGS.serving_config()
         labels = self.champion.info.labels
         self.engine = load_engine(
             Path(self.champion.path),
             Path(self.retriever.path),
             Path(self.catalogue.path),
-            cfg,
+            SERVING,
             model_tag=str(self.champion.tag),
             retriever_tag=str(self.retriever.tag),
             data_version=labels.get("data_version", "unknown"),
@@ -155,7 +157,7 @@ class RecommenderService:
             index_type=self.engine.index.kind, n_items=str(self.engine.index.n_items)
         ).set(1)
         self.batcher: MicroBatcher[RecommendKey, int, Ranked] = MicroBatcher(
-            self._recommend_batch, max_batch=cfg.max_batch
+            self._recommend_batch, max_batch=SERVING.max_batch
         )
         self.batcher.on_batch = BATCH_SIZE.observe
         # Garbage collection is the tail of the latency: a full pass walks every live object and
@@ -296,7 +298,7 @@ def _count_budget_exceeded(path: str) -> None:
 
 cast(Any, RecommenderService).add_asgi_middleware(
     LatencyBudget,
-    budget_s=ARGS.serving_config().latency_budget_s,
+    budget_s=SERVING.latency_budget_s,
     paths=DATA_PLANE,
     on_exceeded=_count_budget_exceeded,
 )
