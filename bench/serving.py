@@ -152,7 +152,12 @@ def prepared(catalogue: str, work: Path, args: argparse.Namespace) -> dict[str, 
 
     knobs = {"nprobe": args.nprobe} if args.nprobe else {}
     retrieval = RetrievalConfig(ann=args.ann, storage=args.storage, **knobs)
-    serving = ServingConfig(retrieval=retrieval, workers=args.workers, max_batch=args.max_batch)
+    serving = ServingConfig(
+        retrieval=retrieval,
+        workers=args.workers,
+        max_batch=args.max_batch,
+        fast_path=args.fast_path,
+    )
     tags["bento"] = package.build_bento(
         tags["champion"],
         tags["retriever"],
@@ -391,6 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--max-batch", type=int, default=64, help="serving.max_batch (1: no micro-batching)"
+    )
+    ap.add_argument(
+        "--fast-path",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serving.fast_path: valid /recommend requests answered before BentoML's API layer",
     )
     ap.add_argument(
         "--naive-max-clients",

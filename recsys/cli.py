@@ -362,6 +362,13 @@ def _bento_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         help="how the ANN index stores item vectors (exact search always uses float32)",
     )
     build.add_argument("--rerank-top", type=int, default=200, metavar="M")
+    build.add_argument(
+        "--fast-path",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="answer valid /recommend requests before BentoML's per-API layer (same answers, "
+        "less time; --no-fast-path: every request through BentoML's API)",
+    )
     build.set_defaults(handler=cmd_bento_build)
 
     validate = bento_commands.add_parser(
@@ -632,6 +639,7 @@ def cmd_bento_build(args: argparse.Namespace) -> int:
             kind=args.index, exact_below=args.exact_below, storage=args.storage
         ),
         rerank_top=args.rerank_top,
+        fast_path=args.fast_path,
     )
     tag = package.build_bento(
         champion, args.retriever, catalogue, serving=serving, version=args.version

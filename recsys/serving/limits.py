@@ -54,16 +54,7 @@ class BodySizeLimit:
             chunks.append(body)
             if not message.get("more_body", False):
                 break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(b"".join(chunks), receive), send)
 
     async def _too_large(self, send: Send) -> None:
         await self._reject(send, 413, f"request body larger than {self.max_bytes} bytes")
@@ -130,6 +121,21 @@ class LatencyBudget:
             },
             extra_headers=[(b"retry-after", b"1")],
         )
+
+
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands an already-read ``body`` over in one message, then defers to
+    ``receive`` (a disconnect, for instance)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def send_json(

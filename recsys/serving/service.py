@@ -12,8 +12,10 @@ exact versions it was built from. From source:
 
 Endpoints (POST, JSON): ``/recommend``, ``/recommend_recent``, ``/similar_items``, ``/score``,
 ``/explain``; BentoML adds ``/livez``, ``/readyz`` (false until the models are loaded) and
-``/metrics`` (with our counters below). Every answer names the model tag, the retriever tag,
-the data version and the index type. Errors are JSON: 400 for a malformed body (pydantic names
+``/metrics`` (with our counters below). A valid ``/recommend`` request is answered by
+``JSONFastPath`` in front of BentoML's per-API machinery (``serving.fast_path``, on by default:
+the same answer in less time). Every answer names the model tag, the retriever tag, the data
+version and the index type. Errors are JSON: 400 for a malformed body (pydantic names
 the field in ``detail[].loc``), 413 for a body over the ``max_body_bytes`` argument, 422 for unknown
 item ids or genres (``{"error", "field", "unknown_ids"}``); back-pressure: BentoML answers 429
 when ``max_concurrency`` requests are in flight (measured: tests/serving/test_load_faults.py),
@@ -36,6 +38,7 @@ from starlette.responses import JSONResponse
 
 from recsys.serving.batching import MicroBatcher
 from recsys.serving.engine import Engine, Ranked, RequestError, ServingConfig, load_engine
+from recsys.serving.fastpath import Handler, JSONFastPath
 from recsys.serving.limits import BodySizeLimit, LatencyBudget
 from recsys.serving.schemas import (
     ExplainedItem,
@@ -60,6 +63,7 @@ MAX_CONCURRENCY: Final = 32
 service's ``max_concurrency`` between its workers (one semaphore per process), so the service
 asks for this many times ``workers``: each worker queues at most 32, whatever the count."""
 REQUEST_TIMEOUT_S: Final = 10
+SERVICE_NAME: Final = "recsys"
 
 T = TypeVar("T")
 
@@ -119,12 +123,16 @@ ARGS = bentoml.use_arguments(BentoArgs)
 SERVING: Final = ARGS.serving_config()
 """The bento's ``ServingConfig``, parsed once."""
 DATA_PLANE: Final = ("/recommend", "/recommend_recent", "/similar_items", "/score", "/explain")
+FAST_ROUTES: Final = {"/recommend": RecommendRequest}
+"""Routes answered by ``JSONFastPath`` (when ``serving.fast_path``) once their body validates."""
+_FAST_HANDLERS: dict[str, Handler] = {}
+"""Bound by the service instance of this worker process (``RecommenderService.__init__``)."""
 """The request-answering routes: under the latency budget, and excluded from tracing unless
 ``serving.trace_requests``."""
 
 
 @bentoml.service(
-    name="recsys",
+    name=SERVICE_NAME,
     resources={"cpu": "2"},
     workers=SERVING.workers,
     logging={"access": {"enabled": SERVING.access_log}},
@@ -160,6 +168,7 @@ class RecommenderService:
             self._recommend_batch, max_batch=SERVING.max_batch
         )
         self.batcher.on_batch = BATCH_SIZE.observe
+        _FAST_HANDLERS["/recommend"] = self._recommend
         # Garbage collection is the tail of the latency: a full pass walks every live object and
         # stops all requests of the worker. Everything loaded so far (TensorFlow, the models)
         # lives as long as the worker, so it is frozen out of the passes; and full passes are
@@ -223,7 +232,12 @@ class RecommenderService:
     async def recommend(self, request: RecommendRequest, /) -> RecommendResponse:
         """Top-k items for a user: two-tower retrieval of M candidates, champion re-ranking;
         an unknown user gets the most popular items (``fallback: popularity``). Concurrent
-        requests with the same options share one model call (``serving.max_batch``)."""
+        requests with the same options share one model call (``serving.max_batch``). With
+        ``serving.fast_path`` (the default) a valid request is answered by ``JSONFastPath``
+        before it reaches this method; the answer is the same (``_recommend``)."""
+        return await self._recommend(request)
+
+    async def _recommend(self, request: RecommendRequest) -> RecommendResponse:
         genres = None if request.genres is None else tuple(request.genres)
         try:
             r = await self.batcher.submit(
@@ -303,3 +317,13 @@ cast(Any, RecommenderService).add_asgi_middleware(
     on_exceeded=_count_budget_exceeded,
 )
 cast(Any, RecommenderService).add_asgi_middleware(BodySizeLimit, max_bytes=ARGS.max_body_bytes)
+# BentoML stacks these in the order added, the first outermost, inside its own traffic
+# middlewares (metrics, timeout, max_concurrency) and outside its ContextMiddleware and router:
+# the fast path goes last, so the budget and the body limit apply to it.
+if SERVING.fast_path:
+    cast(Any, RecommenderService).add_asgi_middleware(
+        JSONFastPath,
+        routes=FAST_ROUTES,
+        handlers=_FAST_HANDLERS,
+        server_header=f"BentoML Service/{SERVICE_NAME}",  # as BentoML's own answers
+    )

@@ -12,7 +12,9 @@ import pytest
 
 from recsys.errors import ConfigError
 from recsys.serving.engine import FALLBACK_POPULARITY, FALLBACK_RECENT, RequestError, ServingConfig
+from recsys.serving.fastpath import JSONFastPath
 from recsys.serving.limits import BodySizeLimit, LatencyBudget
+from recsys.serving.schemas import RecommendRequest
 from tests.recsys.test_models_contract import synthetic_data
 from tests.serving import fixtures
 
@@ -116,6 +118,8 @@ def test_serving_config_is_strict() -> None:
         ServingConfig(rerank_top=0)
     with pytest.raises(ConfigError, match="latency_budget_s"):
         ServingConfig(latency_budget_s=0)
+    with pytest.raises(ConfigError, match="fast_path must be true or false"):
+        ServingConfig.from_dict({"fast_path": "no"})
 
 
 # --- request size limit ---------------------------------------------------------------------------
@@ -233,3 +237,14 @@ def test_the_service_puts_the_budget_on_its_data_plane() -> None:
     assert options[LatencyBudget]["paths"] == service.DATA_PLANE
     assert options[LatencyBudget]["budget_s"] == ServingConfig().latency_budget_s
     options[LatencyBudget]["on_exceeded"]("/recommend")  # the Prometheus counter takes it
+
+
+def test_the_fast_path_is_innermost_of_the_services_middlewares() -> None:
+    """Added last, so BentoML stacks it inside the latency budget and the body limit."""
+    from recsys.serving import service
+
+    classes = [cls for cls, _ in service.RecommenderService.middlewares]
+    assert classes == [LatencyBudget, BodySizeLimit, JSONFastPath]
+    options = dict(service.RecommenderService.middlewares)[JSONFastPath]
+    assert options["routes"] == {"/recommend": RecommendRequest}
+    assert options["handlers"] is service._FAST_HANDLERS

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -165,6 +167,64 @@ def test_metrics_count_fallbacks_unknown_ids_and_index_type(server: str) -> None
     assert value('recsys_fallbacks_total{endpoint="recommend",fallback="popularity"}') >= 1
     assert value('recsys_unknown_ids_total{endpoint="score",field="item_ids"}') >= 1
     assert value('recsys_index_info{index_type="exact"') == 1
+
+
+# --- the fast path -------------------------------------------------------------------------------
+def raw_post(url: str, body: bytes, content_type: str | None) -> tuple[int, dict[str, str], Any]:
+    """(status, the headers BentoML's answers carry, JSON or text body)."""
+    req = urllib.request.Request(url, data=body, method="POST")
+    if content_type is not None:
+        req.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            status, headers, payload = resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, headers, payload = exc.code, exc.headers, exc.read()
+    kept = {k: headers.get(k, "") for k in ("content-type", "server")}
+    try:
+        return status, kept, json.loads(payload)
+    except ValueError:
+        return status, kept, payload.decode("utf-8", "replace")
+
+
+def test_the_fast_path_answers_as_bentomls_api_does(
+    server: str, models: fixtures.StoredModels
+) -> None:
+    """Every kind of /recommend request gets the same status, body and headers from the default
+    bento (``serving.fast_path``) as from one built with it off (BentoML's API for all)."""
+    user = int(USERS[0])
+    genre = fixtures.catalogue().genre_names[0]
+    cases: list[tuple[bytes, str | None]] = [
+        *[
+            (json.dumps({"user_id": int(u), "k": 7}).encode(), "application/json")
+            for u in USERS[:5]
+        ],
+        (json.dumps({"user_id": user, "k": 3, "exclude_seen": False}).encode(), None),
+        (
+            json.dumps({"user_id": user, "genres": [genre]}).encode(),
+            "application/json; charset=utf-8",
+        ),
+        (json.dumps({"user_id": 10**15, "k": 2}).encode(), "application/json"),  # fallback
+        (json.dumps({"user_id": user, "genres": ["no such genre"]}).encode(), "application/json"),
+        (json.dumps({"user_id": "x"}).encode(), "application/json"),
+        (json.dumps({"user_id": user, "k": 1001}).encode(), "application/json"),
+        (b"{not json", "application/json"),
+        (b"", "application/json"),
+        (json.dumps({"user_id": user, "k": 2}).encode(), "text/plain"),
+    ]
+    serving = ServingConfig(fast_path=False)
+    tag = package.build_bento(
+        models.champion, models.retriever, models.catalogue, serving=serving, home=models.home
+    )
+    with package.serving(tag, home=models.home) as (plain, proc, log):
+        assert package.wait_ready(plain, proc, READY_TIMEOUT_S) is not None, log.read_text()
+        statuses = set()
+        for body, content_type in cases:
+            fast = raw_post(f"{server}/recommend", body, content_type)
+            want = raw_post(f"{plain}/recommend", body, content_type)
+            assert fast == want, (body, content_type)
+            statuses.add(fast[0])
+    assert statuses == {200, 400, 422}  # answers, BentoML's validation errors, our refusals
 
 
 # --- ANN inside the service ----------------------------------------------------------------------
