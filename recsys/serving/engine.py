@@ -100,15 +100,15 @@ class ServingConfig:
     """Seconds a data-plane request may wait for its answer to start; past it, 503 with
     ``Retry-After`` and ``recsys_latency_budget_exceeded_total`` (RELIABILITY.md item 22;
     ``recsys.serving.limits.LatencyBudget``). At 1e6 items and 48 saturating clients the p99
-    is ~45 ms, so 1 s sheds only requests stuck behind a real overload. BentoML's own 10 s
+    is 32-45 ms, so 1 s sheds only requests stuck behind a real overload. BentoML's own 10 s
     ``traffic.timeout`` (504) stays as the outer bound."""
 
     fast_path: bool = True
     """``/recommend`` requests whose body validates are answered by
     ``recsys.serving.fastpath.JSONFastPath`` instead of BentoML's per-API machinery (router,
     context, serde, dispatch); anything else, errors included, still goes through BentoML. Same
-    answers (tested); at the 1e6 catalogue, 32 clients: 2,020-2,670 req/s and p99 17-25 ms
-    against 1,480-1,890 and 22-33 ms without (docs/benchmarks.md, "Fast path")."""
+    answers (tested); at the 1e6 catalogue, 32 clients: 2,043-2,371 req/s and p99 19.7-24.5 ms
+    against 1,436-1,705 and 24.0-31.2 ms without (docs/benchmarks.md, "Fast path")."""
 
     def __post_init__(self) -> None:
         for name in ("access_log", "trace_requests", "fast_path"):
