@@ -56,7 +56,7 @@ class JSONFastPath:
         self.app = app
         self.routes = dict(routes)
         self.handlers = handlers
-        self.server_header = server_header.encode()
+        self.server_header = server_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         model = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
@@ -85,7 +85,7 @@ class JSONFastPath:
             await send_json(send, 500, {"error": INTERNAL_ERROR}, self._server())
             return
         if isinstance(answer, Response):
-            answer.headers["server"] = self.server_header.decode()
+            answer.headers["server"] = self.server_header
             await answer(scope, receive, send)
             return
         data = answer.model_dump_json().encode()
@@ -98,7 +98,7 @@ class JSONFastPath:
         await send({"type": "http.response.body", "body": data})
 
     def _server(self) -> list[tuple[bytes, bytes]]:
-        return [(b"server", self.server_header)]
+        return [(b"server", self.server_header.encode())]
 
 
 def _is_json(scope: Scope) -> bool:

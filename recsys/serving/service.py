@@ -123,12 +123,12 @@ ARGS = bentoml.use_arguments(BentoArgs)
 SERVING: Final = ARGS.serving_config()
 """The bento's ``ServingConfig``, parsed once."""
 DATA_PLANE: Final = ("/recommend", "/recommend_recent", "/similar_items", "/score", "/explain")
+"""The request-answering routes: under the latency budget, and excluded from tracing unless
+``serving.trace_requests``."""
 FAST_ROUTES: Final = {"/recommend": RecommendRequest}
 """Routes answered by ``JSONFastPath`` (when ``serving.fast_path``) once their body validates."""
 _FAST_HANDLERS: dict[str, Handler] = {}
 """Bound by the service instance of this worker process (``RecommenderService.__init__``)."""
-"""The request-answering routes: under the latency budget, and excluded from tracing unless
-``serving.trace_requests``."""
 
 
 @bentoml.service(
