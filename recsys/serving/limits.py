@@ -145,7 +145,16 @@ async def send_json(
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Answer with ``payload`` as JSON."""
-    body = json.dumps(payload).encode()
+    await send_json_bytes(send, status, json.dumps(payload).encode(), extra_headers)
+
+
+async def send_json_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Answer with ``body``, already serialized JSON."""
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
