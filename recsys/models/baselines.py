@@ -281,7 +281,13 @@ def ease_weights(x: sp.spmatrix, l2: float) -> np.ndarray:
 
     Solved in float64 (the Gram matrix of a large data set loses digits in float32).
     """
-    gram = np.asarray((x.T @ x).toarray(), dtype=np.float64)
+    return ease_from_gram(np.asarray((x.T @ x).toarray(), dtype=np.float64), l2)
+
+
+def ease_from_gram(gram: np.ndarray, l2: float) -> np.ndarray:
+    """[m, m] float32 EASE matrix from a Gram matrix ``X'X`` [m, m] (or another positive
+    semi-definite item-item matrix in its place; ``gram`` is not modified)."""
+    gram = np.array(gram, dtype=np.float64)
     gram[np.diag_indices_from(gram)] += l2
     p = np.linalg.inv(gram)
     b = p / -np.diag(p)[None, :]  # B_ij = -P_ij / P_jj

@@ -24,6 +24,7 @@ from recsys.models.base import Recommender
 from recsys.models.baselines import (
     EASE,
     EASEConfig,
+    ease_from_gram,
     ItemKNN,
     ItemKNNConfig,
     MostPopular,
@@ -96,6 +97,20 @@ def test_ease_matches_the_closed_form() -> None:
     assert model.weights is not None
     np.testing.assert_allclose(model.weights, b, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(all_scores(model, 4, 5), X @ b, rtol=1e-5, atol=1e-6)
+
+
+def test_ease_from_gram_solves_any_psd_item_matrix_and_leaves_it_alone() -> None:
+    # A time-weighted or otherwise reweighted Gram matrix in place of X'X (bench/u1_ceiling.py).
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(7, 5))
+    gram = X.T @ X + a.T @ a
+    before = gram.copy()
+    b = ease_from_gram(gram, 3.0)
+    np.testing.assert_array_equal(gram, before)
+    p = np.linalg.inv(gram + 3.0 * np.eye(5))
+    expected = np.eye(5) - p @ np.diag(1.0 / np.diag(p))
+    np.testing.assert_allclose(b, expected, rtol=1e-5, atol=1e-6)
+    assert b.dtype == np.float32 and np.all(np.diag(b) == 0.0)
 
 
 def test_ease_scores_items_outside_training_zero() -> None:
