@@ -33,7 +33,7 @@ second with a training row of the same user), so item pairs rated close in time 
 weight in EASE's Gram matrix: ``G = X'X + ALPHA * sum_u K_u``, ``K_u[i, j] = exp(-|t_ui -
 t_uj| / TAU_S)``, a sum of positive-definite kernels, so ``G`` stays positive semi-definite.
 
-    .venv/bin/python bench/u1_ceiling.py            # ~15 min on 2 cores
+    .venv/bin/python bench/u1_ceiling.py            # ~13 min on 2 cores
 
 Writes ``reports/benchmarks/u1-ceiling/summary.json`` and ``summary.md`` (git-ignored: derived
 from MovieLens).
@@ -133,8 +133,11 @@ def time_kernel_gram(train: pd.DataFrame, items: np.ndarray) -> np.ndarray:
     return gram.toarray()
 
 
-def member_scores(split: SplitData, users: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
-    """[len(users), len(items)] scores of every member (and the time-kernel EASE)."""
+def member_scores(
+    split: SplitData, users: np.ndarray, items: np.ndarray, seen: np.ndarray
+) -> dict[str, np.ndarray]:
+    """[len(users), len(items)] scores of every member (and the time-kernel EASE); ``seen``
+    [len(users), len(items)] bool: the training interactions."""
     data = split.fit_data()
     out: dict[str, np.ndarray] = {}
     for name, fields in MEMBERS.items():
@@ -144,19 +147,9 @@ def member_scores(split: SplitData, users: np.ndarray, items: np.ndarray) -> dic
         block = model._scores(model.encode_users(users), model.encode_items(items))
         out[name] = np.asarray(block, dtype=np.float64)
         print(f"  {name}: {time.perf_counter() - start:.0f} s", flush=True)
-    train = split.train
-    x = sp.csr_matrix(
-        (
-            np.ones(len(train)),
-            (
-                np.searchsorted(users, train[USER_ID].to_numpy()),
-                np.searchsorted(items, train[ITEM_ID].to_numpy()),
-            ),
-        ),
-        shape=(len(users), len(items)),
-    )
-    gram = (x.T @ x).toarray() + ALPHA * time_kernel_gram(train, items)
-    out["ease_time"] = np.asarray(x @ ease_from_gram(gram, EASE_L2))
+    x = seen.astype(np.float64)
+    gram = x.T @ x + ALPHA * time_kernel_gram(split.train, items)
+    out["ease_time"] = x @ ease_from_gram(gram, EASE_L2)
     return out
 
 
@@ -165,11 +158,11 @@ def build_candidates(split: SplitData) -> Candidates:
     train, test = split.train, split.test
     users = np.unique(train[USER_ID].to_numpy())
     items = np.unique(train[ITEM_ID].to_numpy())
-    scores = member_scores(split, users, items)
     u = np.searchsorted(users, train[USER_ID].to_numpy())
     i = np.searchsorted(items, train[ITEM_ID].to_numpy())
     seen = np.zeros((len(users), len(items)), dtype=bool)
     seen[u, i] = True
+    scores = member_scores(split, users, items, seen)
 
     evaluated = np.intersect1d(np.unique(test[USER_ID].to_numpy()), users)
     rows = np.searchsorted(users, evaluated)
