@@ -24,10 +24,10 @@ from recsys.models.base import Recommender
 from recsys.models.baselines import (
     EASE,
     EASEConfig,
-    ease_from_gram,
     ItemKNN,
     ItemKNNConfig,
     MostPopular,
+    ease_from_gram,
     tune_ease_lambda,
 )
 from recsys.models.bpr import BPRMF, BPRConfig, sample_negatives
