@@ -105,12 +105,12 @@ class Candidates:
     """Every held-out item per user (also those outside the candidates: NDCG's denominator)."""
     names: tuple[str, ...]
 
-    def ndcg10(self, scores: np.ndarray, users: np.ndarray | None = None) -> float:
+    def ndcg10(self, scores: np.ndarray) -> float:
         """Mean NDCG@10 of the candidates ranked by ``scores`` [n_users, N_CANDIDATES]."""
         order = np.argsort(-scores, axis=1, kind="stable")[:, :10]
         ranked = np.take_along_axis(self.items, order, axis=1)
         per_user = topk_metrics(ranked, self.relevant, (10,))["ndcg@10"]
-        return float(per_user.mean() if users is None else per_user[users].mean())
+        return float(per_user.mean())
 
     def column(self, name: str) -> np.ndarray:
         return self.features[:, :, self.names.index(name)]
