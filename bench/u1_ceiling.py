@@ -265,6 +265,8 @@ def shaped_split(directory: Path, seed: int = 7) -> SplitFiles:
 
 
 def summary(c: Candidates) -> dict[str, float]:
+    """NDCG@10 of single members and of the EASE + two-tower blend (1 : 2, per-user z-scores
+    over the candidates; the `ensemble` model standardizes globally instead)."""
     blend = c.column("ease_z") + 2.0 * c.column("twotower_z")
     return {
         "ease": c.ndcg10(c.column("ease_z")),
