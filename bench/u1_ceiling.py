@@ -6,14 +6,21 @@ members we have gets there, by fitting the most flexible combiner we could justi
 re-ranker, and by bounding it from above:
 
 1. Members fitted on a split's train file: EASE (lambda 500), a time-kernel EASE (below),
-   ItemKNN, the two-tower and the hybrid (the epochs ``recsys benchmark`` tuned for them).
-2. Candidates: each user's top ``N_CANDIDATES`` unseen items by EASE. Features per candidate:
-   each member's score standardized over the user's candidates and its log-rank among all
-   unseen items; log popularity; the user's log profile size; the item's share of the ratings
-   given within the user's active period (first to last training rating, +- one day); the
-   item's mean training rating.
+   ItemKNN, the two-tower and the hybrid (the epochs ``recsys benchmark`` tuned for them), and
+   two closed-form models from the user side: user-user EASE (lambda 500) and an infinitely
+   wide autoencoder (kernel ridge regression over users with a one-hidden-layer ReLU neural
+   tangent kernel, as in Sachdeva et al. 2022's infinite-AE).
+2. Candidates: each user's top ``N_CANDIDATES`` unseen items by EASE. Features per candidate
+   (27): each member's score standardized over the user's candidates and
+   its log-rank among all unseen items; EASE scores from the user's liked (rating >= 4) and
+   disliked (<= 2) items alone; log popularity; the user's log profile size and mean rating;
+   the item's share of the ratings given within the user's active period (first to last
+   training rating, +- one day); the item's mean training rating; content and demographics:
+   the user's genre profile against the item's genres, the item's age at the user's ratings,
+   the user's age and gender, and how the item's audience differs from the user in both.
 3. A logistic model (one Keras ``Dense(1)`` on standardized features, ``SEEDS`` seeds) learns
-   from a split's held-out rows which candidates were rated.
+   from a split's held-out rows which candidates were rated; for the upper bound also an MLP
+   (one hidden ReLU layer of ``MLP_UNITS``), in case the signal is in interactions of features.
 
 Rows of the report (all scored by PROTOCOL.md's NDCG@10, candidates ranked by the re-ranker):
 
@@ -24,16 +31,16 @@ Rows of the report (all scored by PROTOCOL.md's NDCG@10, candidates ranked by th
 - ``test, re-ranker from a test-shaped split`` (analysis, *not* PROTOCOL.md): a split built
   from ``train`` the way ``u1.test`` is shaped (39 % of the rows of 460 users held out, where
   the validation files hold out 1/8 of every user's rows) trains the re-ranker instead.
-- ``test, upper bound`` (analysis, *not* a result): the re-ranker trained on half of the test
-  users' own test labels and scored on the other half (two-fold, twice). No combiner trained
-  without test labels should do better.
+- ``test, upper bound`` (analysis, *not* a result): the re-ranker (logistic, then MLP) trained
+  on half of the test users' own test labels and scored on the other half (two-fold, twice).
+  No combiner trained on these features without test labels should do better.
 
 Time-kernel EASE: ratings were submitted in batches (61 % of ``u1.test`` rows share their
 second with a training row of the same user), so item pairs rated close in time get extra
 weight in EASE's Gram matrix: ``G = X'X + ALPHA * sum_u K_u``, ``K_u[i, j] = exp(-|t_ui -
 t_uj| / TAU_S)``, a sum of positive-definite kernels, so ``G`` stays positive semi-definite.
 
-    .venv/bin/python bench/u1_ceiling.py            # ~13 min on 2 cores
+    .venv/bin/python bench/u1_ceiling.py            # ~16 min on 2 cores
 
 Writes ``reports/benchmarks/u1-ceiling/summary.json`` and ``summary.md`` (git-ignored: derived
 from MovieLens).
@@ -59,10 +66,11 @@ import scipy.sparse as sp
 from hardware import hardware
 
 from recsys.benchmark import SplitData, SplitFiles, load_split, read_side_tables
+from recsys.data.sources import RELEASE_DATE
 from recsys.evaluation.metrics import Relevance, topk_metrics
 from recsys.models.baselines import ease_from_gram
 from recsys.models.registry import model_class
-from recsys.schema import ITEM_ID, RATING, TIMESTAMP, USER_ID
+from recsys.schema import AGE, GENDER, GENRES, ITEM_ID, RATING, TIMESTAMP, USER_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RECSYS_SHARED_DIR", ROOT.parent / "shared"))
@@ -83,12 +91,17 @@ TAU_S = 600.0
 ALPHA = 2.0
 """Time-kernel EASE: kernel width (seconds) and weight, the best of a small grid on the
 validation files (tau 60 s - 1 day, alpha 0.5 - 2: validation NDCG@10 0.2638 against 0.2586)."""
+INFAE_L2 = 3.0
+"""Infinite-AE ridge, times the kernel's mean diagonal: the best of 0.3, 1, 3, 10, 30 on the
+validation files (NDCG@10 0.2604 alone; 0.2098 - 0.2485 for the others)."""
+MLP_UNITS = 32
 N_CANDIDATES = 200
 SEEDS = (0, 1, 2)
 EPOCHS = 60
 SHAPED_USERS = 460
 SHAPED_SHARE = 0.39
 DAY_S = 86_400
+YEAR_S = 365.25 * DAY_S
 
 
 @dataclass(frozen=True)
@@ -150,11 +163,35 @@ def member_scores(
     x = seen.astype(np.float64)
     gram = x.T @ x + ALPHA * time_kernel_gram(split.train, items)
     out["ease_time"] = x @ ease_from_gram(gram, EASE_L2)
+    out["user_ease"] = ease_from_gram(x @ x.T, EASE_L2).T @ x
+    out["infinite_ae"] = infinite_ae(x, INFAE_L2)
     return out
 
 
-def build_candidates(split: SplitData) -> Candidates:
-    """Members fitted on ``split``'s train file; labels from its test file."""
+def infinite_ae(x: np.ndarray, l2: float) -> np.ndarray:
+    """[n_users, n_items] scores of kernel ridge regression from each user's row of ``x`` to
+    itself, with the neural tangent kernel of a one-hidden-layer ReLU network (arc-cosine
+    kernels of degree 0 and 1); ``l2`` scales the kernel's mean diagonal."""
+    dot = x @ x.T
+    norm = np.sqrt(np.diag(dot))
+    outer = np.outer(norm, norm)
+    cos = np.clip(dot / np.maximum(outer, 1e-12), -1.0, 1.0)
+    angle = np.arccos(cos)
+    kernel = dot * (np.pi - angle) / np.pi + outer * (np.sin(angle) + (np.pi - angle) * cos) / np.pi
+    ridge = l2 * float(np.mean(np.diag(kernel))) * np.eye(len(kernel))
+    return kernel @ np.linalg.solve(kernel + ridge, x)
+
+
+def standardized(picked: np.ndarray) -> np.ndarray:
+    """Each row of ``picked`` [n_users, N_CANDIDATES] standardized over the user's candidates."""
+    return (picked - picked.mean(1, keepdims=True)) / (picked.std(1, keepdims=True) + 1e-9)
+
+
+def build_candidates(
+    split: SplitData, item_table: pd.DataFrame, user_table: pd.DataFrame
+) -> Candidates:
+    """Members fitted on ``split``'s train file; labels from its test file; content and
+    demographics from ``u.item`` / ``u.user`` tables."""
     train, test = split.train, split.test
     users = np.unique(train[USER_ID].to_numpy())
     items = np.unique(train[ITEM_ID].to_numpy())
@@ -172,11 +209,12 @@ def build_candidates(split: SplitData) -> Candidates:
     names: list[str] = []
     columns: list[np.ndarray] = []
     for name, block in masked.items():
-        picked = np.take_along_axis(block, cand, axis=1)
-        mu, sd = picked.mean(1, keepdims=True), picked.std(1, keepdims=True) + 1e-9
         rank = np.argsort(np.argsort(-block, axis=1, kind="stable"), axis=1)
         names += [f"{name}_z", f"{name}_logrank"]
-        columns += [(picked - mu) / sd, np.log1p(np.take_along_axis(rank, cand, axis=1))]
+        columns += [
+            standardized(np.take_along_axis(block, cand, axis=1)),
+            np.log1p(np.take_along_axis(rank, cand, axis=1)),
+        ]
 
     popularity = seen.sum(0)
     profile = seen.sum(1)[rows]
@@ -200,6 +238,9 @@ def build_candidates(split: SplitData) -> Candidates:
         np.log1p(1000.0 * np.take_along_axis(share, cand, axis=1)),
         (ratings / np.maximum(popularity, 1))[cand],
     ]
+    extra = side_features(split, users, items, rows, cand, seen, item_table, user_table)
+    names += list(extra)
+    columns += list(extra.values())
 
     relevant_rows = np.searchsorted(evaluated, test[USER_ID].to_numpy())
     keep = relevant_rows < len(evaluated)
@@ -217,17 +258,74 @@ def build_candidates(split: SplitData) -> Candidates:
     )
 
 
+def side_features(
+    split: SplitData,
+    users: np.ndarray,
+    items: np.ndarray,
+    rows: np.ndarray,
+    cand: np.ndarray,
+    seen: np.ndarray,
+    item_table: pd.DataFrame,
+    user_table: pd.DataFrame,
+) -> dict[str, np.ndarray]:
+    """Features beyond the members' scores, each [len(rows), N_CANDIDATES]: EASE from the
+    user's liked / disliked items alone, the user's mean rating, genre match, the item's age at
+    the user's ratings, the user's age and gender and the item's audience in both."""
+    train = split.train
+    u = np.searchsorted(users, train[USER_ID].to_numpy())
+    i = np.searchsorted(items, train[ITEM_ID].to_numpy())
+    rating = train[RATING].to_numpy(dtype=np.float64)
+    x = seen.astype(np.float64)
+    weights = ease_from_gram(x.T @ x, EASE_L2)
+    out: dict[str, np.ndarray] = {}
+    for name, mask in (("ease_liked_z", rating >= 4), ("ease_disliked_z", rating <= 2)):
+        part = np.zeros_like(x)
+        part[u[mask], i[mask]] = 1.0
+        out[name] = standardized(np.take_along_axis(part[rows] @ weights, cand, axis=1))
+    mean_rating = np.bincount(u, rating, len(users)) / np.maximum(seen.sum(1), 1)
+
+    def per_user(values: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(values[rows][:, None], cand.shape)
+
+    out["user_mean_rating"] = per_user(mean_rating)
+    item_rows = item_table.set_index(ITEM_ID).reindex(items)
+    genres = item_rows[GENRES].fillna("").str.get_dummies(sep="|").to_numpy(dtype=np.float64)
+    profile = x @ genres
+    profile /= np.maximum(profile.sum(1, keepdims=True), 1.0)
+    per_item = genres / np.maximum(genres.sum(1, keepdims=True), 1.0)
+    out["genre_match"] = np.take_along_axis((profile @ per_item.T)[rows], cand, axis=1)
+    released = pd.to_datetime(item_rows[RELEASE_DATE], format="%d-%b-%Y", errors="coerce")
+    release_s = (released - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy()
+    release_s = np.where(np.isnan(release_s), np.nanmedian(release_s), release_s)
+    stamps = train[TIMESTAMP].to_numpy(np.float64)
+    mean_time = np.bincount(u, stamps, len(users)) / np.maximum(seen.sum(1), 1)
+    months = (mean_time[rows][:, None] - release_s[cand]) / YEAR_S * 12.0
+    out["log_item_age_months"] = np.log1p(np.clip(months, 0.0, None))
+    user_rows = user_table.set_index(USER_ID).reindex(users)
+    age = user_rows[AGE].to_numpy(dtype=np.float64)
+    age = np.where(np.isnan(age), np.nanmean(age), age)
+    male = (user_rows[GENDER] == "M").to_numpy(dtype=np.float64)
+    audience = np.maximum(seen.sum(0), 1)
+    out["user_age"] = per_user(age)
+    out["user_male"] = per_user(male)
+    out["audience_age_gap"] = np.abs((x.T @ age / audience)[cand] - age[rows][:, None])
+    out["audience_male_share"] = (x.T @ male / audience)[cand]
+    return out
+
+
 def fit_reranker(
-    train: Candidates, users: np.ndarray, seed: int
+    train: Candidates, users: np.ndarray, seed: int, hidden: int = 0
 ) -> Callable[[Candidates], np.ndarray]:
-    """A logistic re-ranker fitted on the candidates of ``users`` (rows of ``train``)."""
+    """A logistic re-ranker fitted on the candidates of ``users`` (rows of ``train``); with
+    ``hidden`` > 0 an MLP with one hidden ReLU layer of that width."""
     import keras
 
     x = train.features[users].reshape(-1, train.features.shape[2])
     y = train.labels[users].reshape(-1)
     mean, std = x.mean(0), x.std(0) + 1e-6
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(1)])
+    layers = [keras.layers.Dense(hidden, activation="relu")] if hidden else []
+    model = keras.Sequential([keras.Input((x.shape[1],)), *layers, keras.layers.Dense(1)])
     model.compile(
         keras.optimizers.Adam(1e-3), loss=keras.losses.BinaryCrossentropy(from_logits=True)
     )
@@ -241,13 +339,13 @@ def fit_reranker(
     return predict
 
 
-def cross_fitted(c: Candidates, seed: int) -> float:
+def cross_fitted(c: Candidates, seed: int, hidden: int = 0) -> float:
     """NDCG@10 of a re-ranker fitted on one half of ``c``'s users and scored on the other."""
     rng = np.random.default_rng(seed)
     half = rng.permutation(len(c.items)) < len(c.items) // 2
     scores = np.zeros(c.labels.shape, dtype=np.float32)
     for part in (half, ~half):
-        predict = fit_reranker(c, np.flatnonzero(~part), seed)
+        predict = fit_reranker(c, np.flatnonzero(~part), seed, hidden)
         scores[part] = predict(c)[part]
     return c.ndcg10(scores)
 
@@ -272,6 +370,8 @@ def summary(c: Candidates) -> dict[str, float]:
         "ease": c.ndcg10(c.column("ease_z")),
         "ease_time": c.ndcg10(c.column("ease_time_z")),
         "twotower": c.ndcg10(c.column("twotower_z")),
+        "user_ease": c.ndcg10(c.column("user_ease_z")),
+        "infinite_ae": c.ndcg10(c.column("infinite_ae_z")),
         "blend_ease_twotower_1_2": c.ndcg10(blend),
     }
 
@@ -283,6 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     if not SPLIT.is_dir():
         raise SystemExit(f"{SPLIT} not found: set RECSYS_SHARED_DIR to the shared folder")
     items, users = read_side_tables(ML100K / "u.item", ML100K / "u.user")
+    assert items is not None and users is not None
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         files = {
@@ -293,7 +394,8 @@ def main(argv: list[str] | None = None) -> None:
         cands: dict[str, Candidates] = {}
         for name, paths in files.items():
             print(f"{name}: fitting the members", flush=True)
-            cands[name] = build_candidates(load_split(paths, items=items, users=users))
+            split = load_split(paths, items=items, users=users)
+            cands[name] = build_candidates(split, items, users)
     val, shaped, test = cands["validation"], cands["shaped"], cands["test"]
     every_val_user = np.arange(len(val.items))
     every_shaped_user = np.arange(len(shaped.items))
@@ -309,6 +411,9 @@ def main(argv: list[str] | None = None) -> None:
             ],
             "test, upper bound: cross-fitted on test labels (analysis)": [
                 cross_fitted(test, s) for s in SEEDS
+            ],
+            f"test, upper bound, MLP ({MLP_UNITS} ReLU units) (analysis)": [
+                cross_fitted(test, s, MLP_UNITS) for s in SEEDS
             ],
         },
         "features": list(val.names),
