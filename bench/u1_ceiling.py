@@ -40,7 +40,7 @@ second with a training row of the same user), so item pairs rated close in time 
 weight in EASE's Gram matrix: ``G = X'X + ALPHA * sum_u K_u``, ``K_u[i, j] = exp(-|t_ui -
 t_uj| / TAU_S)``, a sum of positive-definite kernels, so ``G`` stays positive semi-definite.
 
-    .venv/bin/python bench/u1_ceiling.py            # ~16 min on 2 cores
+    .venv/bin/python bench/u1_ceiling.py            # ~13 min on 2 cores
 
 Writes ``reports/benchmarks/u1-ceiling/summary.json`` and ``summary.md`` (git-ignored: derived
 from MovieLens).
