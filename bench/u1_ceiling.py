@@ -149,8 +149,8 @@ def time_kernel_gram(train: pd.DataFrame, items: np.ndarray) -> np.ndarray:
 def member_scores(
     split: SplitData, users: np.ndarray, items: np.ndarray, seen: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """[len(users), len(items)] scores of every member (and the time-kernel EASE); ``seen``
-    [len(users), len(items)] bool: the training interactions."""
+    """[len(users), len(items)] scores of every registry member, the time-kernel EASE, user-user
+    EASE and the infinite AE; ``seen`` [len(users), len(items)] bool: the training interactions."""
     data = split.fit_data()
     out: dict[str, np.ndarray] = {}
     for name, fields in MEMBERS.items():
