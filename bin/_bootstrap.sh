@@ -46,8 +46,21 @@ export GX_ANALYTICS_ENABLED=False DVC_NO_ANALYTICS=1 BENTOML_DO_NOT_TRACK=True \
         echo "bootstrap: installing pinned dependencies into $VENV (first run takes a few minutes)"
         spec="$ROOT"
         [ -n "$EXTRAS" ] && spec="$ROOT[$EXTRAS]"
+        # Pins marked "# override" in the lock contradict a dependency's declared requirement:
+        # the resolver's pass goes without them, then they replace what it chose (--no-deps).
+        override_re='^[A-Za-z0-9][^ ]*==[^ ]* *# override'
+        constraints="$(mktemp)"
+        trap 'rm -f "$constraints"' EXIT
+        grep -v -- "$override_re" "$ROOT/requirements.lock" >"$constraints"
+        mapfile -t overrides < <(grep -- "$override_re" "$ROOT/requirements.lock" | cut -d' ' -f1)
         "$VENV/bin/python" -m pip install -qq --disable-pip-version-check \
-            -c "$ROOT/requirements.lock" -e "$spec"
+            -c "$constraints" -e "$spec"
+        if [ "${#overrides[@]}" -gt 0 ]; then
+            # pip reports the contradicted requirement as an ERROR line on success: keep quiet
+            # unless the install itself fails.
+            log="$("$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
+                "${overrides[@]}" 2>&1)" || { echo "$log" >&2; exit 1; }
+        fi
         echo "$want" >>"$stamp"
     fi
 

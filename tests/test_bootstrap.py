@@ -118,3 +118,43 @@ def test_bin_scripts_are_strict(script: str) -> None:
     assert head.index("set -euo pipefail") < next(
         i for i, line in enumerate(head) if "_bootstrap.sh" in line
     )
+
+
+FAKE_PIP_PYTHON = """#!/usr/bin/env bash
+# Records each `python -m pip install ...` and the constraints file it was given.
+echo "$@" >>"$(dirname "$0")/pip.calls"
+prev=""
+for arg in "$@"; do
+    [ "$prev" = "-c" ] && cp "$arg" "$(dirname "$0")/constraints.seen"
+    prev="$arg"
+done
+"""
+
+
+def test_overrides_are_installed_after_the_resolver_pass(root: Path) -> None:
+    # A stale stamp makes the bootstrap install: the lock's "# override" pins (antlr for
+    # dagster's selection parser) must stay out of the resolver's constraints and then be
+    # installed with --no-deps, in that order.
+    venv_bin = root / ".venv" / "bin"
+    (venv_bin / "python").unlink()
+    (venv_bin / "python").write_text(FAKE_PIP_PYTHON)
+    (venv_bin / "python").chmod(0o755)
+    (root / ".venv" / ".recsys-installed").write_text("stale\n")
+    result = bash("source repo/bin/_bootstrap.sh dev", root)
+    assert result.returncode == 0, result.stderr
+    calls = (venv_bin / "pip.calls").read_text().splitlines()
+    assert len(calls) == 2
+    assert calls[0].startswith("-m pip install") and f"-e {root}[dev]" in calls[0]
+    assert calls[1].startswith("-m pip install") and "--no-deps" in calls[1]
+    lock = (root / "requirements.lock").read_text().splitlines()
+    overrides = [line.split()[0] for line in lock if "# override" in line and "==" in line]
+    assert "antlr4-python3-runtime==4.13.2" in overrides
+    assert calls[1].split()[-len(overrides) :] == overrides
+    seen = [
+        line
+        for line in (venv_bin / "constraints.seen").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    pins = [line for line in lock if line and not line.startswith("#")]
+    assert sorted(seen) == sorted(p for p in pins if p.split()[0] not in overrides)
+    assert (root / ".venv" / ".recsys-installed").read_text().endswith("-dev\n")
