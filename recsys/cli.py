@@ -151,6 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--base-url", help="mirror of files.grouplens.org/datasets/movielens")
     download.set_defaults(handler=cmd_download)
 
+    docs = data_commands.add_parser(
+        "docs",
+        help="serve the validation reports over http, readable without network",
+        description="Serve REPORTS on http://127.0.0.1:PORT/ until interrupted: each run's "
+        "data_docs/report.html (our summary) and data_docs/index.html (GX Data Docs).",
+    )
+    docs.add_argument(
+        "--reports", type=Path, default=DEFAULT_REPORTS, help="(default: %(default)s)"
+    )
+    docs.add_argument("--port", type=int, default=8000, help="0: any free port (default: 8000)")
+    docs.set_defaults(handler=cmd_data_docs)
+
     _benchmark_parser(commands)
     _registry_parsers(commands)
     _model_stage_parsers(commands)
@@ -516,6 +528,22 @@ def cmd_download(args: argparse.Namespace) -> int:
     kwargs = {"base_url": args.base_url} if args.base_url else {}
     target = sources.download_movielens(args.dataset, args.dest, **kwargs)
     print(f"downloaded and verified {args.dataset} -> {target}")
+    return 0
+
+
+def cmd_data_docs(args: argparse.Namespace) -> int:
+    import contextlib
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    if not args.reports.is_dir():
+        raise ConfigError(f"no reports directory {args.reports}", fix="run recsys data validate")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(args.reports))
+    with ThreadingHTTPServer(("127.0.0.1", args.port), handler) as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        print(f"serving {args.reports} at {url} (Ctrl-C stops)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
     return 0
 
 

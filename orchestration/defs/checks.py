@@ -103,14 +103,15 @@ def _report_metadata(report_json: Path) -> dict[str, Any]:
         for o in report.get("outcomes", [])
         if not o.get("success") and o.get("severity") == "error"
     ]
-    docs = report_json.parent / "data_docs" / "index.html"
+    # Served by `recsys data docs` (reports/validation, port 8000); readable without network.
+    docs = f"http://127.0.0.1:8000/{report_json.parent.name}/data_docs/report.html"
     out: dict[str, Any] = {
         "expectations evaluated": int(stats.get("evaluated", 0)),
         "failures": int(stats.get("failures", 0)),
         "warnings": int(stats.get("warnings", 0)),
         **{f"rows: {t}": int(n) for t, n in report.get("row_counts", {}).items()},
         "report": dg.MetadataValue.path(str(report_json)),
-        "data docs": dg.MetadataValue.url(docs.resolve().as_uri()),
+        "data docs": dg.MetadataValue.url(docs),
     }
     if failed:
         out["failed expectations"] = dg.MetadataValue.md("\n".join(f"- {f}" for f in failed))

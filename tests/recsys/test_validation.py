@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -458,6 +460,46 @@ def test_write_report_and_data_docs(tiny: Dataset, tmp_path: Path) -> None:
     # Writing again replaces the site atomically and leaves no temporary directories.
     report.write(tmp_path / "report")
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["data_docs", "report.json"]
+
+
+_REMOTE_ASSET = re.compile(r"<(?:link|script|img)\b[^>]*(?:href|src)\s*=\s*[\"']https?://", re.I)
+
+
+def test_written_docs_open_without_network(tiny: Dataset, tmp_path: Path) -> None:
+    """Issue #16: no page loads CSS, JS or images from a CDN; report.html holds the findings."""
+    bad = edit(tiny, 3, "rating", 7.0)
+    validate(bad, CFG, now=NOW).write(tmp_path / "report")
+    docs = tmp_path / "report" / "data_docs"
+    pages = sorted(docs.rglob("*.html"))
+    assert len(pages) > 5
+    for page in pages:
+        assert not _REMOTE_ASSET.search(page.read_text(encoding="utf-8")), page
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    assert "href='report.html'" in index  # the plain page list, readable without JavaScript
+    summary = (docs / "report.html").read_text(encoding="utf-8")
+    assert "rating_range" in summary and "expect_column_values_to_be_between" in summary
+    assert "<td>7.0</td>" in summary  # the offending row itself
+
+
+def test_recsys_data_docs_serves_the_report(tiny: Dataset, tmp_path: Path) -> None:
+    validate(tiny, CFG, now=NOW).write(tmp_path / "run-1")
+    cmd = [str(Path(sys.executable).parent / "recsys"), "data", "docs", "--port", "0"]
+    proc = subprocess.Popen(
+        [*cmd, "--reports", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = re.search(r"http://127\.0\.0\.1:\d+/", proc.stdout.readline())
+        assert url is not None
+        with urllib.request.urlopen(url.group(0) + "run-1/data_docs/report.html", timeout=10) as r:
+            assert r.status == 200
+            assert "Validation of <code>tiny</code>" in r.read().decode("utf-8")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 # --- MovieLens 100K -------------------------------------------------------------------------
