@@ -3,6 +3,11 @@
 The repository root (where ``dvc.yaml`` and ``params.yaml`` live) is this checkout, or
 ``$RECSYS_ROOT``; the candidate model families, one asset each, are the keys of ``models`` in
 its ``params.yaml`` (the same list ``dvc.yaml`` iterates over).
+
+Automation (the nightly schedule and the sensors) is off by default, so that starting
+``dagster dev`` to look at the UI never starts a training run by itself; ``RECSYS_AUTOMATION=on``
+in the environment of ``dagster dev`` switches it on (each can also be switched on in the UI,
+which Dagster then remembers in ``DAGSTER_HOME``).
 """
 
 from __future__ import annotations
@@ -24,12 +29,23 @@ from orchestration.defs.jobs import training_job
 from orchestration.defs.model_assets import build_model_assets
 from orchestration.defs.promotion_assets import build_gate_decision, champion_model
 from orchestration.defs.resources import DvcProject
-from orchestration.defs.schedules import nightly_training_schedule
-from orchestration.defs.sensors import build_failure_sensor, new_raw_data_sensor
+from orchestration.defs.schedules import build_nightly_training_schedule
+from orchestration.defs.sensors import build_failure_sensor, build_new_raw_data_sensor
 from orchestration.defs.serving_assets import recommender_bento
 from recsys import pipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+AUTOMATION_ENV = "RECSYS_AUTOMATION"
+_ON, _OFF = frozenset({"on", "1", "true", "yes"}), frozenset({"off", "0", "false", "no", ""})
+
+
+def automation_enabled(value: str | None) -> bool:
+    """``RECSYS_AUTOMATION``: ``on`` starts the schedule and sensors with the daemon; unset or
+    ``off``: they stay stopped. Anything else is refused rather than guessed."""
+    text = (value or "").strip().lower()
+    if text not in _ON | _OFF:
+        raise ValueError(f"{AUTOMATION_ENV}={value!r}: expected 'on' or 'off'")
+    return text in _ON
 
 
 ASSET_CHECKS = (check_raw_interactions, check_metric_gate, check_bento_deployable)
@@ -49,18 +65,22 @@ def build_assets(families: Sequence[str]) -> list[dg.AssetsDefinition]:
     ]
 
 
-def build_definitions(root: Path | str = REPO_ROOT) -> dg.Definitions:
-    """All definitions for the DVC project at ``root`` (tests pass a temporary copy)."""
+def build_definitions(root: Path | str = REPO_ROOT, *, automation: bool = False) -> dg.Definitions:
+    """All definitions for the DVC project at ``root`` (tests pass a temporary copy);
+    ``automation``: the schedule and sensors run by default (else they start stopped)."""
     dvc = DvcProject(root=str(Path(root).resolve()))
     families = pipeline.check_candidates(dvc.params().models)
     return dg.Definitions(
         assets=build_assets(families),
         asset_checks=list(ASSET_CHECKS),
         jobs=[training_job],
-        schedules=[nightly_training_schedule],
-        sensors=[new_raw_data_sensor, build_failure_sensor(dvc)],
+        schedules=[build_nightly_training_schedule(automation)],
+        sensors=[build_new_raw_data_sensor(automation), build_failure_sensor(dvc, automation)],
         resources={"dvc": dvc},
     )
 
 
-defs = build_definitions(os.environ.get("RECSYS_ROOT") or REPO_ROOT)
+defs = build_definitions(
+    os.environ.get("RECSYS_ROOT") or REPO_ROOT,
+    automation=automation_enabled(os.environ.get(AUTOMATION_ENV)),
+)

@@ -1,4 +1,5 @@
-"""Sensors only (they need the daemon: ``dagster dev`` starts it)."""
+"""Sensors only (they need the daemon: ``dagster dev`` starts it). Off by default:
+``RECSYS_AUTOMATION=on`` (orchestration/definitions.py) starts them with the daemon."""
 
 import hashlib
 import json
@@ -26,10 +27,20 @@ def raw_files(raw_dir: Path) -> dict[str, list[float]]:
     return out
 
 
-@dg.sensor(
-    job=training_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING
-)
-def new_raw_data_sensor(
+def _status(running: bool) -> dg.DefaultSensorStatus:
+    return dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
+
+
+def build_new_raw_data_sensor(running: bool = False) -> dg.SensorDefinition:
+    return dg.sensor(
+        name="new_raw_data_sensor",
+        job=training_job,
+        minimum_interval_seconds=30,
+        default_status=_status(running),
+    )(_new_raw_data)
+
+
+def _new_raw_data(
     context: dg.SensorEvaluationContext, dvc: DvcProject
 ) -> dg.SensorResult | dg.SkipReason:
     """Start the pipeline when a raw data file lands in (or changes in) data/raw.
@@ -51,11 +62,14 @@ def new_raw_data_sensor(
     )
 
 
-def build_failure_sensor(dvc: DvcProject) -> dg.SensorDefinition:
+new_raw_data_sensor = build_new_raw_data_sensor()
+
+
+def build_failure_sensor(dvc: DvcProject, running: bool = False) -> dg.SensorDefinition:
     @dg.run_failure_sensor(
         name="pipeline_failure_sensor",
         monitored_jobs=[training_job],
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=_status(running),
     )
     def pipeline_failure_sensor(context: dg.RunFailureSensorContext) -> None:
         """Record each failed pipeline run in reports/failures/<run id>.json (and the log):

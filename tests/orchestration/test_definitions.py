@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
-from orchestration.definitions import build_definitions, defs
+from orchestration.definitions import AUTOMATION_ENV, automation_enabled, build_definitions, defs
 from orchestration.defs import sensors
 from orchestration.defs.resources import DvcProject
 from recsys.config import load_params
@@ -65,3 +69,44 @@ def test_new_raw_file_sensor(tmp_path: Path) -> None:
     landed = sensors.new_raw_data_sensor(dg.build_sensor_context(cursor=first.cursor), dvc=dvc)
     assert isinstance(landed, dg.SensorResult) and len(landed.run_requests or []) == 1
     assert "plays.csv" in json.loads(landed.cursor or "{}")
+
+
+def automation_statuses(defs: dg.Definitions) -> dict[str, str]:
+    repo = defs.get_repository_def()
+    out = {s.name: s.default_status.value for s in repo.schedule_defs}
+    return out | {s.name: s.default_status.value for s in repo.sensor_defs}
+
+
+AUTOMATION = ("nightly_training_schedule", "new_raw_data_sensor", "pipeline_failure_sensor")
+
+
+def test_automation_is_off_by_default(tmp_path: Path) -> None:
+    # Issue #16: starting `dagster dev` to look around must not start training runs.
+    (tmp_path / "params.yaml").write_text("models:\n  mostpop: {}\n")
+    assert automation_statuses(build_definitions(tmp_path)) == dict.fromkeys(AUTOMATION, "STOPPED")
+    if not os.environ.get(AUTOMATION_ENV):
+        assert automation_statuses(defs) == dict.fromkeys(AUTOMATION, "STOPPED")
+    on = build_definitions(tmp_path, automation=True)
+    assert automation_statuses(on) == dict.fromkeys(AUTOMATION, "RUNNING")
+
+
+def test_automation_env_switch() -> None:
+    assert automation_enabled("on") and automation_enabled(" ON ") and automation_enabled("1")
+    assert not automation_enabled(None) and not automation_enabled("off")
+    with pytest.raises(ValueError, match="RECSYS_AUTOMATION"):
+        automation_enabled("sometimes")
+
+
+@pytest.mark.parametrize(("value", "status"), [("on", "RUNNING"), ("off", "STOPPED")])
+def test_automation_env_reaches_the_loaded_definitions(value: str, status: str) -> None:
+    code = (
+        "from orchestration.definitions import defs\n"
+        "print(defs.resolve_schedule_def('nightly_training_schedule').default_status.value)\n"
+        "print(*sorted({s.default_status.value for s in defs.get_repository_def().sensor_defs}))\n"
+    )
+    env = {**os.environ, AUTOMATION_ENV: value}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == [status, status]
