@@ -145,6 +145,17 @@ def require_file(path: Path, what: str = "input file") -> Path:
     return path
 
 
+def require_rows(interactions: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Return ``interactions`` read from ``path`` unless it is empty (a ``DataError``)."""
+    if interactions.empty:
+        raise DataError(
+            "file holds no interactions (only a header or blank lines)",
+            where=location(path),
+            fix="provide a file with at least one interaction",
+        )
+    return interactions
+
+
 # --- canonical data sets on disk ------------------------------------------------------------
 DATASET_META = "dataset.json"
 
