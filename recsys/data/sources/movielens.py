@@ -1,11 +1,6 @@
 """MovieLens readers: every GroupLens layout -> canonical ``Dataset``.
 
-Readers convert, they do not judge: NaN or out-of-range ratings, duplicates, future timestamps and
-ids missing from the item table pass through unchanged, for the validation stage to report. What
-they refuse is input they cannot convert at all (a missing file, a wrong separator or encoding, a
-malformed line, a non-integer id, a missing column), with a ``DataError`` that names the file, the
-column and the line. All parsing is vectorized (``recsys.data.io.read_delimited``); the slow
-line-by-line pass runs only to locate an error.
+Readers convert, they do not judge (see ``recsys.data.sources``).
 
 MovieLens layouts, detected from the files in the directory:
 
