@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     _registry_parsers(commands)
     _model_stage_parsers(commands)
     _bento_parsers(commands)
+    _serve_parser(commands)
     return parser
 
 
@@ -395,6 +396,27 @@ def _bento_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     validate.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help="registry dir")
     validate.add_argument("--timeout", type=float, default=180.0, help="seconds to get ready")
     validate.set_defaults(handler=cmd_bento_validate)
+
+
+def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="serve the champion's deployable bento (bentoml serve)",
+        description="`bentoml serve` the bento that REGISTRY/deployable.json names (the last "
+        "one `recsys bento validate` passed), after checking it was built around the "
+        "registry's champion; --bento TAG serves that bento instead. The command becomes the "
+        "server process (Ctrl-C or SIGTERM stops it). Exit status: the server's; 2 when there "
+        "is no champion or no deployable bento for it.",
+    )
+    serve.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help="registry dir")
+    serve.add_argument("--bento", metavar="TAG", help="serve this bento instead")
+    serve.add_argument(
+        "--host", help="address to listen on (default: BentoML's api_server.http.host, 0.0.0.0)"
+    )
+    serve.add_argument(
+        "--port", type=int, help="port (default: BentoML's api_server.http.port, 3000)"
+    )
+    serve.set_defaults(handler=cmd_serve)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -684,6 +706,17 @@ def cmd_bento_validate(args: argparse.Namespace) -> int:
     if not report.deployable:
         print(report.log_tail, file=sys.stderr)
     return 0 if report.deployable else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from recsys.serving import serve
+    from recsys.serving.store import Registry
+
+    tag = args.bento or serve.deployable_bento(Registry(args.registry))
+    serve.bento_champion(tag)  # fails with a fix when the bento is not in the store
+    cmd = serve.serve_command(tag, host=args.host, port=args.port)
+    print(f"serving {tag}: {' '.join(cmd)}", file=sys.stderr, flush=True)
+    serve.exec_serve(cmd)
 
 
 if __name__ == "__main__":
