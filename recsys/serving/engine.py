@@ -317,7 +317,7 @@ class Engine:
         return out
 
     def popular(self, k: int, allowed: np.ndarray | None = None) -> Ranked:
-        s = np.where(self.popularity > 0, self.popularity, -np.inf)[None, :]
+        s = np.where(self.popularity > 0, self.popularity / self.popularity.sum(), -np.inf)[None, :]
         if allowed is not None:
             s = np.where(allowed[None, :], s, -np.inf)
         top = top_k(s, k)[0]

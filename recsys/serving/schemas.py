@@ -3,11 +3,17 @@
 Requests are strict (no string-to-int coercion, no booleans as numbers) and closed (an unknown
 field is an error naming it), so every malformed request gets a 400 that names the field.
 Sizes are bounded: k in [1, 1000], at most ``MAX_ITEMS`` ids and ``MAX_GENRES`` genres.
+
+Each request model carries an OpenAPI ``example`` (the body Swagger UI's "Try it out" sends)
+that the served data answers with 200; every answer says what its scores mean
+(``score_kind``); ``document_errors`` adds the error answers the service really gives to the
+OpenAPI schema BentoML generates (which lists 400/404/500 only).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from collections.abc import Iterable
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,9 +23,22 @@ MAX_GENRES: Final = 32
 MAX_ID: Final = 2**63 - 1
 EXAMPLE_USER: Final = 1
 EXAMPLE_ITEM: Final = 1
+EXAMPLE_ITEMS: Final = (1, 2)
+"""Ids of the examples. The embedded synthetic data (``recsys.data.synthetic``) numbers users
+``1..U`` and items ``1..I`` and gives every user at least 5 interactions, and MovieLens starts
+at 1 too, so a model trained on either knows user 1 and items 1 and 2 (the served test
+fixture's data: tests/serving/test_service.py sends every example). OpenAPI 3.0 (BentoML's)
+reads ``example``, not JSON Schema's ``examples``: without it Swagger UI made up ids such as
+2**63 - 1 from the bounds, and every "Try it out" request failed."""
 
-UserId = Annotated[int, Field(ge=0, le=MAX_ID, description="raw user id", examples=[1])]
-ItemId = Annotated[int, Field(ge=0, le=MAX_ID, description="raw item id", examples=[1])]
+UserId = Annotated[
+    int,
+    Field(ge=0, le=MAX_ID, description="raw user id", json_schema_extra={"example": EXAMPLE_USER}),
+]
+ItemId = Annotated[
+    int,
+    Field(ge=0, le=MAX_ID, description="raw item id", json_schema_extra={"example": EXAMPLE_ITEM}),
+]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="list length")]
 Genre = Annotated[str, Field(min_length=1, max_length=64)]
 Genres = Annotated[
@@ -32,37 +51,54 @@ Genres = Annotated[
 ItemIds = Annotated[list[ItemId], Field(min_length=1, max_length=MAX_ITEMS)]
 
 
-class Request(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+def _strict(example: dict[str, Any]) -> ConfigDict:
+    """Strict, closed, and with the body Swagger UI's "Try it out" sends."""
+    return ConfigDict(strict=True, extra="forbid", json_schema_extra={"example": example})
 
 
-class RecommendRequest(Request):
+class RecommendRequest(BaseModel):
+    model_config = _strict({"user_id": EXAMPLE_USER, "k": 10, "exclude_seen": True})
     user_id: UserId
     k: K = 10
     exclude_seen: bool = Field(True, description="drop the user's training items")
     genres: Genres = None
 
 
-class RecentItemsRequest(Request):
+class RecentItemsRequest(BaseModel):
     """An anonymous or new user, described by the items they just interacted with."""
 
+    model_config = _strict({"item_ids": list(EXAMPLE_ITEMS), "k": 10})
     item_ids: ItemIds
     k: K = 10
     genres: Genres = None
 
 
-class SimilarItemsRequest(Request):
+class SimilarItemsRequest(BaseModel):
+    model_config = _strict({"item_id": EXAMPLE_ITEM, "k": 10})
     item_id: ItemId
     k: K = 10
 
 
-class ScoreRequest(Request):
+class ScoreRequest(BaseModel):
+    model_config = _strict({"user_id": EXAMPLE_USER, "item_ids": list(EXAMPLE_ITEMS)})
     user_id: UserId
     item_ids: ItemIds
 
 
 class ExplainRequest(RecommendRequest):
-    pass
+    model_config = _strict({"user_id": EXAMPLE_USER, "k": 3, "exclude_seen": True})
+
+
+REQUESTS: Final[dict[str, type[BaseModel]]] = {
+    "/recommend": RecommendRequest,
+    "/recommend_recent": RecentItemsRequest,
+    "/similar_items": SimilarItemsRequest,
+    "/score": ScoreRequest,
+    "/explain": ExplainRequest,
+}
+"""The request model of each data-plane route."""
+
+ScoreKind = Literal["model", "popularity_share", "similarity"]
 
 
 class ScoredItem(BaseModel):
@@ -79,6 +115,13 @@ class Answer(BaseModel):
     index_type: str = Field(description="exact, hnsw or ivf")
     fallback: str | None = Field(
         None, description="null, 'popularity' (unknown user) or 'recent_items' (anonymous)"
+    )
+    score_kind: ScoreKind = Field(
+        description="what the scores are: 'model' (the champion's scores: they order the "
+        "items of one answer, their scale is the model's own), 'popularity_share' (the item's "
+        "share of all training interactions, in [0, 1]: the popularity fallback of an unknown "
+        "user) or 'similarity' (inner product of two-tower item vectors: /similar_items, "
+        "/recommend_recent)"
     )
 
 
@@ -113,6 +156,61 @@ class ExplainResponse(Answer):
 
 
 class ErrorResponse(BaseModel):
-    error: str
-    field: str
-    unknown_ids: list[int | str] = []
+    """Every error answer: a JSON object with ``error``; the other fields as the status has them."""
+
+    error: str = Field(description="what is wrong")
+    field: str | None = Field(
+        None, description="the request field at fault (413: 'body'; 422: 'item_ids', 'genres'...)"
+    )
+    unknown_ids: list[int | str] | None = Field(None, description="422: the unknown ids or genres")
+    detail: list[dict[str, Any]] | None = Field(
+        None, description="400: pydantic's errors; detail[].loc names the field"
+    )
+    budget_s: float | None = Field(None, description="503: the latency budget, in seconds")
+    model_tag: str | None = Field(
+        None,
+        description="the champion serving this bento, as in every answer (absent from the 429 "
+        "and 504 answers, which BentoML gives before a request reaches the service)",
+    )
+
+
+ERROR_STATUSES: Final = {
+    400: "Malformed body: invalid JSON, a wrong type, a missing or unknown field, a value out "
+    "of range (k in [1, 1000], at most 1000 ids); `detail[].loc` names the field",
+    413: "Body over the bento's `max_body_bytes` (64 KiB by default); `field`: 'body'",
+    422: "Unknown item ids or genres: `field` and `unknown_ids` name them (unknown user ids "
+    "are not errors: they get the popularity fallback)",
+    429: "Back-pressure: `max_concurrency` requests already in flight (BentoML's answer); "
+    "retry with backoff",
+    500: "Unexpected error: a bug, whose traceback is in the server log",
+    503: "Back-pressure: the answer had not started within `serving.latency_budget_s` "
+    "(`Retry-After: 1`); retry with backoff",
+    504: "Not answered within BentoML's `traffic.timeout` (10 s)",
+}
+"""Every error status a data-plane route answers, as documented in the OpenAPI schema."""
+
+
+def document_errors(spec: dict[str, Any], routes: Iterable[str]) -> dict[str, Any]:
+    """``spec`` (BentoML's OpenAPI schema, parsed) with the ``POST`` operation of each of
+    ``routes`` listing the error answers of ``ERROR_STATUSES`` instead of BentoML's generic
+    400/404/500 (no data-plane route answers 404), each with the ``ErrorResponse`` schema."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas[ErrorResponse.__name__] = ErrorResponse.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    ref = {"$ref": f"#/components/schemas/{ErrorResponse.__name__}"}
+    for route in routes:
+        operation = spec.get("paths", {}).get(route, {}).get("post")
+        if operation is None:
+            continue
+        responses = operation.setdefault("responses", {})
+        ok = responses.get("200", responses.get(200))
+        responses.clear()
+        if ok is not None:
+            responses["200"] = ok
+        for status, description in ERROR_STATUSES.items():
+            responses[str(status)] = {
+                "description": description,
+                "content": {"application/json": {"schema": ref}},
+            }
+    return spec

@@ -21,6 +21,11 @@ item ids or genres (``{"error", "field", "unknown_ids"}``); back-pressure: Bento
 when ``max_concurrency`` requests are in flight (measured: tests/serving/test_load_faults.py),
 and a data-plane request whose answer has not started within ``serving.latency_budget_s`` gets
 503 with ``Retry-After`` (``LatencyBudget``, counted); BentoML's 10 s timeout answers 504.
+Every JSON error answer from inside the service's middleware carries ``model_tag``
+(``ErrorFields``), the OpenAPI schema at ``/docs.json`` lists these statuses
+(``schemas.document_errors``), every answer says what its scores are (``score_kind``), and a
+client error is logged as one INFO line instead of BentoML's ERROR traceback
+(``ClientErrorLog``).
 """
 
 from __future__ import annotations
@@ -37,9 +42,22 @@ from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse
 
 from recsys.serving.batching import MicroBatcher
-from recsys.serving.engine import Engine, Ranked, RequestError, ServingConfig, load_engine
+from recsys.serving.engine import (
+    FALLBACK_POPULARITY,
+    Engine,
+    Ranked,
+    RequestError,
+    ServingConfig,
+    load_engine,
+)
 from recsys.serving.fastpath import Handler, JSONFastPath
-from recsys.serving.limits import BodySizeLimit, LatencyBudget
+from recsys.serving.limits import (
+    BodySizeLimit,
+    ErrorFields,
+    LatencyBudget,
+    RewriteJSON,
+    log_client_errors_briefly,
+)
 from recsys.serving.schemas import (
     ExplainedItem,
     ExplainRequest,
@@ -50,9 +68,11 @@ from recsys.serving.schemas import (
     RecommendRequest,
     RecommendResponse,
     ScoredItem,
+    ScoreKind,
     ScoreRequest,
     ScoreResponse,
     SimilarItemsRequest,
+    document_errors,
 )
 
 MAX_BODY_BYTES: Final = 64 * 1024
@@ -129,6 +149,9 @@ FAST_ROUTES: Final = {"/recommend": RecommendRequest}
 """Routes answered by ``JSONFastPath`` (when ``serving.fast_path``) once their body validates."""
 _FAST_HANDLERS: dict[str, Handler] = {}
 """Bound by the service instance of this worker process (``RecommenderService.__init__``)."""
+_ERROR_FIELDS: dict[str, str] = {}
+"""``{"model_tag": ...}``, added to every JSON error answer (``ErrorFields``); bound with the
+handlers."""
 
 
 @bentoml.service(
@@ -169,6 +192,7 @@ class RecommenderService:
         )
         self.batcher.on_batch = BATCH_SIZE.observe
         _FAST_HANDLERS["/recommend"] = self._recommend
+        _ERROR_FIELDS["model_tag"] = str(self.champion.tag)
         # Garbage collection is the tail of the latency: a full pass walks every live object and
         # stops all requests of the worker. Everything loaded so far (TensorFlow, the models)
         # lives as long as the worker, so it is frozen out of the passes; and full passes are
@@ -219,6 +243,7 @@ class RecommenderService:
             "data_version": p.data_version,
             "index_type": p.index_type,
             "fallback": ranked.fallback,
+            "score_kind": _score_kind(endpoint, ranked),
         }
 
     @staticmethod
@@ -306,10 +331,23 @@ class RecommenderService:
         return self._answer("explain", run)
 
 
+def _score_kind(endpoint: str, ranked: Ranked) -> ScoreKind:
+    """What the scores of an answer of ``endpoint`` (``_provenance``'s names) mean."""
+    if ranked.fallback == FALLBACK_POPULARITY:
+        return "popularity_share"
+    return "similarity" if endpoint in ("recent", "similar") else "model"
+
+
 def _count_budget_exceeded(path: str) -> None:
     BUDGET_EXCEEDED.labels(endpoint=path.lstrip("/")).inc()
 
 
+log_client_errors_briefly()  # a refused request is one INFO line, not an ERROR traceback
+# Outermost of ours, so that our own error answers (413, 503) get the model tag too.
+cast(Any, RecommenderService).add_asgi_middleware(ErrorFields, fields=_ERROR_FIELDS)
+cast(Any, RecommenderService).add_asgi_middleware(
+    RewriteJSON, path="/docs.json", rewrite=lambda spec: document_errors(spec, DATA_PLANE)
+)
 cast(Any, RecommenderService).add_asgi_middleware(
     LatencyBudget,
     budget_s=SERVING.latency_budget_s,

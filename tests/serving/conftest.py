@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -47,11 +48,17 @@ def bento(models: fixtures.StoredModels) -> str:
 
 
 @pytest.fixture(scope="module")
+def serve_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The served bento's log (stdout and stderr of `bentoml serve` and its workers)."""
+    return tmp_path_factory.mktemp("serve") / "serve.log"
+
+
+@pytest.fixture(scope="module")
 def served(
-    bento: str, models: fixtures.StoredModels
+    bento: str, models: fixtures.StoredModels, serve_log: Path
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """(base URL, the `bentoml serve` process): the fault tests need the process tree."""
-    with package.serving(bento, home=models.home) as (url, proc, log):
+    with package.serving(bento, home=models.home, log=serve_log) as (url, proc, log):
         ready = package.wait_ready(url, proc, READY_TIMEOUT_S)
         assert ready is not None, log.read_text()[-3000:]
         yield url, proc

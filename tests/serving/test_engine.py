@@ -13,7 +13,7 @@ import pytest
 from recsys.errors import ConfigError
 from recsys.serving.engine import FALLBACK_POPULARITY, FALLBACK_RECENT, RequestError, ServingConfig
 from recsys.serving.fastpath import JSONFastPath
-from recsys.serving.limits import BodySizeLimit, LatencyBudget
+from recsys.serving.limits import BodySizeLimit, ErrorFields, LatencyBudget, RewriteJSON
 from recsys.serving.schemas import RecommendRequest
 from tests.recsys.test_models_contract import synthetic_data
 from tests.serving import fixtures
@@ -35,10 +35,17 @@ def test_known_user_is_ranked_by_the_champion(engine: Any) -> None:
 
 
 def test_unknown_user_gets_popularity_and_says_so(engine: Any) -> None:
+    """The most popular items, scored by their share of the training interactions (issue 16:
+    not raw counts such as 1127.0), the same numbers ``score`` gives an unknown user."""
     r = engine.recommend(UNKNOWN_USER, 5)
     assert r.fallback == FALLBACK_POPULARITY
     counts = engine.popularity[engine.ranker.encode_items(r.item_ids)]
     assert counts.tolist() == sorted(engine.popularity, reverse=True)[:5]
+    np.testing.assert_allclose(r.scores, counts / engine.popularity.sum(), rtol=1e-6)
+    assert all(0.0 < s < 1.0 for s in r.scores) and sum(r.scores) <= 1.0
+    scored = engine.score(UNKNOWN_USER, r.item_ids)
+    assert scored.fallback == FALLBACK_POPULARITY
+    np.testing.assert_allclose(scored.scores, r.scores, rtol=1e-6)
 
 
 def test_recommend_many_equals_recommend_per_user(engine: Any) -> None:
@@ -244,7 +251,7 @@ def test_the_fast_path_is_innermost_of_the_services_middlewares() -> None:
     from recsys.serving import service
 
     classes = [cls for cls, _ in service.RecommenderService.middlewares]
-    assert classes == [LatencyBudget, BodySizeLimit, JSONFastPath]
+    assert classes == [ErrorFields, RewriteJSON, LatencyBudget, BodySizeLimit, JSONFastPath]
     options = dict(service.RecommenderService.middlewares)[JSONFastPath]
     assert options["routes"] == {"/recommend": RecommendRequest}
     assert options["handlers"] is service._FAST_HANDLERS

@@ -8,7 +8,9 @@ their process group and every wait is bounded.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +23,7 @@ import pytest
 from recsys import cli
 from recsys.serving import package, store
 from recsys.serving.engine import ServingConfig
-from recsys.serving.schemas import MAX_ITEMS
+from recsys.serving.schemas import ERROR_STATUSES, MAX_ITEMS, REQUESTS
 from tests.recsys.test_models_contract import synthetic_data
 from tests.serving import fixtures
 
@@ -104,6 +106,167 @@ def test_cold_start_fallbacks_are_named(server: str) -> None:
     items = [int(i) for i in fixtures.ranker().item_ids[:2]]
     status, body = post(f"{server}/recommend_recent", {"item_ids": items, "k": 5})
     assert status == 200 and body["fallback"] == "recent_items"
+
+
+def test_every_answer_says_what_its_scores_are(server: str) -> None:
+    """``score_kind`` (issue 16): the champion's scores for a known user, shares of the
+    training interactions for the popularity fallback (all of them sum to 1), similarities
+    for the item-to-item answers."""
+    user, item, unknown = int(USERS[0]), int(fixtures.ranker().train_item_ids[0]), 10**15
+    cases = [
+        ("/recommend", {"user_id": user, "k": 3}, "model"),
+        ("/recommend", {"user_id": unknown, "k": 1000}, "popularity_share"),
+        ("/score", {"user_id": user, "item_ids": [item]}, "model"),
+        ("/score", {"user_id": unknown, "item_ids": [item]}, "popularity_share"),
+        ("/explain", {"user_id": user, "k": 2}, "model"),
+        ("/explain", {"user_id": unknown, "k": 2}, "popularity_share"),
+        ("/similar_items", {"item_id": item, "k": 3}, "similarity"),
+        ("/recommend_recent", {"item_ids": [item], "k": 3}, "similarity"),
+    ]
+    for route, payload, kind in cases:
+        status, body = post(server + route, payload)
+        assert status == 200 and body["score_kind"] == kind, (route, payload, body)
+        if kind == "popularity_share":
+            assert all(0.0 < it["score"] < 1.0 for it in body["items"]), body
+    _, everything = post(f"{server}/recommend", cases[1][1])
+    assert sum(it["score"] for it in everything["items"]) == pytest.approx(1.0, abs=1e-4)
+
+
+# --- OpenAPI: examples and error statuses ---------------------------------------------------------
+def openapi(server: str) -> dict[str, Any]:
+    status, spec = package.http("GET", f"{server}/docs.json")
+    assert status == 200, spec
+    return dict(spec)
+
+
+def test_every_openapi_example_answers_200(server: str) -> None:
+    """The request bodies Swagger UI's "Try it out" sends (the schema's ``example``) are
+    answered by the served data, known users by the champion (issue 16)."""
+    spec = openapi(server)
+    for route in REQUESTS:
+        body = spec["paths"][route]["post"]["requestBody"]["content"]["application/json"]
+        example = body["schema"]["example"]
+        status, answer = post(server + route, example)
+        assert status == 200 and answer["items"], (route, example, answer)
+        if "user_id" in example:
+            assert answer["fallback"] is None, (route, example, answer)
+
+
+def test_openapi_lists_the_statuses_the_service_answers(server: str) -> None:
+    spec = openapi(server)
+    for route in REQUESTS:
+        responses = spec["paths"][route]["post"]["responses"]
+        assert set(responses) == {"200", *map(str, ERROR_STATUSES)}, route
+        schema = responses["422"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
+    assert "model_tag" in spec["components"]["schemas"]["ErrorResponse"]["properties"]
+
+
+def test_error_answers_carry_the_model_tag(server: str, models: fixtures.StoredModels) -> None:
+    """Ours (413, 422) and BentoML's (400) alike; 503 is tested in test_error_answers.py."""
+    cases: list[tuple[str, Any, bytes | None, int]] = [
+        ("/recommend", {"user_id": 1, "k": 0}, None, 400),
+        ("/recommend", None, b"{not json", 400),
+        ("/score", {"user_id": 1, "item_ids": [10**10]}, None, 422),
+        ("/recommend", {"user_id": 1, "genres": ["Nope"]}, None, 422),
+        ("/recommend", None, b'{"user_id": 1' + b" " * 70_000 + b"}", 413),
+    ]
+    for route, body, raw, want in cases:
+        status, payload = post(server + route, body, raw=raw)
+        assert status == want and payload["model_tag"] == models.champion, (route, payload)
+        assert payload["error"], payload
+
+
+CHROMIUM = os.environ.get("RECSYS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"no Chromium at {CHROMIUM}")
+def test_swagger_ui_try_it_out_answers_200_on_every_endpoint(server: str, tmp_path: Path) -> None:
+    """Issue 16: in the served Swagger UI (BentoML's index page, assets served by the bento
+    itself), "Try it out" then "Execute" on each data-plane endpoint shows a 200 answer.
+    Headless Debian Chromium through Playwright, a fresh profile, every request to another
+    host refused (the page must work offline)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_FLAGS,
+        )
+        try:
+            outside: list[str] = []
+
+            def offline(route: Any) -> None:
+                if route.request.url.startswith(server):
+                    route.continue_()
+                else:
+                    outside.append(route.request.url)
+                    route.abort()
+
+            context.route("**/*", offline)
+            page = context.new_page()
+            page.set_default_timeout(15_000)
+            page.goto(f"{server}/")
+            for path in REQUESTS:
+                block = page.locator(
+                    ".opblock-post", has=page.locator(f'[data-path="{path}"]')
+                ).first
+                block.locator(".opblock-summary").click()
+                block.locator("button.try-out__btn").click()
+                block.locator("button.execute").click()
+                status = block.locator(".live-responses-table tbody .response-col_status").first
+                sync_api.expect(status).to_have_text("200")
+                answer = block.locator(".live-responses-table .microlight").first
+                sync_api.expect(answer).to_contain_text('"model_tag"')
+        finally:
+            context.close()
+    assert all("127.0.0.1" not in url for url in outside), outside
+
+
+# --- logs -----------------------------------------------------------------------------------------
+CLIENT_ERRORS: list[bytes] = [
+    b"{not json",
+    b"",
+    b"\xff\xfe",
+    b"[1, 2]",
+    b'{"k": 5}',
+    b'{"user_id": "7"}',
+    b'{"user_id": -1}',
+    b'{"user_id": 1, "k": 0}',
+    b'{"user_id": 1, "k": 1001}',
+    b'{"user_id": 1, "colour": "red"}',
+    b'{"user_id": 1, "genres": "Drama"}',
+]
+
+
+def test_client_errors_are_one_log_line_each(server: str, serve_log: Path) -> None:
+    """Issue 16: BentoML logged each refused request as ``[ERROR] Exception on /recommend``
+    with a full traceback. Now: one INFO line per request, naming the status and the field,
+    and no traceback (a server error keeps its traceback: test_error_answers.py)."""
+    before = len(serve_log.read_bytes())
+    for raw in CLIENT_ERRORS:
+        assert post(f"{server}/recommend", raw=raw)[0] == 400, raw
+    line = "client error 400 on /recommend [POST]"
+    deadline = time.monotonic() + 10.0
+    while True:  # the worker's log lines reach the file a moment later
+        new = serve_log.read_bytes()[before:].decode("utf-8", "replace")
+        if new.count(line) >= len(CLIENT_ERRORS) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert new.count(line) == len(CLIENT_ERRORS), new
+    assert "Traceback" not in new and "Exception on" not in new and "[ERROR]" not in new, new
+    logged = [ln for ln in new.splitlines() if line in ln]
+    assert all("[INFO]" in ln for ln in logged), logged
+    assert any(ln.endswith("k: Input should be greater than or equal to 1") for ln in logged)
 
 
 # --- malformed requests: 4xx naming the field, never 5xx ------------------------------------------
