@@ -43,7 +43,7 @@ def build_model_metrics(families: Sequence[str]) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: StageConfig, dvc: DvcProject
     ) -> dg.MaterializeResult:
         """Every candidate scored on the same processed test split (DVC stages
-        ``evaluate@<family>``): models/metrics/<family>.json with metrics, 95 % bootstrap CIs,
+        ``evaluate@<family>``): ``models/metrics/<family>.json`` with metrics, 95 % bootstrap CIs,
         per-user values for the gate's paired test, fit time, size and p99 latency."""
         run = dvc.repro(*stages, force=config.force, set_params=config.set_params)
         context.log.info(run.output)

@@ -72,7 +72,7 @@ def build_failure_sensor(dvc: DvcProject, running: bool = False) -> dg.SensorDef
         default_status=_status(running),
     )
     def pipeline_failure_sensor(context: dg.RunFailureSensorContext) -> None:
-        """Record each failed pipeline run in reports/failures/<run id>.json (and the log):
+        """Record each failed pipeline run in ``reports/failures/<run id>.json`` (and the log):
         which step failed and why, so a failed nightly run is visible without the UI."""
         from recsys.data import io
 

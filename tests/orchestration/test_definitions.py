@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +24,8 @@ def test_repository_definitions_load() -> None:
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     expected = {
         "raw_interactions", "prepared_interactions", "processed_interactions",
-        "model_metrics", "gate_decision", "champion_model", "recommender_bento",
-        *(f"{f}_model" for f in families),
+        "model_metrics", "served_rankings", "gate_decision", "champion_model",
+        "recommender_bento", *(f"{f}_model" for f in families),
     }  # fmt: skip
     assert keys == expected
     job = defs.resolve_job_def("training_job")
@@ -110,3 +111,29 @@ def test_automation_env_reaches_the_loaded_definitions(value: str, status: str) 
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == [status, status]
+
+
+CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
+HTML_TAG = re.compile(r"</?[A-Za-z][^>]*>")
+
+
+def test_descriptions_survive_markdown() -> None:
+    """The UI renders descriptions as Markdown, which drops anything that looks like an HTML
+    tag: ``models/metrics/<family>.json`` showed as ``models/metrics/.json`` (issue #16).
+    Placeholders belong in code spans."""
+    graph = defs.resolve_asset_graph()
+    repo = defs.get_repository_def()
+    described = {
+        **{k.to_user_string(): graph.get(k).description for k in graph.get_all_asset_keys()},
+        **{k.name: graph.get_check_spec(k).description for k in graph.asset_check_keys},
+        **{j.name: j.description for j in repo.get_all_jobs()},
+        **{s.name: s.description for s in [*repo.schedule_defs, *repo.sensor_defs]},
+    }
+    assert "model_metrics" in described and "pipeline_failure_sensor" in described
+    eaten = {
+        name: HTML_TAG.findall(CODE_SPAN.sub("", text))
+        for name, text in described.items()
+        if text and HTML_TAG.search(CODE_SPAN.sub("", text))
+    }
+    assert eaten == {}
+    assert "``models/metrics/<family>.json``" in (described["model_metrics"] or "")
