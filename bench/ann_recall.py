@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 from hardware import hardware
 
-from recsys.retrieval import ExactIndex, FaissIndex, RetrievalConfig, recall_at_k
+from recsys.config import RetrievalConfig
+from recsys.retrieval import ExactIndex, FaissIndex, recall_at_k
 
 K = 10
 TARGET = 0.95

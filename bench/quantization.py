@@ -35,11 +35,12 @@ import numpy as np
 from hardware import hardware
 
 from recsys import benchmark as B
-from recsys.config import Storage
+from recsys.config import RetrievalConfig, Storage
 from recsys.evaluation.evaluate import evaluate_topk
 from recsys.models import registry
 from recsys.models.base import Recommender
-from recsys.retrieval import FaissIndex, RetrievalConfig, two_stage_recommend
+from recsys.models.twostage import TwoStage
+from recsys.retrieval import FaissIndex
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -54,6 +55,9 @@ class StoredVectors:
 
     def __init__(self, model: Any, index: FaissIndex, two_stage: bool) -> None:
         self.model, self.index, self.two_stage = model, index, two_stage
+        # The served two-stage model over the same IVF settings (every list probed).
+        retrieval = RetrievalConfig(kind="ivf", storage=index.storage, nprobe=10**6)
+        self.served = TwoStage.compose(model, model, rerank_top=RERANK_TOP, retrieval=retrieval)
 
     def recommend(
         self,
@@ -68,16 +72,7 @@ class StoredVectors:
             allowed = np.zeros(len(self.model.item_ids), dtype=bool)
             allowed[self.model.encode_items(candidates)] = True
         if self.two_stage:
-            return two_stage_recommend(
-                self.model,
-                self.model,
-                self.index,
-                user_ids,
-                k,
-                rerank_top=RERANK_TOP,
-                exclude_seen=exclude_seen,
-                allowed=allowed,
-            )
+            return self.served.recommend(user_ids, k, exclude_seen=exclude_seen, allowed=allowed)
         users = np.asarray(user_ids, dtype=np.int64)
         queries = self.model.user_embeddings(self.model.encode_users(users))
         exclude = [self.model.seen_item_indices(int(u)) for u in users] if exclude_seen else None

@@ -55,8 +55,7 @@ from typing import Any, get_args
 import numpy as np
 from hardware import hardware
 
-from recsys.config import Storage
-from recsys.retrieval import RetrievalConfig
+from recsys.config import RetrievalConfig, Storage
 from recsys.serving import loadgen, package
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,22 +147,28 @@ def prepared(catalogue: str, work: Path, args: argparse.Namespace) -> dict[str, 
         cmd = [sys.executable, __file__, "train", catalogue, "--work", str(work)]
         subprocess.run(cmd, env=env, check=True, cwd=REPO)
     tags = json.loads(tags_file.read_text())
-    from recsys.serving.engine import ServingConfig
+    from recsys.config import ServingConfig
+    from recsys.models.base import Recommender
+    from recsys.models.twostage import TwoStage
+    from recsys.serving import store
+    from recsys.serving.store import ModelLabels
 
     knobs = {"nprobe": args.nprobe} if args.nprobe else {}
     retrieval = RetrievalConfig(ann=args.ann, storage=args.storage, **knobs)
     serving = ServingConfig(
-        retrieval=retrieval,
-        workers=args.workers,
-        max_batch=args.max_batch,
-        fast_path=args.fast_path,
+        workers=args.workers, max_batch=args.max_batch, fast_path=args.fast_path
     )
+    home = work / "bentoml"
+    # The served model: the two-stage ranking with this run's retrieval settings (what a
+    # pipeline run would gate and promote), stored once per setting.
+    ranker = Recommender.load(store.model_path(tags["champion"], home=home))
+    same = tags["retriever"] == tags["champion"]
+    retriever = ranker if same else Recommender.load(store.model_path(tags["retriever"], home=home))
+    served = TwoStage.compose(ranker, retriever, retrieval=retrieval)
+    labels = ModelLabels(data_version=catalogue, git_revision="bench", params_hash="0", metrics={})
+    tags["served"] = store.save_model(served, "bench-twostage", labels, home=home)
     tags["bento"] = package.build_bento(
-        tags["champion"],
-        tags["retriever"],
-        tags["catalogue"],
-        serving=serving,
-        home=work / "bentoml",
+        tags["served"], tags["catalogue"], serving=serving, home=home
     )
     return dict(tags)
 

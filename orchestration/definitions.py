@@ -31,6 +31,7 @@ from orchestration.defs.promotion_assets import build_gate_decision, champion_mo
 from orchestration.defs.resources import DvcProject
 from orchestration.defs.schedules import build_nightly_training_schedule
 from orchestration.defs.sensors import build_failure_sensor, build_new_raw_data_sensor
+from orchestration.defs.served_assets import served_rankings
 from orchestration.defs.serving_assets import recommender_bento
 from recsys import pipeline
 
@@ -59,6 +60,7 @@ def build_assets(families: Sequence[str]) -> list[dg.AssetsDefinition]:
         data_assets.processed_interactions,
         *build_model_assets(families),
         build_model_metrics(families),
+        served_rankings,
         build_gate_decision(families),
         champion_model,
         recommender_bento,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
 from recsys import __version__
-from recsys.config import Params, SourceName, Storage, load_params
+from recsys.config import Params, SourceName, load_params
 from recsys.errors import ConfigError, RecsysError, ValidationFailed
 
 if TYPE_CHECKING:  # heavy modules are imported by the commands that use them
@@ -263,6 +263,48 @@ def _model_stage_parsers(commands: argparse._SubParsersAction[argparse.ArgumentP
     evaluate.add_argument("--seed", type=int, default=0, help="bootstrap and latency-sample seed")
     evaluate.set_defaults(handler=cmd_evaluate)
 
+    compose = commands.add_parser(
+        "compose",
+        help="build and score the served two-stage ranking of a trained candidate",
+        description="The ranking the service answers with: retrieve M candidates per user by "
+        "the retriever's vectors (exact or ANN search, `serving:` in the parameter file), then "
+        "rank them by the trained candidate. Saves it as one model to --out (no training) and "
+        "scores it like `recsys evaluate` on the processed test split, with the candidate's own "
+        "full ranking and the ANN's recall@M beside it (the gate's two-stage budget).",
+    )
+    compose.add_argument("--ranker", type=Path, required=True, help="trained candidate dir")
+    compose.add_argument("--retriever", type=Path, required=True, help="trained retriever dir")
+    compose.add_argument(
+        "--in", dest="inp", type=Path, required=True, help="processed directory (its test split)"
+    )
+    compose.add_argument("--out", type=Path, required=True, help="two-stage model dir to write")
+    compose.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
+    compose.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="parameter file")
+    compose.set_defaults(handler=cmd_compose)
+
+    gate_run = commands.add_parser(
+        "gate-candidates",
+        help="register every served ranking, gate the best against the champion",
+        description="The pipeline's gate step (recsys.promotion.gate_candidates): register each "
+        "candidate's served ranking (models/twostage-<family>, written by `recsys compose`) in "
+        "the BentoML store once per content, pick the best on the gate's primary metric, "
+        "re-evaluate the champion on the same split, decide (the 'gate' section) and record "
+        "the decision in the registry. --out gets the outcome as JSON. Exit status: 0 the "
+        "challenger may be promoted, 1 it may not (rejected, already champion or already "
+        "rejected), 2 bad input.",
+    )
+    gate_run.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="parameter file")
+    gate_run.add_argument("--models", type=Path, default=Path("models"), help="models directory")
+    gate_run.add_argument(
+        "--in", dest="inp", type=Path, required=True, help="processed directory (its test split)"
+    )
+    gate_run.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help="registry dir")
+    gate_run.add_argument(
+        "--data-version", required=True, help="version of the processed data (its DVC hash)"
+    )
+    gate_run.add_argument("--out", type=Path, required=True, help="outcome JSON to write")
+    gate_run.set_defaults(handler=cmd_gate_candidates)
+
 
 GATE_DESCRIPTION = """\
 Decide whether a challenger may replace the champion (recsys.gate.decide, the 'gate'
@@ -335,10 +377,12 @@ def _registry_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 BENTO_BUILD_DESCRIPTION = """\
 Build a bento of the recommendation service (`bentoml build` over bentofile.yaml; no
-Docker needed) around three models of the BentoML store ($BENTOML_HOME): the champion
-ranking model (default: the registry's champion), the two-tower retrieval model and the
-item catalogue (--catalogue TAG, or --processed DIR to store it from processed data).
-The tags are baked into the bento as bento arguments. Prints the bento tag.
+Docker needed) around two models of the BentoML store ($BENTOML_HOME): the champion, a
+gated two-stage model (default: the registry's champion; retrieval, index settings, M and
+ranker are inside it, as the gate measured them), and the item catalogue (--catalogue TAG,
+or --processed DIR to store it from processed data). The tags, the service settings
+(`serving:` in the parameter file) and the champion's lineage (data version, params hash,
+gate decision) are baked into the bento as bento arguments. Prints the bento tag.
 
 Exit status: 0 built; 2 bad input (unknown tag, no champion, build failed)."""
 
@@ -354,33 +398,22 @@ def _bento_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=BENTO_BUILD_DESCRIPTION,
     )
-    build.add_argument("--champion", metavar="TAG", help="ranking model (default: champion)")
-    build.add_argument("--retriever", metavar="TAG", required=True, help="two-tower model tag")
+    build.add_argument(
+        "--champion", metavar="TAG", help="two-stage model (default: the registry's champion)"
+    )
     source = build.add_mutually_exclusive_group(required=True)
     source.add_argument("--catalogue", metavar="TAG", help="stored item catalogue")
     source.add_argument("--processed", type=Path, metavar="DIR", help="store it from here")
     build.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help="registry dir")
+    build.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="parameter file")
     build.add_argument("--version", help="bento version (default: generated)")
     build.add_argument(
-        "--index",
-        choices=("auto", "exact", "hnsw", "ivf"),
-        default="auto",
-        help="retrieval index (auto: exact below --exact-below items, else IVF, nprobe 32)",
+        "--out", type=Path, metavar="FILE", help="also write the result (tags, lineage) as JSON"
     )
-    build.add_argument("--exact-below", type=int, default=100_000, metavar="N")
     build.add_argument(
-        "--storage",
-        choices=get_args(Storage),
-        default="float16",
-        help="how the ANN index stores item vectors (exact search always uses float32)",
-    )
-    build.add_argument("--rerank-top", type=int, default=200, metavar="M")
-    build.add_argument(
-        "--fast-path",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="answer valid /recommend requests before BentoML's per-API layer (same answers, "
-        "less time; --no-fast-path: every request through BentoML's API)",
+        "--reuse",
+        action="store_true",
+        help="keep the bento of --out when it packaged the same champion and still exists",
     )
     build.set_defaults(handler=cmd_bento_build)
 
@@ -623,6 +656,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compose(args: argparse.Namespace) -> int:
+    from recsys import pipeline
+
+    params = _params(args.params)
+    summary = pipeline.compose_candidate(args.ranker, args.retriever, args.inp, args.out, params)
+    report = pipeline.evaluate_candidate(args.out, args.inp, args.metrics)
+    two = report["two_stage"]
+    primary = params.gate.primary_metric
+    print(
+        f"composed {summary.family} (M={two['rerank_top']}, {two['index']} index, recall@M "
+        f"{two['recall@M']:.4f}): {primary} {report['metrics'][primary]:.4f} served, "
+        f"{two['ranker_metrics'][primary]:.4f} ranking every item -> {args.out}, {args.metrics}"
+    )
+    return 0
+
+
+def cmd_gate_candidates(args: argparse.Namespace) -> int:
+    from recsys import promotion
+    from recsys.data import io
+    from recsys.serving.store import Registry
+
+    outcome = promotion.gate_candidates(
+        args.models,
+        args.inp,
+        _params(args.params),
+        Registry(args.registry),
+        data_version=args.data_version,
+        work_dir=args.out.parent,
+    )
+    io.write_json(outcome.to_dict(), args.out)
+    print(outcome.report)
+    return 0 if outcome.promote else 1
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
     from recsys import gate
     from recsys.data import io
@@ -671,30 +738,25 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_bento_build(args: argparse.Namespace) -> int:
-    from recsys.retrieval import RetrievalConfig
-    from recsys.serving import package, store
-    from recsys.serving.engine import ServingConfig
-    from recsys.serving.store import Registry
+    from recsys.data import io
+    from recsys.serving import package
 
-    champion = args.champion
-    if champion is None:
-        record = Registry(args.registry).champion()
-        if record is None:
-            raise ConfigError("there is no champion yet", fix="pass --champion TAG, or promote")
-        champion = record.tag
-    data_version = store.model_info(champion)["labels"].get("data_version", "unknown")
-    catalogue = args.catalogue or package.save_catalogue(args.processed, data_version=data_version)
-    serving = ServingConfig(
-        retrieval=RetrievalConfig(
-            kind=args.index, exact_below=args.exact_below, storage=args.storage
-        ),
-        rerank_top=args.rerank_top,
-        fast_path=args.fast_path,
+    previous = None
+    if args.reuse and args.out is not None and args.out.is_file():
+        previous = package.BentoResult.read(args.out)
+    result = package.build_champion_bento(
+        registry=args.registry,
+        serving=_params(args.params).serving,
+        champion=args.champion,
+        catalogue=args.catalogue,
+        processed=args.processed,
+        version=args.version,
+        previous=previous,
     )
-    tag = package.build_bento(
-        champion, args.retriever, catalogue, serving=serving, version=args.version
-    )
-    print(f"built bento {tag} (champion {champion}, retriever {args.retriever})")
+    if args.out is not None:
+        io.write_json(result.to_dict(), args.out)
+    verb = "reused" if result.reused else "built"
+    print(f"{verb} bento {result.bento} (champion {result.champion})")
     return 0
 
 

@@ -10,7 +10,10 @@ cannot check counts as a failure:
   bound of the paired-bootstrap (1 - alpha) CI of the per-user difference must be above 0;
 - slices (cold users, tail items, ...) may not regress beyond their allowed drop;
 - cost: p99 single-request ``recommend`` latency and model size within their budgets (a budget
-  without a measurement fails).
+  without a measurement fails);
+- a two-stage ranking (what the service answers: ANN retrieval of M candidates, then the
+  ranker) may score at most ``max_two_stage_loss`` below its ranker's own full ranking on the
+  primary metric, both measured on the same test split.
 
 The first run, with no champion, applies only the absolute rules and says so in the decision.
 Every rule, passed or failed, leaves a ``Reason`` (metric, value, threshold) in the decision,
@@ -77,6 +80,9 @@ class ModelEvaluation:
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     model_bytes: int | None = None
+    ranker_metrics: dict[str, float] | None = None
+    """For a two-stage ranking: its ranker's metrics when it ranks every item (same split);
+    None for a single model."""
 
     @property
     def n_users(self) -> int:
@@ -122,6 +128,7 @@ class ModelEvaluation:
             "latency_p50_ms": self.latency_p50_ms,
             "latency_p99_ms": self.latency_p99_ms,
             "model_bytes": self.model_bytes,
+            "ranker_metrics": self.ranker_metrics,
         }
 
     @classmethod
@@ -155,6 +162,8 @@ class ModelEvaluation:
             raw.setdefault("latency_p50_ms", latency.get("p50"))
             raw.setdefault("latency_p99_ms", latency.get("p99"))
             raw.setdefault("model_bytes", raw.get("size_bytes"))
+            if isinstance(raw.get("two_stage"), dict):
+                raw.setdefault("ranker_metrics", raw["two_stage"].get("ranker_metrics"))
         raw["tag"] = tag or raw.get("tag")
         for key in ("tag", "split_fingerprint"):
             if not isinstance(raw.get(key), str) or not raw[key]:
@@ -174,6 +183,9 @@ class ModelEvaluation:
                 latency_p50_ms=_opt_float(raw.get("latency_p50_ms")),
                 latency_p99_ms=_opt_float(raw.get("latency_p99_ms")),
                 model_bytes=None if raw.get("model_bytes") is None else int(raw["model_bytes"]),
+                ranker_metrics=None
+                if raw.get("ranker_metrics") is None
+                else {str(k): _float(v) for k, v in raw["ranker_metrics"].items()},
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise DataError(f"malformed evaluation: {exc}", where=where) from exc
@@ -239,7 +251,7 @@ class Reason:
 
     rule: str
     """``config``, ``test_set``, ``threshold``, ``primary``, ``split``, ``margin``,
-    ``significance``, ``slice``, ``latency``, ``size`` or ``champion``."""
+    ``significance``, ``slice``, ``latency``, ``size``, ``two_stage`` or ``champion``."""
     passed: bool
     message: str
     metric: str | None = None
@@ -346,6 +358,7 @@ def decide(
     reasons += _test_set_rules(challenger, config)
     reasons += _absolute_rules(challenger, config)
     reasons += _cost_rules(challenger, config)
+    reasons += _two_stage_rules(challenger, config)
     if champion is None:
         reasons.append(Reason("champion", True, FIRST_RUN))
     else:
@@ -443,6 +456,21 @@ def _cost_rules(ev: ModelEvaluation, cfg: GateConfig) -> list[Reason]:
         size = None if ev.model_bytes is None else float(ev.model_bytes)
         out.append(_threshold(size, "model_bytes", float(cfg.max_model_bytes), False, "size"))
     return out
+
+
+def _two_stage_rules(ev: ModelEvaluation, cfg: GateConfig) -> list[Reason]:
+    """The served two-stage ranking against its ranker scoring every item (single models: none)."""
+    if ev.ranker_metrics is None or cfg.max_two_stage_loss is None:
+        return []
+    metric, margin = cfg.primary_metric, cfg.max_two_stage_loss
+    full, served = ev.ranker_metrics.get(metric), ev.metrics.get(metric)
+    if not (_is_number(full) and _is_number(served)):
+        return [Reason("two_stage", False, f"{metric} of the two stages or of the ranker missing")]
+    assert full is not None and served is not None
+    floor = full - margin if higher_is_better(metric) else full + margin
+    reason = _threshold(served, metric, floor, higher_is_better(metric), "two_stage", " served")
+    detail = f" (ranker alone {full:.6g}, allowed loss {margin:.6g})"
+    return [dataclasses.replace(reason, message=reason.message + detail)]
 
 
 def _champion_rules(ch: ModelEvaluation, champ: ModelEvaluation, cfg: GateConfig) -> list[Reason]:

@@ -41,6 +41,8 @@ LATENCY_REQUESTS: Final = 200
 """Single-user ``recommend`` calls timed for the latency percentiles (after a warm-up)."""
 LATENCY_WARMUP: Final = 5
 SPLIT_TABLES: Final = ("train", "val", "test")
+TWO_STAGE_PREFIX: Final = "twostage-"
+"""Family of the served ranking built over candidate ``<family>`` (``models/twostage-<family>``)."""
 
 
 def check_candidates(models: ModelsConfig) -> tuple[str, ...]:
@@ -108,6 +110,46 @@ def train_candidate(family: str, processed_dir: Path, out: Path, params: Params)
             config=model.config_dict(),
             train=result.summary(),
             history={k: [float(x) for x in v] for k, v in result.history.items()},
+            size_bytes=dir_size(tmp),
+            split=split_fingerprint(processed_dir),
+            hardware=hardware(),
+        )
+        io.write_json(summary.to_dict(), tmp / TRAIN_SUMMARY)
+    return summary
+
+
+def compose_candidate(
+    ranker_dir: Path, retriever_dir: Path, processed_dir: Path, out: Path, params: Params
+) -> TrainSummary:
+    """The served ranking of one candidate: ``TwoStage.compose`` of the trained ranker in
+    ``ranker_dir`` and the retriever in ``retriever_dir`` (``serving.retriever``), with M and
+    the index of ``serving`` in params.yaml; saved to ``out`` atomically (no training).
+
+    Its family is ``twostage-<ranker family>``; a ranker that is the retriever itself (the
+    two-tower model ranking its own candidates) is loaded and stored once.
+    """
+    from recsys.models.twostage import TwoStage
+
+    ranker_dir, retriever_dir = Path(ranker_dir), Path(retriever_dir)
+    io.require_file(ranker_dir / META_FILE, "trained ranker (run its train stage first)")
+    io.require_file(retriever_dir / META_FILE, "trained retriever (serving.retriever)")
+    ranker = Recommender.load(ranker_dir)
+    same = ranker_dir.resolve() == retriever_dir.resolve()
+    retriever = ranker if same else Recommender.load(retriever_dir)
+    serving = params.serving
+    model = TwoStage.compose(
+        ranker, retriever, rerank_top=serving.rerank_top, retrieval=serving.retrieval
+    )
+    family = read_train_summary(ranker_dir).get("family", ranker.name)
+    result = model.train_result
+    assert result is not None  # compose fills it
+    with io.atomic_dir(Path(out)) as tmp:
+        model.save(tmp)
+        summary = TrainSummary(
+            family=f"{TWO_STAGE_PREFIX}{family}",
+            config=model.config_dict(),
+            train=result.summary(),
+            history={},
             size_bytes=dir_size(tmp),
             split=split_fingerprint(processed_dir),
             hardware=hardware(),
@@ -200,8 +242,37 @@ def evaluate_candidate(
             **{k: np.asarray(v, dtype=np.float64).tolist() for k, v in result.per_user.items()},
         },
     }
+    from recsys.models.twostage import TwoStage
+
+    if isinstance(model, TwoStage):
+        report["two_stage"] = two_stage_report(model, data, result.user_ids, ks, n_boot, seed)
     io.write_json(report, Path(out))
     return report
+
+
+def two_stage_report(
+    model: Any,
+    data: Any,
+    user_ids: np.ndarray,
+    ks: Sequence[int],
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """What the served ranking costs against its ranker scoring every item: the ranker's own
+    full-ranking metrics on the same test split (the gate's ``max_two_stage_loss`` budget),
+    the ANN's recall@M against exact retrieval, M and the index kind."""
+    from recsys.evaluation.evaluate import evaluate_topk
+
+    ranker, retriever = model.parts()
+    full = evaluate_topk(ranker, data.split.train, data.split.test, ks, n_boot=n_boot, seed=seed)
+    return {
+        "ranker": ranker.name,
+        "retriever": retriever.name,
+        "rerank_top": model.config.rerank_top,
+        "index": model.index.kind,
+        "recall@M": model.retrieval_recall(user_ids),
+        "ranker_metrics": {k: float(v) for k, v in full.metrics.items()},
+    }
 
 
 def metrics_table(reports: Sequence[dict[str, Any]], primary: str = "ndcg@10") -> str:

@@ -1,16 +1,15 @@
-"""Item-embedding retrieval: exact top-k and faiss ANN behind one interface, and the two-stage
-recommender (retrieve top-M by the two-tower model, re-rank them by the champion).
+"""Item-embedding retrieval: exact top-k and faiss ANN behind one interface (the first stage of
+``recsys.models.twostage.TwoStage``, which retrieves top-M and re-ranks them).
 
 ::
 
     index = build_index(retriever.item_embeddings(), RetrievalConfig())   # exact below a size
     idx, sims = index.search(queries, k=200, exclude=[seen_u], allowed=mask)
-    ids, scores = two_stage_recommend(ranker, retriever, index, [42], k=10, rerank_top=200)
 
 Scores are inner products (the two-tower model's ``u . v``). ``ExactIndex`` breaks ties by the
 lower item index (``recsys.models.base.top_k``), as ``Recommender.recommend`` does, so with
-exact retrieval and ``rerank_top`` at least the catalogue size the two-stage answer equals the
-ranker's own ``recommend``. The ANN indexes (HNSW, IVF) are built single-threaded from a
+exact retrieval and M at least the catalogue size the two-stage answer equals the ranker's own
+``recommend``. The ANN indexes (HNSW, IVF) are built single-threaded from a
 fixed seed, so the same embeddings always give the same index and the same answers: the
 service and the offline pipeline agree (train/serve parity, RELIABILITY.md item 6).
 
@@ -22,75 +21,16 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal
 
 import numpy as np
 
-from recsys.config import Storage
+from recsys.config import RetrievalConfig
 from recsys.errors import ConfigError, DataError
-from recsys.models.base import Recommender, top_k
+from recsys.models.base import top_k
 
-IndexKind = Literal["auto", "exact", "hnsw", "ivf"]
 SEARCH_BLOCK = 256
 """Queries scored per block by ``ExactIndex``: bounds memory at 256 x n_items floats."""
-
-
-@dataclass(frozen=True)
-class RetrievalConfig:
-    """How candidates are retrieved (the ``serving`` settings baked into a bento).
-
-    The defaults keep exact search up to 100k items (one [1, d] x [d, n] product: ~2 ms at
-    100k x 128 on one core) and IVF (vectors stored as float16) above it.
-    ``bench/ann_recall.py`` measured, on a 1e6-item clustered catalogue (d=64, 2-core EPYC):
-    IVF with 4000 lists and nprobe=32 recall@10 0.997 against exact search (nprobe=16: 0.984),
-    p50 0.16-0.19 ms per query, built in 76 s single-threaded (~5 min on a loaded host); HNSW
-    with M=32, efConstruction=80 only 0.70 at efSearch=128 and 0.85 at 1024, built in ~17 min
-    (loaded host). HNSW stays available (``ann="hnsw"``).
-    """
-
-    kind: IndexKind = "auto"
-    """``auto``: exact below ``exact_below`` items, else ``ann``."""
-    exact_below: int = 100_000
-    ann: Literal["hnsw", "ivf"] = "ivf"
-    hnsw_m: int = 32
-    ef_construction: int = 80
-    ef_search: int = 128
-    nlist: int | None = None
-    """IVF lists; None: 4 sqrt(n_items) (at most n_items / 39)."""
-    nprobe: int = 32
-    storage: Storage = "float16"
-    """How the ANN index stores the item vectors: ``float32`` (IVF-Flat, HNSW-Flat),
-    ``float16`` or ``int8`` (faiss scalar quantizers: IVF-SQ, HNSW-SQ; int8 with a per-dimension
-    range learnt from the vectors). The two-stage service re-scores the retrieved candidates
-    with the ranker's own float32 weights, so storage changes which candidates are found, not
-    their final scores. ``bench/ann_recall.py --storage`` measured, 1e6 x 64 items, IVF nprobe
-    32: vectors 244 / 122 / 61 MiB, p50 0.19 / 0.16 / 0.16 ms per query, recall@10 0.997 /
-    0.997 / 0.973, the exact top 10 among the top 200 in 99.75 % for all three;
-    ``bench/quantization.py``: ml100k-u1 NDCG@10 unchanged after re-scoring. Exact search
-    (catalogues below ``exact_below``) always uses the float32 vectors."""
-    seed: int = 1234
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("auto", "exact", "hnsw", "ivf"):
-            raise ConfigError(f"retrieval.kind must be auto|exact|hnsw|ivf, got {self.kind!r}")
-        if self.ann not in ("hnsw", "ivf"):
-            raise ConfigError(f"retrieval.ann must be hnsw|ivf, got {self.ann!r}")
-        for name in ("exact_below", "hnsw_m", "ef_construction", "ef_search", "nprobe"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"retrieval.{name} must be an integer >= 1, got {value!r}")
-        if self.nlist is not None and self.nlist < 1:
-            raise ConfigError(f"retrieval.nlist must be >= 1, got {self.nlist}")
-        if self.storage not in get_args(Storage):
-            raise ConfigError(
-                f"retrieval.storage must be {'|'.join(get_args(Storage))}, got {self.storage!r}"
-            )
-
-    def resolved_kind(self, n_items: int) -> Literal["exact", "hnsw", "ivf"]:
-        if self.kind == "auto":
-            return "exact" if n_items < self.exact_below else self.ann
-        return self.kind
 
 
 class ItemIndex(abc.ABC):
@@ -302,93 +242,6 @@ def build_index(vectors: np.ndarray, cfg: RetrievalConfig | None = None) -> Item
     if kind == "exact":
         return ExactIndex(vectors)
     return FaissIndex(vectors, kind, cfg)
-
-
-# --- two-stage recommendation ---------------------------------------------------------------------
-class EmbeddingModel(Protocol):
-    """A retrieval model: the two-tower model (``recsys.models.twotower.TwoTower``)."""
-
-    def item_embeddings(self) -> np.ndarray | None: ...
-    def user_embeddings(self, user_idx: np.ndarray) -> np.ndarray: ...
-    def encode_users(self, user_ids: np.ndarray | list[int]) -> np.ndarray: ...
-    @property
-    def item_ids(self) -> np.ndarray: ...
-
-
-def check_compatible(ranker: Recommender, retriever: Recommender) -> None:
-    """The two models must share the item vocabulary (trained on the same processed data):
-    retrieval hands item indices to the ranker."""
-    if not np.array_equal(ranker.item_ids, retriever.item_ids):
-        raise DataError(
-            "the ranking and retrieval models have different item catalogues",
-            fix="train both on the same processed data (one pipeline run)",
-        )
-    if not hasattr(retriever, "user_embeddings") or retriever.item_embeddings() is None:
-        raise DataError(
-            f"the retrieval model '{retriever.name}' has no user/item embeddings",
-            fix="use a two-tower model as the retriever",
-        )
-
-
-def rankable_mask(ranker: Recommender) -> np.ndarray:
-    """[n_items] bool: the items ``ranker.recommend`` would rank by default."""
-    mask = np.zeros(len(ranker.item_ids), dtype=bool)
-    mask[ranker.default_candidates()] = True
-    return mask
-
-
-def two_stage_recommend(
-    ranker: Recommender,
-    retriever: EmbeddingModel,
-    index: ItemIndex,
-    user_ids: np.ndarray | list[int],
-    k: int = 10,
-    *,
-    rerank_top: int = 200,
-    exclude_seen: bool = True,
-    allowed: np.ndarray | None = None,
-    rankable: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Retrieve ``rerank_top`` candidates per user by the retriever's embeddings, then rank them
-    with ``ranker.recommend(..., candidates=...)``: the function the service calls.
-
-    Args:
-      ranker: the champion; its item vocabulary is the retriever's (``check_compatible``).
-      retriever: gives user query vectors; ``index`` holds its item vectors.
-      user_ids: [n] raw user ids known to both models.
-      allowed: [n_items] bool filter (genres, ...); None: every item.
-      rankable: ``rankable_mask(ranker)`` computed once by the caller (the service's engine),
-        so that a request does not rebuild an [n_items] mask; None: computed here.
-
-    Returns:
-      ([n, k] raw item ids, [n, k] float32 ranker scores), padded with -1 / -inf.
-    """
-    raw_users = np.asarray(user_ids, dtype=np.int64).ravel()
-    users = ranker.encode_users(raw_users)  # unknown users raise UnknownIdError, as recommend
-    eligible = rankable_mask(ranker) if rankable is None else rankable
-    if allowed is not None:
-        eligible = eligible & allowed
-    # Every item eligible (a ranker that scores cold items, no filter): no faiss selector,
-    # which would cost a bitmap of n_items bits per request and a slower filtered search.
-    search_filter = None if eligible.all() else eligible
-    queries = retriever.user_embeddings(retriever.encode_users(raw_users))
-    exclude = None
-    if exclude_seen:
-        exclude = [ranker.seen_item_indices(int(u)) for u in raw_users]
-    cand, _ = index.search(queries, max(rerank_top, k), exclude=exclude, allowed=search_filter)
-    ids = np.full((len(raw_users), k), -1, dtype=np.int64)
-    scores = np.full((len(raw_users), k), -np.inf, dtype=np.float32)
-    item_raw = ranker.item_ids
-    rows = [row for row in range(len(users)) if (cand[row] >= 0).any()]
-    # The index already left the seen items out of the candidates: re-ranking excludes nothing
-    # more (``recommend(exclude_seen=True)`` would slice the [n_users, n_items] seen matrix per
-    # request: ~1 ms at 1e6 items).
-    ranked = ranker.rank_candidates_many(
-        users[rows], [cand[row][cand[row] >= 0] for row in rows], k
-    )
-    for row, (top, top_scores) in zip(rows, ranked, strict=True):
-        ids[row, : len(top)], scores[row, : len(top)] = item_raw[top], top_scores
-    return ids, scores
 
 
 def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:

@@ -321,6 +321,10 @@ class Recommender(abc.ABC):
         """Raw ids of the items ``user_id`` interacted with in training."""
         return self._vocab().item_ids[self.seen_item_indices(user_id)]
 
+    def item_popularity(self) -> np.ndarray:
+        """[n_items] float32: training interactions per item (0 for cold items)."""
+        return np.asarray(self._seen_matrix().getnnz(axis=0), dtype=np.float32)
+
     def seen_item_indices(self, user_id: int) -> np.ndarray:
         """Sorted vocabulary indices of the items ``user_id`` interacted with in training.
 

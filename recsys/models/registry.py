@@ -22,6 +22,7 @@ MODELS: dict[str, str] = {
     "twotower": "recsys.models.twotower:TwoTower",
     "autorec": "recsys.models.autorec:AutoRec",
     "ensemble": "recsys.models.ensemble:Ensemble",
+    "twostage": "recsys.models.twostage:TwoStage",
 }
 
 

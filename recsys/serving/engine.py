@@ -1,5 +1,6 @@
 """What the service answers, without HTTP: two-stage recommendation, cold-start fallbacks,
-filters, similar items, pair scores and explanations over loaded ``Recommender`` objects.
+filters, similar items, pair scores and explanations over one loaded ``TwoStage`` model (the
+gated object: ``recsys.models.twostage``) and the item catalogue.
 
 The BentoML service (``service.py``) is a thin shell over ``Engine``; tests and the offline
 parity check call the same methods. Nothing here imports BentoML.
@@ -17,26 +18,20 @@ that name the field and the ids.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
+from recsys.config import ServingConfig
 from recsys.data import io
 from recsys.data.preprocess import Processed
-from recsys.errors import ConfigError, DataError, RecsysError
+from recsys.errors import DataError, RecsysError
 from recsys.models.base import Recommender, top_k
-from recsys.retrieval import (
-    ItemIndex,
-    RetrievalConfig,
-    build_index,
-    check_compatible,
-    rankable_mask,
-    two_stage_recommend,
-)
+from recsys.models.twostage import TwoStage, two_stage_of
+from recsys.retrieval import ItemIndex
 
 CATALOGUE_FORMAT: Final = 1
 FALLBACK_POPULARITY: Final = "popularity"
@@ -62,80 +57,6 @@ class RequestError(RecsysError):
         if self.ids:
             out["unknown_ids"] = self.ids
         return out
-
-
-@dataclass(frozen=True)
-class ServingConfig:
-    """Serving settings, baked into a bento as JSON (``package.build_bento(serving=...)``)."""
-
-    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
-    rerank_top: int = 200
-    """M: candidates retrieved per user and re-ranked by the champion."""
-    explain_history: int = 3
-    """History items reported per recommended item by ``explain``."""
-    workers: int = 1
-    """Worker processes of the served bento. Each loads the models and builds its own index
-    (memory and start-up time grow with it); one worker runs Python on one core at a time
-    (the GIL). The workers share one listening socket and the first to wake accepts a burst
-    of new connections, so on one host a second worker adds throughput only when clients'
-    connections happen to spread (docs/serving.md, "Workers")."""
-
-    access_log: bool = False
-    """BentoML's per-request access log line. Off by default: on a loaded 2-core host the
-    line per request cost 30-65 % of the throughput at 8 clients (bench/serving.py A/B, ML-100K);
-    ``/metrics`` counts requests and latencies either way."""
-
-    max_batch: int = 64
-    """Most concurrent ``/recommend`` requests answered by one model call (1: no batching).
-    Batches form only from requests already waiting, so a lone request is never delayed."""
-
-    trace_requests: bool = False
-    """OpenTelemetry spans for the data-plane endpoints. BentoML 1.4 creates a span per request
-    even with no exporter configured; on our 2-core host a no-op endpoint served 1,860 req/s
-    without it and 1,100 with it (32 clients, one worker), so the data-plane
-    routes are excluded from tracing unless this is on (``/livez``, ``/readyz``, ``/metrics``
-    keep BentoML's defaults)."""
-
-    latency_budget_s: float = 1.0
-    """Seconds a data-plane request may wait for its answer to start; past it, 503 with
-    ``Retry-After`` and ``recsys_latency_budget_exceeded_total`` (RELIABILITY.md item 22;
-    ``recsys.serving.limits.LatencyBudget``). At 1e6 items and 48 saturating clients the p99
-    is 32-45 ms, so 1 s sheds only requests stuck behind a real overload. BentoML's own 10 s
-    ``traffic.timeout`` (504) stays as the outer bound."""
-
-    fast_path: bool = True
-    """``/recommend`` requests whose body validates are answered by
-    ``recsys.serving.fastpath.JSONFastPath`` instead of BentoML's per-API machinery (router,
-    context, serde, dispatch); anything else, errors included, still goes through BentoML. Same
-    answers (tested); at the 1e6 catalogue, 32 clients: 2,043-2,371 req/s and p99 19.7-24.5 ms
-    against 1,436-1,705 and 24.0-31.2 ms without (docs/benchmarks.md, "Fast path")."""
-
-    def __post_init__(self) -> None:
-        for name in ("access_log", "trace_requests", "fast_path"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(
-                    f"serving.{name} must be true or false, got {getattr(self, name)!r}"
-                )
-        for name in ("rerank_top", "explain_history", "workers", "max_batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"serving.{name} must be an integer >= 1, got {value!r}")
-        budget = self.latency_budget_s
-        if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
-            raise ConfigError(f"serving.latency_budget_s must be a number > 0, got {budget!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ServingConfig:
-        """Strict: unknown keys raise ``ConfigError``."""
-        raw = dict(raw)
-        try:
-            retrieval = RetrievalConfig(**raw.pop("retrieval", {}))
-            return cls(retrieval=retrieval, **raw)
-        except TypeError as exc:
-            raise ConfigError(f"bad serving config: {exc}") from exc
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,12 +114,17 @@ class Catalogue:
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where every answer comes from."""
+    """Where every answer comes from: the gated model, the data it was trained on, the
+    parameters and the gate decision that blessed it."""
 
     model_tag: str
     retriever_tag: str
+    """The retrieval part of the model: ``<model_tag>/<retriever family>``."""
     data_version: str
     index_type: str
+    params_hash: str = "unknown"
+    gate_decision: str = "unknown"
+    """The decision file's id (``<registry>/decisions/...``) that promoted the model."""
 
 
 @dataclass(frozen=True)
@@ -221,35 +147,38 @@ class Explanation:
 
 
 class Engine:
-    """Loaded models + index; every public method takes and returns raw ids."""
+    """The loaded two-stage model + catalogue; every public method takes and returns raw ids."""
 
     def __init__(
         self,
-        ranker: Recommender,
-        retriever: Recommender,
+        model: Recommender,
         catalogue: Catalogue,
         cfg: ServingConfig | None = None,
         *,
         model_tag: str = "local",
-        retriever_tag: str = "local",
         data_version: str = "unknown",
+        params_hash: str = "unknown",
+        gate_decision: str = "unknown",
     ) -> None:
-        check_compatible(ranker, retriever)
-        if not np.array_equal(catalogue.item_ids, ranker.item_ids):
+        self.model: TwoStage = two_stage_of(model)
+        self.ranker, retriever = self.model.parts()
+        if not np.array_equal(catalogue.item_ids, self.ranker.item_ids):
             raise DataError("the catalogue's items are not the models' item vocabulary")
-        self.ranker = ranker
-        self.retriever = retriever
         self.catalogue = catalogue
         self.cfg = cfg or ServingConfig()
-        vectors = retriever.item_embeddings()
-        assert vectors is not None  # check_compatible
-        self.index: ItemIndex = build_index(vectors, self.cfg.retrieval)
+        self.index: ItemIndex = self.model.index
+        vectors = self.index.vectors
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         self.unit_vectors = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
-        self.rankable = rankable_mask(ranker)
-        seen = ranker._seen_matrix()  # training interactions shipped inside the model
-        self.popularity = np.asarray(seen.getnnz(axis=0), dtype=np.float32)
-        self.provenance = Provenance(model_tag, retriever_tag, data_version, self.index.kind)
+        self.popularity = self.model.item_popularity()
+        self.provenance = Provenance(
+            model_tag,
+            f"{model_tag}/{retriever.name}",
+            data_version,
+            self.index.kind,
+            params_hash,
+            gate_decision,
+        )
 
     # --- ids --------------------------------------------------------------------------------
     def known_user(self, user_id: int) -> bool:
@@ -298,16 +227,8 @@ class Engine:
             fallback = self.popular(k, allowed)
             out = [fallback] * len(raw)
         if known.any():
-            ids, scores = two_stage_recommend(
-                self.ranker,
-                self.retriever,  # type: ignore[arg-type]  # check_compatible: user_embeddings
-                self.index,
-                raw[known],
-                k,
-                rerank_top=self.cfg.rerank_top,
-                exclude_seen=exclude_seen,
-                allowed=allowed,
-                rankable=self.rankable,
+            ids, scores = self.model.recommend(
+                raw[known], k, exclude_seen=exclude_seen, allowed=allowed
             )
             answers = [_ranked(i, s) for i, s in zip(ids, scores, strict=True)]
             if known.all():
@@ -415,21 +336,9 @@ def _ranked(ids: np.ndarray, scores: np.ndarray, fallback: str | None = None) ->
 
 
 def load_engine(
-    ranker_dir: Path,
-    retriever_dir: Path,
-    catalogue_dir: Path,
-    cfg: ServingConfig | None = None,
-    **provenance: str,
+    model_dir: Path, catalogue_dir: Path, cfg: ServingConfig | None = None, **provenance: str
 ) -> Engine:
-    """Load the three saved artifacts (only from these directories: the model store's paths).
-    A champion that is its own retriever (a two-tower ranking its own candidates) is loaded
-    once: at 1e6 items a second copy cost 0.8 GiB per worker."""
-    ranker = Recommender.load(ranker_dir)
-    same = Path(ranker_dir).resolve() == Path(retriever_dir).resolve()
-    return Engine(
-        ranker,
-        ranker if same else Recommender.load(retriever_dir),
-        Catalogue.load(catalogue_dir),
-        cfg,
-        **provenance,
-    )
+    """Load the saved two-stage model and the catalogue (only from these directories: the model
+    store's paths). A two-tower model ranking its own candidates is stored and loaded once
+    (``TwoStage`` keeps one copy: at 1e6 items a second cost 0.8 GiB per worker)."""
+    return Engine(Recommender.load(model_dir), Catalogue.load(catalogue_dir), cfg, **provenance)

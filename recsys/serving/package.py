@@ -3,14 +3,14 @@
 ::
 
     catalogue = save_catalogue(processed_dir, data_version="...")         # item genres
-    tag = build_bento(champion_tag, retriever_tag, catalogue)             # `bentoml build`
+    tag = build_bento(champion_tag, catalogue, registry=...)              # `bentoml build`
     report = validate_bento(tag, registry=Registry("data/registry"))      # serve, probe, stop
     report.deployable                                                     # True only if all passed
 
 ``build_bento`` runs ``bentoml build`` (no Docker needed) in a subprocess over the repository's
-``bentofile.yaml``, passing the three model tags and the serving settings as bento arguments
-(``--arg-file``), so the bento carries the exact model versions and BentoML hands the same
-arguments back when it serves the bento. A subprocess, because the service module reads its
+``bentofile.yaml``, passing the two model tags, the serving settings and the lineage as bento
+arguments (``--arg-file``), so the bento carries the exact model versions and BentoML hands the
+same arguments back when it serves the bento. A subprocess, because the service module reads its
 arguments once, at import: a second build in the same process would reuse the first's tags.
 
 ``validate_bento`` (RELIABILITY.md item 20) serves the built bento with ``bentoml serve`` on
@@ -41,11 +41,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from recsys.config import ServingConfig
 from recsys.data import io
 from recsys.data.preprocess import Processed, load_processed
 from recsys.errors import DataError, RecsysError
 from recsys.serving import store
-from recsys.serving.engine import Catalogue, ServingConfig
+from recsys.serving.engine import Catalogue
 
 CATALOGUE_NAME: Final = "recsys-catalogue"
 BENTOFILE: Final = "bentofile.yaml"
@@ -90,29 +91,50 @@ def save_catalogue(
 
 
 # --- build -------------------------------------------------------------------------------------
+def lineage(
+    champion_tag: str, *, registry: Path | str | None = None, home: Path | str | None = None
+) -> dict[str, str]:
+    """What blessed ``champion_tag``: the data version and params hash it was registered
+    with, and its recorded gate decision (``<registry>/decisions/...``, relative to the
+    registry; "ungated" when the registry holds none: a bento built by hand, outside the
+    pipeline, says so in every answer)."""
+    labels = store.model_info(champion_tag, home=home)["labels"]
+    decision = "ungated"
+    if registry is not None:
+        path = store.Registry(registry, home=home).decision_path(champion_tag)
+        if path.is_file():
+            decision = str(path.relative_to(Path(registry)))
+    return {
+        "data_version": str(labels.get("data_version", "unknown")),
+        "params_hash": str(labels.get("params_hash", "unknown")),
+        "gate_decision": decision,
+    }
+
+
 def bento_arguments(
     champion_tag: str,
-    retriever_tag: str,
     catalogue_tag: str,
     serving: ServingConfig | None = None,
     *,
+    registry: Path | str | None = None,
     home: Path | str | None = None,
 ) -> dict[str, Any]:
     """The service's arguments (``service.BentoArgs``) with every tag resolved to its version."""
+    champion = store.resolve_tag(champion_tag, home=home)
     return {
-        "champion": store.resolve_tag(champion_tag, home=home),
-        "retriever": store.resolve_tag(retriever_tag, home=home),
+        "champion": champion,
         "catalogue": store.resolve_tag(catalogue_tag, home=home),
         "serving": (serving or ServingConfig()).to_dict(),
+        "lineage": lineage(champion, registry=registry, home=home),
     }
 
 
 def build_bento(
     champion_tag: str,
-    retriever_tag: str,
     catalogue_tag: str,
     *,
     serving: ServingConfig | None = None,
+    registry: Path | str | None = None,
     labels: Mapping[str, str] | None = None,
     version: str | None = None,
     home: Path | str | None = None,
@@ -122,19 +144,17 @@ def build_bento(
     """``bentoml build`` of the service around these models; returns the bento tag.
 
     Args:
-      champion_tag: the ranking model (e.g. ``Registry.champion().tag``).
-      retriever_tag: the two-tower model whose item embeddings feed retrieval.
+      champion_tag: the gated two-stage model (e.g. ``Registry.champion().tag``).
       catalogue_tag: from ``save_catalogue``.
-      serving: retrieval settings (exact/ANN, threshold, M) baked into the bento.
-      labels: extra bento labels; the model tags and data version are always added.
+      serving: service settings (workers, batching, limits) baked into the bento.
+      registry: where the champion's gate decision is recorded (its lineage).
+      labels: extra bento labels; the model tags and the lineage are always added.
     """
-    args = bento_arguments(champion_tag, retriever_tag, catalogue_tag, serving, home=home)
-    champion = store.model_info(args["champion"], home=home)
+    args = bento_arguments(champion_tag, catalogue_tag, serving, registry=registry, home=home)
     all_labels = {
         "champion": args["champion"],
-        "retriever": args["retriever"],
         "catalogue": args["catalogue"],
-        "data_version": champion["labels"].get("data_version", "unknown"),
+        **args["lineage"],
         **(labels or {}),
     }
     project = Path(project_dir)
@@ -166,6 +186,94 @@ def build_bento(
             fix=_tail(proc.stdout + proc.stderr),
         )
     return tags[-1].removeprefix("__tag__:").strip()
+
+
+@dataclass(frozen=True)
+class BentoResult:
+    """What ``build_champion_bento`` did (``recsys bento build --out FILE`` writes it)."""
+
+    bento: str
+    champion: str
+    catalogue: str
+    lineage: dict[str, str]
+    reused: bool = False
+    """True when an earlier build of the same champion was kept (``--reuse``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def read(cls, path: Path) -> BentoResult:
+        raw = io.read_json(io.require_file(Path(path), "bento build result"))
+        try:
+            return cls(**raw)
+        except TypeError as exc:
+            raise DataError(f"malformed bento build result: {exc}", where=str(path)) from exc
+
+
+def bento_exists(tag: str, *, home: Path | str | None = None) -> bool:
+    """The bento ``name:version`` is in the local bento store (``$BENTOML_HOME/bentos``)."""
+    name, _, version = tag.partition(":")
+    bentos = store.bentoml_home(home) / "bentos"
+    return bool(name and version) and (bentos / name / version).is_dir()
+
+
+def build_champion_bento(
+    *,
+    registry: Path | str,
+    serving: ServingConfig | None = None,
+    champion: str | None = None,
+    catalogue: str | None = None,
+    processed: Path | str | None = None,
+    version: str | None = None,
+    previous: BentoResult | None = None,
+    home: Path | str | None = None,
+) -> BentoResult:
+    """The bento of the registry's champion (or ``champion``), a two-stage model: stores the
+    catalogue from ``processed`` unless ``catalogue`` names a stored one, then builds.
+    ``previous``: an earlier result, kept as it is when it packaged the same champion and its
+    bento is still in the store (a pipeline re-run without a new champion builds nothing)."""
+    from recsys.models.twostage import TwoStage
+
+    if champion is None:
+        record = store.Registry(registry, home=home).champion()
+        if record is None:
+            raise DataError(
+                "there is no champion yet",
+                where=str(registry),
+                fix="run the pipeline (bin/pipeline) or `recsys promote TAG`; or pass --champion",
+            )
+        champion = record.tag
+    champion = store.resolve_tag(champion, home=home)
+    if (
+        previous is not None
+        and previous.champion == champion
+        and bento_exists(previous.bento, home=home)
+    ):
+        return dataclasses.replace(previous, reused=True)
+    kind = store.model_info(champion, home=home)["metadata"].get("recsys_model")
+    if kind != TwoStage.name:
+        raise DataError(
+            f"{champion} is a '{kind}' model, not a two-stage ranking: the service serves what "
+            "the gate measured, a retriever and a ranker in one model",
+            fix="run the pipeline (it gates and promotes a `twostage` model), or "
+            "`recsys compose` one and gate it",
+        )
+    if catalogue is None:
+        if processed is None:
+            raise DataError("pass a stored catalogue tag or the processed data directory")
+        catalogue = save_catalogue(
+            processed, data_version=lineage(champion, home=home)["data_version"], home=home
+        )
+    tag = build_bento(
+        champion, catalogue, serving=serving, registry=registry, version=version, home=home
+    )
+    return BentoResult(
+        tag,
+        champion,
+        store.resolve_tag(catalogue, home=home),
+        lineage(champion, registry=registry, home=home),
+    )
 
 
 # --- infra validation --------------------------------------------------------------------------

@@ -109,9 +109,11 @@ class ScoredItem(BaseModel):
 class Answer(BaseModel):
     """Provenance carried by every answer."""
 
-    model_tag: str = Field(description="the ranking model (champion) in the BentoML store")
-    retriever_tag: str = Field(description="the two-tower retrieval model")
-    data_version: str
+    model_tag: str = Field(description="the gated two-stage model (champion) in the BentoML store")
+    retriever_tag: str = Field(description="its retrieval part: <model_tag>/<family>")
+    data_version: str = Field(description="DVC hash of the processed data it was trained on")
+    params_hash: str = Field(description="hash of the settings it was trained with")
+    gate_decision: str = Field(description="the recorded gate decision that promoted it")
     index_type: str = Field(description="exact, hnsw or ivf")
     fallback: str | None = Field(
         None, description="null, 'popularity' (unknown user) or 'recent_items' (anonymous)"

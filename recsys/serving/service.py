@@ -1,26 +1,27 @@
 """The BentoML service: a thin typed shell over ``recsys.serving.engine.Engine``.
 
-Three models sit at class scope, so ``bentoml build`` packages them into the bento:
-the champion ranking model, the two-tower retrieval model and the item catalogue (genres),
-each a ``Recommender.save`` directory (vocabularies and seen items inside) or a
+Two models sit at class scope, so ``bentoml build`` packages them into the bento: the champion, a
+two-stage model (``recsys.models.twostage.TwoStage``: retriever, index settings, M and ranker, the
+very object the gate evaluated), and the item catalogue (genres), a ``Recommender.save`` and a
 ``Catalogue.save`` directory in the BentoML model store. Their tags are bento arguments
-(``bentoml.use_arguments``: ``champion``, ``retriever``, ``catalogue``, ``serving``), which
-``recsys.serving.package.build_bento`` passes to ``bentoml build --arg-file``; BentoML stores
-them in the bento and sets them again when it serves it, so a built bento always serves the
-exact versions it was built from. From source:
-``bentoml serve recsys.serving.service:RecommenderService --arg champion=recsys-ease:v1 ...``.
+(``bentoml.use_arguments``: ``champion``, ``catalogue``, ``serving``, ``lineage``), which
+``recsys.serving.package.build_bento`` passes to ``bentoml build --arg-file``; BentoML stores them
+in the bento and sets them again when it serves it, so a built bento always serves the exact
+versions it was built from. From source: ``bentoml serve recsys.serving.service:RecommenderService
+--arg champion=recsys-twostage:v1``.
 
 Endpoints (POST, JSON): ``/recommend``, ``/recommend_recent``, ``/similar_items``, ``/score``,
 ``/explain``; BentoML adds ``/livez``, ``/readyz`` (false until the models are loaded) and
 ``/metrics`` (with our counters below). A valid ``/recommend`` request is answered by
-``JSONFastPath`` in front of BentoML's per-API machinery (``serving.fast_path``, on by default:
-the same answer in less time). Every answer names the model tag, the retriever tag, the data
-version and the index type. Errors are JSON: 400 for a malformed body (pydantic names
-the field in ``detail[].loc``), 413 for a body over the ``max_body_bytes`` argument, 422 for unknown
-item ids or genres (``{"error", "field", "unknown_ids"}``); back-pressure: BentoML answers 429
-when ``max_concurrency`` requests are in flight (measured: tests/serving/test_load_faults.py),
-and a data-plane request whose answer has not started within ``serving.latency_budget_s`` gets
-503 with ``Retry-After`` (``LatencyBudget``, counted); BentoML's 10 s timeout answers 504.
+``JSONFastPath`` in front of BentoML's per-API machinery (``serving.fast_path``, on by default: the
+same answer in less time). Every answer names the model tag, the retriever, the data version, the
+params hash, the gate decision and the index type. Errors are JSON: 400 for a malformed body
+(pydantic names the field in ``detail[].loc``), 413 for a body over the ``max_body_bytes``
+argument, 422 for unknown item ids or genres (``{"error", "field", "unknown_ids"}``);
+back-pressure: BentoML answers 429 when ``max_concurrency`` requests are in flight (measured:
+tests/serving/test_load_faults.py), and a data-plane request whose answer has not started within
+``serving.latency_budget_s`` gets 503 with ``Retry-After`` (``LatencyBudget``, counted); BentoML's
+10 s timeout answers 504.
 Every JSON error answer from inside the service's middleware carries ``model_tag``
 (``ErrorFields``), the OpenAPI schema at ``/docs.json`` lists these statuses
 (``schemas.document_errors``), every answer says what its scores are (``score_kind``), and a
@@ -41,15 +42,9 @@ from bentoml.models import BentoModel
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse
 
+from recsys.config import ServingConfig
 from recsys.serving.batching import MicroBatcher
-from recsys.serving.engine import (
-    FALLBACK_POPULARITY,
-    Engine,
-    Ranked,
-    RequestError,
-    ServingConfig,
-    load_engine,
-)
+from recsys.serving.engine import FALLBACK_POPULARITY, Engine, Ranked, RequestError, load_engine
 from recsys.serving.fastpath import Handler, JSONFastPath
 from recsys.serving.limits import (
     BodySizeLimit,
@@ -127,16 +122,23 @@ class BentoArgs(BaseModel):
     """The bento's arguments (``--arg KEY=VALUE`` or ``--arg-file``), fixed at build time."""
 
     model_config = ConfigDict(extra="forbid")
-    champion: str = "recsys-champion:latest"
-    retriever: str = "recsys-twotower:latest"
+    champion: str = "recsys-twostage:latest"
+    """The gated two-stage model (``recsys.models.twostage.TwoStage``: retriever, index
+    settings, M and ranker in one artifact)."""
     catalogue: str = "recsys-catalogue:latest"
     serving: dict[str, Any] | str = {}
-    """``ServingConfig.to_dict()`` (retrieval kind, exact-search threshold, M), or its JSON."""
+    """``ServingConfig.to_dict()`` (workers, batching, limits), or its JSON."""
+    lineage: dict[str, str] = {}
+    """``data_version``, ``params_hash``, ``gate_decision`` of the champion
+    (``recsys.serving.package.lineage``); the service is not ready without all three."""
     max_body_bytes: int = MAX_BODY_BYTES
 
     def serving_config(self) -> ServingConfig:
         raw = json.loads(self.serving) if isinstance(self.serving, str) else self.serving
         return ServingConfig.from_dict(raw)
+
+
+LINEAGE_KEYS: Final = ("data_version", "params_hash", "gate_decision")
 
 
 ARGS = bentoml.use_arguments(BentoArgs)
@@ -169,20 +171,17 @@ class RecommenderService:
     """Two-stage recommendation (two-tower retrieval, champion re-ranking) with fallbacks."""
 
     champion = BentoModel(ARGS.champion)
-    retriever = BentoModel(ARGS.retriever)
     catalogue = BentoModel(ARGS.catalogue)
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        labels = self.champion.info.labels
+        self.lineage_complete = all(ARGS.lineage.get(key) for key in LINEAGE_KEYS)
         self.engine = load_engine(
             Path(self.champion.path),
-            Path(self.retriever.path),
             Path(self.catalogue.path),
             SERVING,
             model_tag=str(self.champion.tag),
-            retriever_tag=str(self.retriever.tag),
-            data_version=labels.get("data_version", "unknown"),
+            **{key: ARGS.lineage.get(key, "unknown") for key in LINEAGE_KEYS},
         )
         INDEX_INFO.labels(
             index_type=self.engine.index.kind, n_items=str(self.engine.index.n_items)
@@ -204,7 +203,9 @@ class RecommenderService:
         gc.set_threshold(*GC_THRESHOLDS)
 
     def __is_ready__(self) -> bool:
-        return self.engine is not None
+        """Ready once the model is loaded and its lineage (data version, params hash, gate
+        decision) is known: an answer must always say what blessed it."""
+        return self.engine is not None and self.lineage_complete
 
     def _engine(self) -> Engine:
         if self.engine is None:  # unreachable: BentoML routes requests after __init__
@@ -241,6 +242,8 @@ class RecommenderService:
             "model_tag": p.model_tag,
             "retriever_tag": p.retriever_tag,
             "data_version": p.data_version,
+            "params_hash": p.params_hash,
+            "gate_decision": p.gate_decision,
             "index_type": p.index_type,
             "fallback": ranked.fallback,
             "score_kind": _score_kind(endpoint, ranked),

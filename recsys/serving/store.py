@@ -146,6 +146,26 @@ def save_model(
     return str(ref.tag)
 
 
+def list_models(name: str, *, home: Path | str | None = None) -> list[dict[str, Any]]:
+    """``{"tag", "labels", "metadata", "creation_time"}`` of every stored model ``name``
+    (``[]`` when there is none)."""
+    from bentoml.exceptions import NotFound
+
+    try:
+        models = list(model_store(home).list(name))
+    except NotFound:
+        return []
+    return [
+        {
+            "tag": str(m.tag),
+            "labels": dict(m.info.labels),
+            "metadata": dict(m.info.metadata),
+            "creation_time": m.info.creation_time,
+        }
+        for m in models
+    ]
+
+
 def get_model(tag: str, *, home: Path | str | None = None) -> bentoml.Model:
     """The stored model for ``tag`` (``name:version`` or ``name:latest``)."""
     import bentoml

@@ -435,3 +435,37 @@ def test_measure_latency_and_dir_size(tmp_path: Path) -> None:
         gate.dir_size(tmp_path / "missing")
     with pytest.raises(ValueError):
         gate.measure_latency(model, [], n_requests=3)
+
+
+# --- the served two-stage ranking (issue 16) -----------------------------------------------------
+def test_a_two_stage_ranking_may_lose_at_most_the_budget_to_its_ranker() -> None:
+    """The gate measures what is served: a two-stage ranking whose NDCG@10 falls more than
+    ``max_two_stage_loss`` below its ranker's full ranking is refused, with the numbers."""
+    scores = base_scores()
+    served = scores.mean()
+    cfg = dataclasses.replace(CFG, max_two_stage_loss=0.01)
+    close = dataclasses.replace(evaluation(scores), ranker_metrics={"ndcg@10": served + 0.009})
+    assert decide(close, None, cfg).promote
+    far = dataclasses.replace(evaluation(scores), ranker_metrics={"ndcg@10": served + 0.02})
+    decision = decide(far, None, cfg)
+    assert not decision.promote and failed_rules(decision) == {"two_stage"}
+    (reason,) = decision.failures
+    assert reason.threshold == pytest.approx(served + 0.01)
+    assert "ranker alone" in reason.message
+    assert decide(far, None, dataclasses.replace(cfg, max_two_stage_loss=None)).promote
+    single = evaluation(scores)  # a single model has no two-stage rule
+    assert "two_stage" not in {r.rule for r in decide(single, None, cfg).reasons}
+
+
+def test_the_metrics_file_of_a_two_stage_model_carries_its_ranker() -> None:
+    raw = {
+        "format_version": 1,
+        "metrics": {"ndcg@10": 0.2},
+        "split": {"train": "a", "test": "b"},
+        "per_user": {"user_ids": [1, 2], "ndcg@10": [0.1, 0.3]},
+        "two_stage": {"ranker_metrics": {"ndcg@10": 0.25}, "recall@M": 0.99},
+    }
+    ev = ModelEvaluation.from_dict(raw, tag="recsys-twostage:v1")
+    assert ev.ranker_metrics == {"ndcg@10": 0.25}
+    again = ModelEvaluation.from_dict(ev.to_dict())
+    assert again.ranker_metrics == {"ndcg@10": 0.25}

@@ -35,8 +35,6 @@ def bento(models: fixtures.StoredModels) -> str:
             "build",
             "--champion",
             models.champion,
-            "--retriever",
-            models.retriever,
             "--catalogue",
             models.catalogue,
         ]

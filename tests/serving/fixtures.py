@@ -1,6 +1,6 @@
-"""Tiny models for the serving tests: EASE as the champion ranker, a small two-tower retriever
-and the catalogue, all trained on the contract suite's synthetic data (~2000 interactions)
-and saved into a BentoML store under a temporary BENTOML_HOME."""
+"""Tiny models for the serving tests: a two-stage champion (a small two-tower retriever, EASE
+as the ranker) and the catalogue, trained on the contract suite's synthetic data (~2000
+interactions) and saved into a BentoML store under a temporary BENTOML_HOME."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+from recsys.config import RetrievalConfig, ServingConfig
 from recsys.models.base import Recommender
 from recsys.models.baselines import EASE
+from recsys.models.twostage import TwoStage
 from recsys.models.twotower import TwoTower
 from recsys.serving import package, store
-from recsys.serving.engine import Catalogue, Engine, ServingConfig
+from recsys.serving.engine import Catalogue, Engine
 from recsys.serving.store import ModelLabels
 from tests.recsys.test_models_contract import synthetic_data
 
@@ -50,23 +52,34 @@ def catalogue() -> Catalogue:
     return Catalogue.from_processed(synthetic_data())
 
 
-def engine(cfg: ServingConfig | None = None) -> Engine:
-    return Engine(ranker(), retriever(), catalogue(), cfg, data_version=DATA_VERSION)
+RERANK_TOP = 30
+"""M of the fixture's champion: under the 100-item catalogue, so retrieval really prunes."""
+
+
+def model(rerank_top: int = RERANK_TOP, retrieval: RetrievalConfig | None = None) -> TwoStage:
+    """The two-stage champion: exact retrieval (the catalogue is small) and M=30."""
+    return TwoStage.compose(ranker(), retriever(), rerank_top=rerank_top, retrieval=retrieval)
+
+
+def engine(cfg: ServingConfig | None = None, served: TwoStage | None = None) -> Engine:
+    return Engine(served or model(), catalogue(), cfg, data_version=DATA_VERSION, params_hash="0")
 
 
 @dataclass(frozen=True)
 class StoredModels:
     home: Path
     champion: str
-    retriever: str
     catalogue: str
 
 
 def store_models(home: Path) -> StoredModels:
-    """Save the three models into the store under ``home``; returns their tags."""
+    """Save the two-stage champion and the catalogue into the store under ``home``."""
     return StoredModels(
         home=home,
-        champion=store.save_model(ranker(), "recsys-ease", LABELS, home=home),
-        retriever=store.save_model(retriever(), "recsys-twotower", LABELS, home=home),
+        champion=store_model(model(), home),
         catalogue=package.save_catalogue(synthetic_data(), data_version=DATA_VERSION, home=home),
     )
+
+
+def store_model(served: Recommender, home: Path) -> str:
+    return store.save_model(served, "recsys-twostage", LABELS, home=home)

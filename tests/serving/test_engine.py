@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from recsys.config import ServingConfig
 from recsys.errors import ConfigError
-from recsys.serving.engine import FALLBACK_POPULARITY, FALLBACK_RECENT, RequestError, ServingConfig
+from recsys.serving.engine import FALLBACK_POPULARITY, FALLBACK_RECENT, RequestError
 from recsys.serving.fastpath import JSONFastPath
 from recsys.serving.limits import BodySizeLimit, ErrorFields, LatencyBudget, RewriteJSON
 from recsys.serving.schemas import RecommendRequest
@@ -119,13 +120,13 @@ def test_explain_names_history_items_and_genres(engine: Any) -> None:
 
 def test_serving_config_is_strict() -> None:
     assert ServingConfig.from_dict(ServingConfig().to_dict()) == ServingConfig()
-    with pytest.raises(ConfigError, match="bad serving config"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \[.rerank.\] in .serving."):
         ServingConfig.from_dict({"rerank": 5})
     with pytest.raises(ConfigError, match="rerank_top"):
         ServingConfig(rerank_top=0)
     with pytest.raises(ConfigError, match="latency_budget_s"):
         ServingConfig(latency_budget_s=0)
-    with pytest.raises(ConfigError, match="fast_path must be true or false"):
+    with pytest.raises(ConfigError, match=r"'serving\.fast_path' must be true or false, got 'no'"):
         ServingConfig.from_dict({"fast_path": "no"})
 
 

@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from recsys.retrieval import ExactIndex, FaissIndex, RetrievalConfig, recall_at_k
+from recsys.config import RetrievalConfig
+from recsys.retrieval import ExactIndex, FaissIndex, recall_at_k
 from recsys.serving import package
 from recsys.serving.loadgen import STATUS_CONNECTION_ERROR, run_load
 

@@ -5,15 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recsys.config import RetrievalConfig
 from recsys.errors import ConfigError, DataError
-from recsys.retrieval import (
-    ExactIndex,
-    RetrievalConfig,
-    build_index,
-    rankable_mask,
-    recall_at_k,
-    two_stage_recommend,
-)
+from recsys.models.twostage import rankable_mask
+from recsys.retrieval import ExactIndex, build_index, recall_at_k
 from tests.recsys.test_models_contract import synthetic_data
 from tests.serving import fixtures
 
@@ -96,30 +91,23 @@ def test_bad_config_and_vectors_are_refused() -> None:
 
 def test_two_stage_with_exact_retrieval_of_everything_equals_the_champion() -> None:
     """M >= catalogue and exact search: the two-stage answer is the ranker's own recommend."""
-    ranker, retriever = fixtures.ranker(), fixtures.retriever()
-    index = build_index(retriever.item_embeddings(), RetrievalConfig(kind="exact"))  # type: ignore[arg-type]
+    ranker = fixtures.ranker()
+    model = fixtures.model(rerank_top=len(ranker.item_ids), retrieval=RetrievalConfig(kind="exact"))
     users = synthetic_data().vocab.user_ids[:100]
-    ids, scores = two_stage_recommend(
-        ranker,
-        retriever,  # type: ignore[arg-type]
-        index,
-        users,
-        10,
-        rerank_top=len(ranker.item_ids),
-    )
+    ids, scores = model.recommend(users, 10)
     want_ids, want_scores = ranker.recommend(users, 10)
     np.testing.assert_array_equal(ids, want_ids)
     np.testing.assert_allclose(scores, want_scores, rtol=1e-6)
 
 
 def test_two_stage_reranks_only_retrieved_candidates() -> None:
-    ranker, retriever = fixtures.ranker(), fixtures.retriever()
-    index = build_index(retriever.item_embeddings(), RetrievalConfig(kind="hnsw"))  # type: ignore[arg-type]
+    ranker = fixtures.ranker()
+    model = fixtures.model(rerank_top=15, retrieval=RetrievalConfig(kind="hnsw"))
     users = synthetic_data().vocab.user_ids[:20]
-    ids, _ = two_stage_recommend(ranker, retriever, index, users, 5, rerank_top=15)  # type: ignore[arg-type]
+    ids, _ = model.recommend(users, 5)
     for row, user in enumerate(users):
-        q = retriever.user_embeddings(retriever.encode_users([user]))  # type: ignore[attr-defined]
+        q = model.user_vectors([user])
         seen = ranker.encode_items(ranker.seen_items(int(user)))
-        cand, _ = index.search(q, 15, exclude=[seen], allowed=rankable_mask(ranker))
+        cand, _ = model.index.search(q, 15, exclude=[seen], allowed=rankable_mask(ranker))
         assert set(ids[row][ids[row] >= 0]) <= set(ranker.item_ids[cand[0][cand[0] >= 0]])
         assert not set(ids[row]) & set(ranker.seen_items(int(user)))

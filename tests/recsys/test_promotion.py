@@ -1,0 +1,152 @@
+"""The promotion policy (recsys.promotion, issue 16 part 2): the challenger is the best served
+ranking, registered once per content; the champion is re-evaluated on the same split; an
+earlier rejection stands; the outcome is one validated JSON file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from recsys import pipeline, promotion
+from recsys.config import (
+    GateConfig,
+    ModelsConfig,
+    Params,
+    PreprocessConfig,
+    RetrievalConfig,
+    ServingConfig,
+    SyntheticConfig,
+)
+from recsys.data.preprocess import preprocess, save_processed
+from recsys.data.synthetic import generate
+from recsys.errors import DataError
+from recsys.models.base import Recommender
+from recsys.models.twostage import TwoStage
+from recsys.serving import store
+from recsys.serving.store import Registry
+
+TWOTOWER = {"embedding_dim": 16, "epochs": 2, "batch_size": 128, "seed": 0, "eval_users": 50}
+PARAMS = Params(
+    models=ModelsConfig(families={"ease": {"l2": 50.0}, "twotower": TWOTOWER}),
+    gate=GateConfig(min_metrics={"ndcg@10": 0.0}, n_bootstrap=200, max_latency_p99_ms=None),
+    serving=ServingConfig(rerank_top=20, retrieval=RetrievalConfig(kind="exact")),
+)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """processed/, models/<family>/, models/metrics/<family>.json and the served rankings
+    models/twostage-<family>/ (``recsys compose``) under one directory, a private store."""
+    root = tmp_path_factory.mktemp("promotion")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BENTOML_HOME", str(root / "bentoml"))
+    data = generate(SyntheticConfig(n_interactions=3000, seed=3))
+    save_processed(preprocess(data, PreprocessConfig(min_item_interactions=2)), root / "processed")
+    models = root / "models"
+    for family in PARAMS.models.candidates:
+        pipeline.train_candidate(family, root / "processed", models / family, PARAMS)
+        metrics = models / "metrics" / f"{family}.json"
+        pipeline.evaluate_candidate(models / family, root / "processed", metrics, n_boot=100)
+    for family in PARAMS.models.candidates:
+        out = promotion.served_dir(models, family)
+        pipeline.compose_candidate(
+            models / family, models / "twotower", root / "processed", out, PARAMS
+        )
+        pipeline.evaluate_candidate(
+            out, root / "processed", promotion.served_metrics_file(models, family), n_boot=100
+        )
+    yield root
+    mp.undo()
+
+
+def test_the_served_ranking_is_one_twostage_model_with_its_ranker_beside_it(
+    project: Path,
+) -> None:
+    models = project / "models"
+    served = Recommender.load(promotion.served_dir(models, "ease"))
+    assert isinstance(served, TwoStage)
+    assert [p.name for p in served.parts()] == ["ease", "twotower"]
+    tower = Recommender.load(promotion.served_dir(models, "twotower"))
+    assert isinstance(tower, TwoStage) and tower.parts()[0] is tower.parts()[1]
+    report = json.loads(promotion.served_metrics_file(models, "ease").read_text())
+    assert report["family"] == "twostage-ease"
+    two = report["two_stage"]
+    assert two["rerank_top"] == 20 and two["index"] == "exact" and two["recall@M"] == 1.0
+    full = json.loads((models / "metrics" / "ease.json").read_text())["metrics"]["ndcg@10"]
+    assert two["ranker_metrics"]["ndcg@10"] == pytest.approx(full)
+
+
+def test_best_candidate_by_the_primary_metric() -> None:
+    reports = {"a": {"metrics": {"m": 0.2}}, "b": {"metrics": {"m": 0.3}}, "c": {"metrics": {}}}
+    assert promotion.best_candidate(reports, "m") == "b"
+    assert promotion.best_candidate({"a": reports["a"], "z": {"metrics": {"m": 0.2}}}, "m") == "a"
+    with pytest.raises(DataError, match="no candidate has a finite"):
+        promotion.best_candidate({"c": reports["c"]}, "m")
+
+
+def test_gate_then_rerun_registers_once_and_keeps_the_verdict(
+    project: Path, tmp_path: Path
+) -> None:
+    """First run: no champion, the best served ranking is blessed. After promotion the same
+    files are the champion: nothing to decide, and no second copy in the store."""
+    registry = Registry(tmp_path / "registry")
+    run = dict(data_version="v1", work_dir=tmp_path / "gate")
+    first = promotion.gate_candidates(
+        project / "models", project / "processed", PARAMS, registry, **run
+    )
+    assert first.promote and first.champion is None and first.decision_file
+    assert set(first.registered) == {"ease", "twotower"}
+    best = max(first.candidates, key=lambda f: first.candidates[f]["ndcg@10"])
+    assert first.challenger == first.registered[best] and first.family == f"twostage-{best}"
+    labels = store.model_info(first.challenger)["labels"]
+    assert labels["data_version"] == "v1"
+    assert labels["params_hash"] == promotion.served_params_hash(PARAMS, best)
+    registry.promote(first.challenger)
+
+    again = promotion.gate_candidates(
+        project / "models", project / "processed", PARAMS, registry, **run
+    )
+    assert again.already_champion and not again.promote
+    assert again.registered == first.registered
+    assert len(store.list_models(promotion.STORE_NAME)) == 2
+
+    out = tmp_path / "outcome.json"
+    out.write_text(json.dumps(again.to_dict()))
+    assert promotion.GateOutcome.read(out) == again
+    out.write_text(json.dumps({**again.to_dict(), "surprise": 1}))
+    with pytest.raises(DataError, match="malformed gate outcome"):
+        promotion.GateOutcome.read(out)
+
+
+def test_a_rejected_challenger_is_not_gated_again(project: Path, tmp_path: Path) -> None:
+    """The weaker served ranking as champion, a gate that demands an impossible gain: the
+    challenger is rejected once (the champion re-evaluated on the same split), and a second
+    run reuses that verdict instead of deciding again."""
+    registry = Registry(tmp_path / "registry")
+    run = dict(data_version="v1", work_dir=tmp_path / "gate")
+    first = promotion.gate_candidates(
+        project / "models", project / "processed", PARAMS, registry, **run
+    )
+    worst = min(first.candidates, key=lambda f: first.candidates[f]["ndcg@10"])
+    bless = promotion.gate_candidates(
+        project / "models", project / "processed", PARAMS, registry, families=[worst], **run
+    )
+    registry.promote(bless.challenger)
+    strict = Params(
+        models=PARAMS.models,
+        serving=PARAMS.serving,
+        gate=GateConfig(min_metrics={"ndcg@10": 0.0}, min_gain=1.0, max_latency_p99_ms=None),
+    )
+    rejected = promotion.gate_candidates(
+        project / "models", project / "processed", strict, registry, **run
+    )
+    assert not rejected.promote and rejected.champion == bless.challenger
+    assert (tmp_path / "gate" / "champion.json").is_file()
+    assert "margin" in rejected.report
+    again = promotion.gate_candidates(
+        project / "models", project / "processed", strict, registry, **run
+    )
+    assert again.already_rejected and not again.promote and "rejected earlier" in again.report
