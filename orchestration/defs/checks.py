@@ -51,9 +51,9 @@ def check_raw_interactions(
             "--against", str(PREPARED_DIR), "--report-dir", str(REPORT_DIR),
         ],
         timeout=VALIDATE_TIMEOUT_S,
+        log=context.log.info,
     )  # fmt: skip
     output = (result.stdout + result.stderr).strip()
-    context.log.info(output)
     metadata: dict[str, Any] = {"summary": dg.MetadataValue.md(f"```\n{output[-6000:]}\n```")}
     match = _REPORT_LINE.search(result.stdout)
     if match:

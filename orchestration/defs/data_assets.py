@@ -63,8 +63,9 @@ def prepared_interactions(
     context: dg.AssetExecutionContext, config: StageConfig, dvc: DvcProject
 ) -> dg.MaterializeResult:
     """Validated canonical tables (DVC stage ``prepare``): data/prepared."""
-    run = dvc.repro("prepare", force=config.force, set_params=config.set_params)
-    context.log.info(run.output)
+    run = dvc.repro(
+        "prepare", force=config.force, set_params=config.set_params, log=context.log.info
+    )
     meta = _read_json(dvc.path / "data" / "prepared" / "dataset.json")
     rows = meta.get("rows", {})
     return dg.MaterializeResult(
@@ -86,8 +87,9 @@ def processed_interactions(
 ) -> dg.MaterializeResult:
     """Cleaned interactions, id vocabularies, content features and the train/val/test split
     (DVC stage ``preprocess``): data/processed."""
-    run = dvc.repro("preprocess", force=config.force, set_params=config.set_params)
-    context.log.info(run.output)
+    run = dvc.repro(
+        "preprocess", force=config.force, set_params=config.set_params, log=context.log.info
+    )
     meta = _read_json(dvc.path / "data" / "processed" / "meta.json")
     info = meta.get("split", {}).get("info", {})
     stats = meta.get("stats", {})

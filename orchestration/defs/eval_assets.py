@@ -45,8 +45,9 @@ def build_model_metrics(families: Sequence[str]) -> dg.AssetsDefinition:
         """Every candidate scored on the same processed test split (DVC stages
         ``evaluate@<family>``): ``models/metrics/<family>.json`` with metrics, 95 % bootstrap CIs,
         per-user values for the gate's paired test, fit time, size and p99 latency."""
-        run = dvc.repro(*stages, force=config.force, set_params=config.set_params)
-        context.log.info(run.output)
+        run = dvc.repro(
+            *stages, force=config.force, set_params=config.set_params, log=context.log.info
+        )
         reports = read_metrics(dvc, families)
         chart = {
             f: (r["metrics"][PRIMARY_METRIC], *r["ci"][PRIMARY_METRIC]) for f, r in reports.items()

@@ -44,8 +44,12 @@ def build_model_asset(family: str) -> dg.AssetsDefinition:
     def _model(
         context: dg.AssetExecutionContext, config: StageConfig, dvc: DvcProject
     ) -> dg.MaterializeResult:
-        run = dvc.repro(train_stage(family), force=config.force, set_params=config.set_params)
-        context.log.info(run.output)
+        run = dvc.repro(
+            train_stage(family),
+            force=config.force,
+            set_params=config.set_params,
+            log=context.log.info,
+        )
         model_dir = dvc.path / MODELS_DIR / family
         summary = pipeline.read_train_summary(model_dir)
         train, history = summary["train"], summary.get("history", {})

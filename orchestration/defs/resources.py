@@ -15,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,17 @@ SKIPPED_MARK = "didn't change, skipping"
 """What ``dvc repro`` prints for a stage whose deps, params and outs are unchanged."""
 VALIDATE_TIMEOUT_S = 1800
 STAGE_TIMEOUT_S = 6 * 3600
+CPU_ONLY_NOISE = re.compile(
+    r"cudart_stub\.cc:\d+\] Could not find cuda drivers"
+    r"|All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|cuda_platform\.cc:\d+\] failed call to cuInit"
+)
+"""What TensorFlow prints on every start on a machine without an NVIDIA driver: dropped from
+the streamed log there (and only there); any other error line is kept."""
+
+
+def has_nvidia_gpu() -> bool:
+    return Path("/dev/nvidiactl").exists()
 
 
 @dataclass(frozen=True)
@@ -80,22 +93,68 @@ class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
             ("GX_ANALYTICS_ENABLED", "False"),
             ("BENTOML_DO_NOT_TRACK", "True"),
             ("TF_CPP_MIN_LOG_LEVEL", "2"),
+            # Lines (the training loop's one per epoch) arrive while the stage runs.
+            ("PYTHONUNBUFFERED", "1"),
         ):
             env.setdefault(name, value)
         return env
 
-    def run(self, args: list[str], *, timeout: float = STAGE_TIMEOUT_S) -> CommandResult:
-        """Run a command (``dvc``/``recsys`` resolved on the venv's PATH) in the root."""
-        proc = subprocess.run(
+    def run(
+        self,
+        args: list[str],
+        *,
+        timeout: float = STAGE_TIMEOUT_S,
+        log: Callable[[str], None] | None = None,
+    ) -> CommandResult:
+        """Run a command (``dvc``/``recsys`` resolved on the venv's PATH) in the root.
+
+        With ``log``, stderr is merged into stdout and each line goes to ``log`` as it arrives
+        (a Dagster step's log shows a training run's epochs while it runs); without it, both are
+        captured separately."""
+        if log is None:
+            proc = subprocess.run(
+                args,
+                cwd=self.path,
+                env=self.env(),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            return CommandResult(proc.returncode, proc.stdout, proc.stderr)
+        quiet_cuda = not has_nvidia_gpu()
+        lines: list[str] = []
+        with subprocess.Popen(
             args,
             cwd=self.path,
             env=self.env(),
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
-            timeout=timeout,
-            check=False,
-        )
-        return CommandResult(proc.returncode, proc.stdout, proc.stderr)
+            bufsize=1,
+        ) as popen:
+            timed_out = threading.Event()
+
+            def kill() -> None:
+                timed_out.set()
+                popen.kill()
+
+            timer = threading.Timer(timeout, kill)
+            timer.start()
+            try:
+                assert popen.stdout is not None
+                for line in popen.stdout:
+                    if quiet_cuda and CPU_ONLY_NOISE.search(line):
+                        continue
+                    lines.append(line)
+                    if line.strip():
+                        log(line.rstrip())
+                returncode = popen.wait()
+            finally:
+                timer.cancel()
+        if timed_out.is_set():
+            raise subprocess.TimeoutExpired(args, timeout, output="".join(lines))
+        return CommandResult(returncode, "".join(lines), "")
 
     def set_params(self, overrides: Sequence[str]) -> dict[str, Any]:
         """Write ``KEY=VALUE`` overrides into ``params.yaml`` (comments kept, DVC's own YAML
@@ -132,18 +191,25 @@ class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
             ) from exc
         return applied
 
-    def repro(self, *stages: str, force: bool = False, set_params: Sequence[str] = ()) -> StageRun:
+    def repro(
+        self,
+        *stages: str,
+        force: bool = False,
+        set_params: Sequence[str] = (),
+        log: Callable[[str], None] | None = None,
+    ) -> StageRun:
         """``dvc repro --single-item`` the stages, in order; ``dg.Failure`` with DVC's text.
 
-        ``set_params`` are written into ``params.yaml`` first (``set_params``). The caller must
-        hold the ``dvc`` pool (DVC refuses a second concurrent repro).
+        ``set_params`` are written into ``params.yaml`` first (``set_params``); ``log`` gets
+        DVC's and the stage's output line by line as it arrives. The caller must hold the
+        ``dvc`` pool (DVC refuses a second concurrent repro).
         """
         import time
 
         self.set_params(set_params)
         start = time.perf_counter()
         args = ["dvc", "repro", "--single-item", *(["--force"] if force else []), *stages]
-        result = self.run(args)
+        result = self.run(args, log=log)
         output = (result.stdout + result.stderr).strip()
         if result.returncode != 0:
             raise dg.Failure(
