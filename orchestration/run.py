@@ -6,9 +6,12 @@ its asset history, then prints what the run decided. Exit status: 0 success, 1 t
 (a blocking check or a step; the failing step is named).
 """
 
+import hashlib
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -60,15 +63,39 @@ def _indent(text: str) -> str:
     return "\n".join("      " + line for line in text.splitlines())
 
 
+def run_tags(root: Path) -> dict[str, str]:
+    """Tags of a pipeline run, shown and searchable in the UI's run list: which tunables
+    (sha256 of params.yaml), which DVC versions (sha256 of dvc.lock as the run starts) and
+    which code (the git commit, ``+dirty`` when the tree has changes) it ran with."""
+
+    def digest(name: str) -> str:
+        path = root / name
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "none"
+
+    tags = {
+        "recsys/params_sha256": digest("params.yaml"),
+        "recsys/dvc_lock_sha256": digest("dvc.lock"),
+    }
+    git = ["git", "-C", str(root)]
+    head = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        dirty = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True)
+        tags["recsys/git_commit"] = head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    return tags
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    from orchestration.definitions import defs
+    from orchestration.definitions import REPO_ROOT, defs
 
     if not os.environ.get("DAGSTER_HOME"):
         print("error: set DAGSTER_HOME (bin/pipeline sets it to .dagster/)", file=sys.stderr)
         return 2
     job = defs.resolve_job_def(training_job.name)
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        root = Path(os.environ.get("RECSYS_ROOT") or REPO_ROOT)
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False, tags=run_tags(root)
+        )
     print(f"run {result.run_id} ({training_job.name}) in {os.environ['DAGSTER_HOME']}:")
     print("\n".join(summarize(result)))
     print(final_lines(result))

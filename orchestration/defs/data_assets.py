@@ -73,6 +73,9 @@ def prepared_interactions(
         metadata={
             **stage_metadata(run),
             **{f"rows: {table}": int(n) for table, n in rows.items()},
+            # Dagster's standard table metadata: shown as the asset's row count and columns.
+            "dagster/row_count": int(rows.get("interactions", 0)),
+            **_column_schema(dvc.path / "data" / "prepared" / "interactions.parquet"),
             "dataset": str(meta.get("name", "")),
             "feedback": str(meta.get("feedback", "")),
             "data version": dvc.data_version("prepare").value,
@@ -98,6 +101,7 @@ def processed_interactions(
         metadata={
             **stage_metadata(run),
             "rows: interactions": int(stats.get("n_interactions", 0)),
+            "dagster/row_count": int(stats.get("n_interactions", 0)),
             "users": int(stats.get("n_users", 0)),
             "items": int(stats.get("n_items", 0)),
             "split method": str(meta.get("split", {}).get("method", "")),
@@ -108,6 +112,17 @@ def processed_interactions(
             "path": dg.MetadataValue.path(str(dvc.path / "data" / "processed")),
         },
     )
+
+
+def _column_schema(parquet: Path) -> dict[str, dg.TableSchema]:
+    """``dagster/column_schema`` of a Parquet table (names and Arrow types, from its footer)."""
+    if not parquet.is_file():
+        return {}
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(parquet)
+    columns = [dg.TableColumn(name=f.name, type=str(f.type)) for f in schema]
+    return {"dagster/column_schema": dg.TableSchema(columns=columns)}
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import dagster as dg
 from orchestration.defs.config import StageConfig
 from orchestration.defs.data_assets import stage_metadata
 from orchestration.defs.model_assets import model_asset_name
-from orchestration.defs.plots import bar_chart, markdown_image
+from orchestration.defs.plots import bar_chart, image_metadata
 from orchestration.defs.resources import DVC_POOL, DvcProject
 from recsys import pipeline
 
@@ -58,8 +58,11 @@ def build_model_metrics(families: Sequence[str]) -> dg.AssetsDefinition:
             "metrics": dg.MetadataValue.md(
                 pipeline.metrics_table(list(reports.values()), PRIMARY_METRIC)
             ),
-            f"{PRIMARY_METRIC} by candidate": dg.MetadataValue.md(
-                markdown_image(bar_chart(chart, f"{PRIMARY_METRIC} (95 % CI)"), "candidates")
+            f"{PRIMARY_METRIC} by candidate": image_metadata(
+                context,
+                bar_chart(chart, f"{PRIMARY_METRIC} (95 % CI)", ylabel=PRIMARY_METRIC),
+                "model-metrics",
+                "candidates",
             ),
             "test users": int(next(iter(reports.values()))["n_users"]),
             "data version": dvc.data_version(*stages).value,

@@ -10,7 +10,7 @@ import dagster as dg
 
 from orchestration.defs.config import StageConfig
 from orchestration.defs.data_assets import processed_interactions, stage_metadata
-from orchestration.defs.plots import line_chart, markdown_image
+from orchestration.defs.plots import image_metadata, line_chart
 from orchestration.defs.resources import DVC_POOL, DvcProject
 from recsys import pipeline
 from recsys.models.registry import MODELS
@@ -67,8 +67,9 @@ def build_model_asset(family: str) -> dg.AssetsDefinition:
         }
         curves = {k: v for k, v in history.items() if k != "val_epoch" and v}
         if curves:
-            metadata["training curve"] = dg.MetadataValue.md(
-                markdown_image(line_chart(curves, f"{family}: training"), "training curve")
+            png = line_chart(curves, f"{family}: training")
+            metadata["training curve"] = image_metadata(
+                context, png, f"{family}-training-curve", "training curve"
             )
         return dg.MaterializeResult(
             data_version=dvc.data_version(train_stage(family)), metadata=metadata

@@ -1,84 +1,110 @@
-"""Small dependency-free SVG charts for asset metadata (no plotting library in the stack).
+"""PNG charts with labelled axes for asset metadata, shown on the asset page without a click.
 
-Each function returns an SVG document; ``markdown_image`` embeds one in a markdown metadata
-value so the Dagster UI shows it inline.
+Dagster 1.13's asset page renders a markdown metadata value inline only when it is shorter than
+1 000 characters; longer ones (any embedded image) hide behind "[Show Markdown]". So the PNG is
+written where the webserver already serves files from, the instance's local compute-log
+directory (route ``/logs/<path>/<extension>``), and the markdown is a short image link to it.
+Without a local compute-log manager (an ephemeral test instance, a cloud one) the PNG is
+embedded as a data URI instead (it then shows after "[Show Markdown]").
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-WIDTH, HEIGHT, PAD = 480, 240, 40
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+import dagster as dg
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-def markdown_image(svg: str, alt: str) -> str:
-    data = base64.b64encode(svg.encode()).decode()
-    return f"![{alt}](data:image/svg+xml;base64,{data})"
-
-
-def _scale(lo: float, hi: float, a: float, b: float) -> tuple[float, float]:
-    span = (hi - lo) or 1.0
-    return lo, (b - a) / span
-
-
-def line_chart(curves: Mapping[str, Sequence[float]], title: str) -> str:
-    """One polyline per curve over its epochs (1-based), each on its own min-max scale."""
-    parts = [_header(title)]
-    for i, (name, values) in enumerate(curves.items()):
-        vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-        if not vals:
-            continue
-        lo, hi = min(vals), max(vals)
-        _, sy = _scale(lo, hi, 0, HEIGHT - 2 * PAD)
-        n = max(len(vals) - 1, 1)
-        points = " ".join(
-            f"{PAD + j * (WIDTH - 2 * PAD) / n:.1f},{HEIGHT - PAD - (v - lo) * sy:.1f}"
-            for j, v in enumerate(vals)
-        )
-        color = COLORS[i % len(COLORS)]
-        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"/>')
-        parts.append(
-            f'<text x="{PAD + 4}" y="{PAD + 14 * (i + 1)}" fill="{color}" font-size="11">'
-            f"{name}: {vals[0]:.4g} → {vals[-1]:.4g} (min {lo:.4g}, max {hi:.4g})</text>"
-        )
-    parts.append(f'<text x="{WIDTH / 2}" y="{HEIGHT - 8}" font-size="11">epoch</text>')
-    return "".join(parts) + "</svg>"
+PLOTS_NAMESPACE = "recsys-plots"
+"""Top folder of the charts inside the compute-log directory."""
+SIZE_IN, DPI = (6.4, 3.2), 100
 
 
-def bar_chart(values: Mapping[str, tuple[float, float, float]], title: str) -> str:
-    """Bars of ``name -> (value, ci_low, ci_high)`` with CI whiskers, on a 0-based axis."""
-    parts = [_header(title)]
-    top = max((hi for _, _, hi in values.values() if math.isfinite(hi)), default=1.0) or 1.0
-    n = max(len(values), 1)
-    slot = (WIDTH - 2 * PAD) / n
-    sy = (HEIGHT - 2 * PAD) / top
-    for i, (name, (v, lo, hi)) in enumerate(values.items()):
-        x = PAD + i * slot + slot * 0.15
-        w = slot * 0.7
-        color = COLORS[i % len(COLORS)]
-        parts.append(
-            f'<rect x="{x:.1f}" y="{HEIGHT - PAD - v * sy:.1f}" width="{w:.1f}" '
-            f'height="{v * sy:.1f}" fill="{color}" opacity="0.8"/>'
-        )
-        cx = x + w / 2
-        parts.append(
-            f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{HEIGHT - PAD - lo * sy:.1f}" '
-            f'y2="{HEIGHT - PAD - hi * sy:.1f}" stroke="black" stroke-width="2"/>'
-        )
-        parts.append(
-            f'<text x="{x:.1f}" y="{HEIGHT - PAD + 14}" font-size="11">{name} {v:.4f}</text>'
-        )
-    return "".join(parts) + "</svg>"
+def _figure(ncols: int = 1) -> tuple[Figure, list[Axes]]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)  # no display: render to memory only
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=(SIZE_IN[0], SIZE_IN[1]), dpi=DPI, squeeze=False)
+    return fig, list(axes[0])
 
 
-def _header(title: str) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>'
-        f'<text x="{PAD}" y="18" font-size="13" font-weight="bold">{title}</text>'
-        f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" '
-        'stroke="#888"/>'
-    )
+def _png(fig: Figure) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def line_chart(curves: Mapping[str, Sequence[float | None]], title: str) -> bytes:
+    """One panel per curve (each on its own scale: a loss and a ranking metric differ by orders
+    of magnitude), x = epoch (1-based), y = the curve's name."""
+    kept = {
+        name: [float(v) if v is not None and math.isfinite(float(v)) else math.nan for v in vals]
+        for name, vals in curves.items()
+        if vals
+    }
+    fig, axes = _figure(max(len(kept), 1))
+    for ax, (name, values) in zip(axes, kept.items(), strict=False):
+        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def bar_chart(
+    values: Mapping[str, tuple[float, float, float]], title: str, *, ylabel: str = "value"
+) -> bytes:
+    """Bars of ``name -> (value, ci_low, ci_high)`` with CI whiskers, on a 0-based y axis;
+    x = candidate."""
+    fig, (ax,) = _figure()
+    names = list(values)
+    heights = [values[n][0] for n in names]
+    errors = [
+        [max(v - lo, 0.0) for v, lo, _ in values.values()],
+        [max(hi - v, 0.0) for v, _, hi in values.values()],
+    ]
+    ax.bar(names, heights, yerr=errors, capsize=4, color="#4c78a8")
+    for i, h in enumerate(heights):
+        ax.annotate(f"{h:.4f}", (i, h), ha="center", va="bottom", fontsize=8)
+    ax.set_xlabel("candidate")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def markdown_image(png: bytes, alt: str) -> str:
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def image_metadata(
+    context: dg.AssetExecutionContext, png: bytes, name: str, alt: str
+) -> dg.MarkdownMetadataValue:
+    """The chart as markdown the asset page shows inline (see the module docstring)."""
+    from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
+
+    manager = context.instance.compute_log_manager
+    if isinstance(manager, LocalComputeLogManager):
+        log_key = [PLOTS_NAMESPACE, context.run.run_id, name]
+        path = Path(manager.get_captured_local_path(log_key, "png"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
+        return dg.MetadataValue.md(f"![{alt}](/logs/{'/'.join(log_key)}/png)")
+    return dg.MetadataValue.md(markdown_image(png, alt))

@@ -93,6 +93,12 @@ def test_whole_graph_materializes_through_dvc(project: Path, first_run) -> None:
         assert (project / "models" / family / "train.json").is_file()
         assert (project / "models" / "metrics" / f"{family}.json").is_file()
     assert mats["processed_interactions"]["rows: test"] > 0
+    # Dagster's standard table metadata (issue #16): row counts and the prepared columns.
+    rows = mats["prepared_interactions"]["dagster/row_count"]
+    assert rows == mats["prepared_interactions"]["rows: interactions"] > 0
+    assert mats["processed_interactions"]["dagster/row_count"] > 0
+    columns = mats["prepared_interactions"]["dagster/column_schema"].columns  # type: ignore[attr-defined]
+    assert {"user_id", "item_id"} <= {c.name for c in columns}
     assert "ndcg@10" in str(mats["model_metrics"]["metrics"])
     # First run: no champion, only absolute thresholds; the best candidate is promoted.
     assert mats["gate_decision"]["promote"] is True

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from orchestration.definitions import AUTOMATION_ENV, automation_enabled, build_definitions, defs
 from orchestration.defs import sensors
 from orchestration.defs.resources import DvcProject
 from recsys.config import load_params
 from tests.conftest import REPO
+from tests.orchestration.conftest import TINY_PARAMS
 
 
 def test_repository_definitions_load() -> None:
@@ -48,8 +50,13 @@ def test_checks_block_and_dvc_steps_share_one_pool() -> None:
         assert (node.pools == {"dvc"}) == runs_dvc, key
 
 
+def write_params(root: Path, models: dict[str, dict[str, object]]) -> None:
+    """Every section the strict loader wants (the tiny project's), with these candidates."""
+    (root / "params.yaml").write_text(yaml.safe_dump({**TINY_PARAMS, "models": models}))
+
+
 def test_candidates_come_from_params(tmp_path: Path) -> None:
-    (tmp_path / "params.yaml").write_text("models:\n  mostpop: {}\n  bpr: {epochs: 1}\n")
+    write_params(tmp_path, {"mostpop": {}, "bpr": {"epochs": 1}})
     keys = {
         k.to_user_string()
         for k in build_definitions(tmp_path).resolve_asset_graph().get_all_asset_keys()
@@ -83,7 +90,7 @@ AUTOMATION = ("nightly_training_schedule", "new_raw_data_sensor", "pipeline_fail
 
 def test_automation_is_off_by_default(tmp_path: Path) -> None:
     # Issue #16: starting `dagster dev` to look around must not start training runs.
-    (tmp_path / "params.yaml").write_text("models:\n  mostpop: {}\n")
+    write_params(tmp_path, {"mostpop": {}})
     assert automation_statuses(build_definitions(tmp_path)) == dict.fromkeys(AUTOMATION, "STOPPED")
     if not os.environ.get(AUTOMATION_ENV):
         assert automation_statuses(defs) == dict.fromkeys(AUTOMATION, "STOPPED")
