@@ -273,9 +273,7 @@ def evaluate_loo(
         raise DataError("leave-one-out test has several rows for one user")
     neg_users = negatives[USER_ID].to_numpy(dtype=np.int64)
     neg_items = negatives[ITEM_ID].to_numpy(dtype=np.int64)
-    row = np.minimum(np.searchsorted(pos_users, neg_users), max(len(pos_users) - 1, 0))
-    mine = (pos_users[row] == neg_users) if len(pos_users) else np.zeros(len(neg_users), bool)
-    neg_row = row[mine]
+    neg_row, mine = M.group_negatives(pos_users, neg_users)
     neg_users, neg_items = neg_users[mine], neg_items[mine]
     n_neg = np.bincount(neg_row, minlength=len(pos_users))
     if (n_neg == 0).any():
@@ -290,11 +288,9 @@ def evaluate_loo(
     seconds = time.perf_counter() - start
     if np.isnan(scores).any():
         raise RecsysError(f"the {model.name} model returned NaN scores")
-    scores64 = scores.astype(np.float64)
-    pos, neg = scores64[: len(pos_users)], scores64[len(pos_users) :]
-    higher = np.bincount(neg_row, weights=neg > pos[neg_row], minlength=len(pos_users))
-    tied = np.bincount(neg_row, weights=neg == pos[neg_row], minlength=len(pos_users))
-    per_user = M.loo_metrics_from_counts(higher.astype(np.int64), tied.astype(np.int64), ks)
+    n = len(pos_users)
+    higher, tied = M.loo_rank_counts_grouped(scores[:n], scores[n:], neg_row)
+    per_user = M.loo_metrics_from_counts(higher, tied, ks)
     means, cis = _summary(per_user, n_boot, seed)
     # scores.csv: per user its held-out item, then its negatives (stable: given order).
     by_user = np.argsort(np.r_[np.arange(len(pos_users)), neg_row], kind="stable")

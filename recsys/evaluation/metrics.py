@@ -306,6 +306,42 @@ def loo_rank_counts(
     return higher.astype(np.int64), tied.astype(np.int64)
 
 
+def group_negatives(users: np.ndarray, neg_users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each sampled negative's row among the held-out users (the ragged ``loo`` layout).
+
+    Args:
+      users: [n_users] held-out users, sorted ascending and distinct.
+      neg_users: [m] the user of each negative, any order.
+
+    Returns:
+      ([m'] int64 row in ``users`` of each negative whose user is held out; [m] bool which are).
+    """
+    row = np.minimum(np.searchsorted(users, neg_users), max(len(users) - 1, 0))
+    mine = users[row] == neg_users if len(users) else np.zeros(len(neg_users), dtype=bool)
+    return row[mine], mine
+
+
+def loo_rank_counts_grouped(
+    pos_scores: np.ndarray, neg_scores: np.ndarray, neg_row: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``loo_rank_counts`` for any number of negatives per user (``group_negatives``' rows).
+
+    Args:
+      pos_scores: [n_users] score of each user's held-out item.
+      neg_scores: [m] score of each negative.
+      neg_row: [m] the row (user) of each negative.
+
+    Returns:
+      ([n_users] int64 g, [n_users] int64 t).
+    """
+    pos = np.asarray(pos_scores, dtype=np.float64)
+    neg = np.asarray(neg_scores, dtype=np.float64)
+    n = len(pos)
+    higher = np.bincount(neg_row, weights=neg > pos[neg_row], minlength=n)
+    tied = np.bincount(neg_row, weights=neg == pos[neg_row], minlength=n)
+    return higher.astype(np.int64), tied.astype(np.int64)
+
+
 def loo_metrics_from_counts(
     n_higher: np.ndarray, n_tied: np.ndarray, ks: Sequence[int] = (10,)
 ) -> dict[str, np.ndarray]:

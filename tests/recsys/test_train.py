@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from recsys import train as T
 from recsys.errors import ConfigError, DataError
+from recsys.models.base import top_k
 from recsys.train import (
     ITEM,
     USER,
@@ -375,3 +376,18 @@ def test_sampled_ranking_validation_follows_the_loo_tie_rule() -> None:
     assert v.name == "val_loo_ndcg@2"
     assert v.evaluate() == pytest.approx((1.0 + 0.5 / np.log2(3)) / 2)
     assert v.hit_rate == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_ranking_validation_breaks_ties_like_evaluation() -> None:
+    # Issue #16: the loop had its own top-k, which took whichever of the items tied at the
+    # k-th score ``argpartition`` happened to pick; evaluation (``recsys.models.base.top_k``)
+    # takes the lower item index. Scores with many ties at the cut-off: the held-out item 8 is
+    # the lowest-index item with score 0 that fits in the top 18, so the shared rule ranks it
+    # 17th; the old rule dropped it for item 14.
+    row = np.array([2, 2, 0, 2, 0, 1, 1, 2, 0, 2, 0, 1, 1, 2, 0, 2, 2, 2, 0, 2], dtype=np.float32)
+    seen = sp.csr_matrix(np.eye(1, 21, 20, dtype=np.float32))  # one seen item, not a candidate
+    val = pd.DataFrame({"user_idx": [0], "item_idx": [8]})
+    v = RankingValidation(lambda u, i: np.tile(row[i], (len(u), 1)), seen, val, np.arange(20), k=18)
+    ranked = top_k(row[None, :], 18)[0]
+    assert ranked[16] == 8
+    assert v.evaluate() == pytest.approx(1 / np.log2(18))
