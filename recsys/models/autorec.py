@@ -47,18 +47,18 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from keras import ops
-from scipy.special import expit
 
 from recsys.data import io
 from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed
 from recsys.errors import ConfigError, DataError, RecsysError
-from recsys.models.base import TrainResult
-from recsys.models.baselines import resolve_config
-from recsys.models.keras_base import KerasRecommender
+from recsys.models.keras_base import MODEL_FILE, KerasRecommender
+from recsys.models.model_config import check_config_fields
+from recsys.models.scoring import numpy_activation
 from recsys.schema import IMPLICIT, RATING
-from recsys.train import RatingValidation, TrainSettings, fit_model, resolve_device, set_seeds
+from recsys.train import RatingValidation, resolve_device, set_seeds
 
-MODEL_FILE = "model.keras"
+__all__ = ["MODEL_FILE", "AutoRec", "AutoRecConfig", "build_autorec", "masked_squared_error"]
+
 RATINGS_FILE = "ratings.parquet"
 INPUT = "ratings"
 """Name of the model's input: [batch, n_users] float32 item rating vectors."""
@@ -105,29 +105,21 @@ class AutoRecConfig:
     verbose: int = 0
 
     def __post_init__(self) -> None:
-        for key in ("hidden_units", "batch_size", "epochs", "eval_every"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"autorec.{key} must be a positive integer, got {value!r}")
-        if isinstance(self.patience, bool) or self.patience < 0:
-            raise ConfigError(f"autorec.patience must be >= 0, got {self.patience!r}")
+        check_config_fields(
+            self,
+            "autorec",
+            positive=("hidden_units", "batch_size", "epochs", "eval_every"),
+            non_negative=("l2", "patience"),
+        )
         if self.activation not in ACTIVATIONS:
             raise ConfigError(
                 f"autorec.activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}"
             )
-        if self.l2 < 0:
-            raise ConfigError(f"autorec.l2 must be >= 0, got {self.l2}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"autorec.dropout must be in [0, 1), got {self.dropout}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"autorec.learning_rate must be > 0, got {self.learning_rate}")
         if self.rating_range is not None:
             low, high = (float(v) for v in self.rating_range)
             if not low < high:
                 raise ConfigError(f"autorec.rating_range must be (low, high), got {low}, {high}")
             object.__setattr__(self, "rating_range", (low, high))
-        if self.device not in ("auto", "cpu", "gpu"):
-            raise ConfigError(f"autorec.device must be auto, cpu or gpu, got {self.device!r}")
 
 
 @keras.saving.register_keras_serializable(package="recsys")
@@ -255,34 +247,26 @@ class AutoRec(KerasRecommender):
     name: ClassVar[str] = "autorec"
     scores_cold_items: ClassVar[bool] = False
 
+    config_class: ClassVar[type[Any]] = AutoRecConfig
+
     def __init__(self, config: AutoRecConfig | None = None, **fields: Any) -> None:
-        super().__init__()
-        self.config = resolve_config(AutoRecConfig, config, fields, self.name)
-        self._model: keras.Model | None = None
+        super().__init__(config, **fields)
         self._ratings: sp.csr_matrix | None = None
         """[n_items, n_users] float32 training ratings (the network's input at inference)."""
-        self._snapshot: _Snapshot | None = None
-        self._device = "cpu"
 
     # --- training -----------------------------------------------------------------------------
-    def fit(
-        self,
-        data: Processed,
-        split: InteractionSplit | None = None,
-        *,
-        checkpoint_dir: Path | str | None = None,
-    ) -> TrainResult:
-        """Train on ``split.train`` (default ``data.split``); stop early on ``split.val``'s
-        RMSE when it has rows, else run ``epochs``; ``checkpoint_dir`` as ``KerasRecommender``."""
+    def _check_data(self, data: Processed) -> None:
+        """Explicit ratings only: implicit data has nothing for the autoencoder to reconstruct."""
         if data.feedback == IMPLICIT:
             raise ConfigError(
                 "autorec predicts explicit ratings, but the data is implicit",
                 fix="keep explicit ratings (preprocess.implicit_threshold: null) or use a "
                 "top-k model (neumf, bpr, ease)",
             )
-        return super().fit(data, split, checkpoint_dir=checkpoint_dir)
 
     def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
+        """Train on ``split.train``; stop early on ``split.val``'s RMSE when it has rows, else
+        run ``epochs``."""
         cfg = self.config
         train = split.train
         ratings = train[RATING].to_numpy(dtype=np.float32)
@@ -303,23 +287,13 @@ class AutoRec(KerasRecommender):
         dense = self._ratings[items].toarray()  # [m, n_users]
         plan = resolve_device(cfg.device)
         set_seeds(cfg.seed)
-        self._snapshot = None
+        self._snapshot_cache = None
         with plan.scope():
             model = build_autorec(n_users, len(items), cfg, output_bias=float(ratings.mean()))
             model.compile(
-                optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                loss=masked_squared_error,
-                jit_compile=plan.jit_compile,
+                optimizer=self._optimizer(), loss=masked_squared_error, jit_compile=plan.jit_compile
             )
         self._model = model
-        settings = TrainSettings(
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            seed=cfg.seed,
-            patience=cfg.patience,
-            eval_every=cfg.eval_every,
-            verbose=cfg.verbose,
-        )
         validation = None
         if len(split.val):
             validation = RatingValidation(self._live_pair_scores, split.val)
@@ -327,16 +301,7 @@ class AutoRec(KerasRecommender):
         def epoch_data(epoch: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
             return {INPUT: dense}, dense
 
-        facts = fit_model(
-            model,
-            epoch_data,
-            settings,
-            plan=plan,
-            validation=validation,
-            checkpoint_dir=self._checkpoint_dir,
-        )
-        self._device = plan.description
-        self._snapshot = None
+        facts = self._train(model, epoch_data, plan, validation)
         facts["extra"].update(n_train_items=len(items))
         return facts
 
@@ -344,7 +309,7 @@ class AutoRec(KerasRecommender):
     def _scores(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         users = np.asarray(user_idx, dtype=np.int64)
         items = np.asarray(item_idx, dtype=np.int64)
-        snap = self._scoring_snapshot()
+        snap = self._snapshot()
         out = snap.codes[items] @ snap.decoder[:, users] + snap.bias[users]  # [n_i, n_u]
         return snap.fallback.apply(np.ascontiguousarray(out.T, dtype=np.float32), users, items)
 
@@ -352,20 +317,15 @@ class AutoRec(KerasRecommender):
         """[n] predictions of the pairs with the weights as they are now (validation)."""
         users = np.asarray(user_idx, dtype=np.int64)
         items = np.asarray(item_idx, dtype=np.int64)
-        snap = self._take_snapshot()
+        snap = self._extract()
         pred = np.einsum("nh,hn->n", snap.codes[items], snap.decoder[:, users]) + snap.bias[users]
         return snap.fallback.apply_pairs(pred, users, items)
 
     def item_embeddings(self) -> np.ndarray | None:
         """[n_items, hidden_units] hidden codes ``h_i`` (the encoder's view of each item)."""
-        return self._scoring_snapshot().codes.copy()
+        return self._snapshot().codes.copy()  # type: ignore[no-any-return]
 
-    def _scoring_snapshot(self) -> _Snapshot:
-        if self._snapshot is None:
-            self._snapshot = self._take_snapshot()
-        return self._snapshot
-
-    def _take_snapshot(self) -> _Snapshot:
+    def _extract(self) -> _Snapshot:
         """Encode every item with the current weights (numpy, float32)."""
         model = self.keras_model
         encoder, decoder = model.get_layer("encoder"), model.get_layer("decoder")
@@ -373,7 +333,7 @@ class AutoRec(KerasRecommender):
         b = np.asarray(encoder.bias.numpy(), dtype=np.float32)
         pre = np.asarray(self._rating_matrix() @ w, dtype=np.float32) + b  # [n_items, hidden]
         return _Snapshot(
-            codes=_activate(pre, self.config.activation),
+            codes=numpy_activation(pre, self.config.activation),
             decoder=np.asarray(decoder.kernel.numpy(), dtype=np.float32),
             bias=np.asarray(decoder.bias.numpy(), dtype=np.float32),
             fallback=_Fallback.of(self._rating_matrix(), self.config.rating_range),
@@ -386,7 +346,7 @@ class AutoRec(KerasRecommender):
 
     # --- persistence --------------------------------------------------------------------------
     def _save(self, path: Path) -> None:
-        self.keras_model.save(path / MODEL_FILE)
+        super()._save(path)
         coo = self._rating_matrix().tocoo()
         io.write_table(
             pd.DataFrame(
@@ -400,14 +360,11 @@ class AutoRec(KerasRecommender):
         )
 
     def _load(self, path: Path) -> None:
-        self._model = keras.saving.load_model(path / MODEL_FILE, compile=False)
+        super()._load(path)
         vocab = self._vocab()
         self._ratings = _rating_matrix(
             io.read_table(path / RATINGS_FILE), vocab.n_items, vocab.n_users
         )
-        self._snapshot = None
-        if self.train_result is not None:
-            self._device = self.train_result.device
 
 
 def _rating_matrix(rows: pd.DataFrame, n_items: int, n_users: int) -> sp.csr_matrix:
@@ -423,16 +380,3 @@ def _rating_matrix(rows: pd.DataFrame, n_items: int, n_users: int) -> sp.csr_mat
     m.sum_duplicates()
     m.sort_indices()
     return m
-
-
-def _activate(x: np.ndarray, activation: str) -> np.ndarray:
-    """The hidden activation in numpy (float32), matching Keras' definitions."""
-    if activation == "sigmoid":
-        return expit(x).astype(np.float32)
-    if activation == "tanh":
-        return np.tanh(x).astype(np.float32)
-    if activation == "relu":
-        return np.maximum(x, 0.0).astype(np.float32)
-    if activation == "elu":
-        return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))).astype(np.float32)
-    return x.astype(np.float32)

@@ -10,28 +10,43 @@ A model implements three hooks over contiguous indices:
 
 Everything else is shared here: raw id <-> index mapping through the ``Vocabulary``, excluding
 the items a user saw in training, candidate restriction, batched top-k with deterministic
-tie-breaking, pair scoring, item-item similarity, and the on-disk layout. Raw ids go in and
-come out of every public method; indices never leak.
+tie-breaking (``ranking.top_k``), pair scoring, item-item similarity, and the on-disk layout
+(``persistence``). Raw ids go in and come out of every public method; indices never leak.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
-from recsys.data import io
-from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed, Vocabulary
+from recsys.data.preprocess import InteractionSplit, Processed, Vocabulary
 from recsys.errors import DataError, RecsysError
+from recsys.models.model_config import resolve_config, to_jsonable
+from recsys.models.ranking import blocks, interaction_matrix, top_k
+
+__all__ = [
+    "FORMAT_VERSION",
+    "META_FILE",
+    "USER_BLOCK",
+    "Recommender",
+    "TrainResult",
+    "UnknownIdError",
+    "interaction_matrix",
+    "resolve_config",
+    "to_jsonable",
+    "top_k",
+]
+
+C = TypeVar("C")
+T = TypeVar("T")
 
 FORMAT_VERSION = 1
 META_FILE = "recommender.json"
@@ -69,11 +84,13 @@ class TrainResult:
 class Recommender(abc.ABC):
     """Top-k recommendation over a fixed item catalogue (the preprocessing ``Vocabulary``).
 
-    Subclasses set ``name`` and implement ``_fit``, ``_scores``, ``_save``, ``_load`` and
-    ``config_dict``; they must be constructible as ``cls(**config_dict())``.
+    Subclasses set ``name`` and ``config`` and implement ``_fit``, ``_scores``, ``_save`` and
+    ``_load``; they must be constructible as ``cls(**config_dict())``.
     """
 
     name: ClassVar[str]
+    config: Any
+    """The model's frozen config dataclass (its constructor's fields)."""
     scores_cold_items: ClassVar[bool] = False
     """True when the model can score items never seen in training (content features)."""
 
@@ -85,9 +102,15 @@ class Recommender(abc.ABC):
         self.train_result: TrainResult | None = None
 
     # --- to implement ---------------------------------------------------------------------
-    @abc.abstractmethod
     def config_dict(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this model (JSON-ready)."""
+        """Constructor arguments that rebuild this model (JSON-ready): by default the fields
+        of its frozen config dataclass ``self.config``."""
+        return to_jsonable(dataclasses.asdict(self.config))
+
+    @property
+    def seed(self) -> int:
+        """The config's ``seed`` (0 for a model without randomness)."""
+        return int(getattr(self.config, "seed", 0))
 
     @abc.abstractmethod
     def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
@@ -132,7 +155,7 @@ class Recommender(abc.ABC):
             model=self.name,
             fit_seconds=round(seconds, 4),
             n_parameters=self.n_parameters(),
-            seed=int(getattr(self, "seed", 0)),
+            seed=self.seed,
             **facts,
         )
         return self.train_result
@@ -181,7 +204,7 @@ class Recommender(abc.ABC):
         ids = np.full((len(users), k), -1, dtype=np.int64)
         scores = np.full((len(users), k), -np.inf, dtype=np.float32)
         item_raw = self._vocab().item_ids
-        for lo, hi, block in _blocks(users, USER_BLOCK):
+        for lo, hi, block in blocks(users, USER_BLOCK):
             # A copy: _scores may return a read-only view or the model's own parameters.
             s = np.array(self._scores(block, cand), dtype=np.float32, copy=True)
             if exclude_seen:
@@ -288,26 +311,17 @@ class Recommender(abc.ABC):
 
     # --- ids ------------------------------------------------------------------------------
     def encode_users(self, user_ids: np.ndarray | list[int]) -> np.ndarray:
-        raw = np.asarray(user_ids, dtype=np.int64).ravel()
-        idx = self._vocab().encode_users(raw)
-        if (idx < 0).any():
-            unknown = sorted(set(raw[idx < 0].tolist()))
-            raise UnknownIdError(
-                f"{len(unknown)} unknown user id(s): {unknown[:10]}",
-                fix="use ids from the training data, or a cold-start fallback",
-            )
-        return idx
+        return _encode(
+            self._vocab().encode_users,
+            user_ids,
+            "user",
+            "use ids from the training data, or a cold-start fallback",
+        )
 
     def encode_items(self, item_ids: np.ndarray | list[int]) -> np.ndarray:
-        raw = np.asarray(item_ids, dtype=np.int64).ravel()
-        idx = self._vocab().encode_items(raw)
-        if (idx < 0).any():
-            unknown = sorted(set(raw[idx < 0].tolist()))
-            raise UnknownIdError(
-                f"{len(unknown)} unknown item id(s): {unknown[:10]}",
-                fix="use ids from the item catalogue",
-            )
-        return idx
+        return _encode(
+            self._vocab().encode_items, item_ids, "item", "use ids from the item catalogue"
+        )
 
     def known_users(self, user_ids: np.ndarray | list[int]) -> np.ndarray:
         """[n] bool: which raw user ids the model's vocabulary contains."""
@@ -338,78 +352,34 @@ class Recommender(abc.ABC):
 
     # --- persistence ----------------------------------------------------------------------
     def save(self, path: Path | str) -> None:
-        """Write the model to directory ``path`` atomically (vocabulary and seen items inside)."""
-        vocab, seen = self._vocab(), self._seen_matrix()
-        with io.atomic_dir(Path(path)) as tmp:
-            users, items = vocab.to_frames()
-            io.write_table(users, tmp / "vocab" / "users.parquet")
-            io.write_table(items, tmp / "vocab" / "items.parquet")
-            coo = seen.tocoo()
-            io.write_table(
-                pd.DataFrame(
-                    {USER_IDX: coo.row.astype(np.int64), ITEM_IDX: coo.col.astype(np.int64)}
-                ),
-                tmp / "seen.parquet",
-            )
-            self._save(tmp)
-            meta = {
-                "format_version": FORMAT_VERSION,
-                "model": self.name,
-                "config": self.config_dict(),
-                "feedback": self.feedback,
-                "train_result": None
-                if self.train_result is None
-                else dataclasses.asdict(self.train_result),
-            }
-            io.write_json(meta, tmp / META_FILE)
+        """Write the model to directory ``path`` atomically (vocabulary and seen items inside);
+        the layout is ``recsys.models.persistence``'s."""
+        from recsys.models.persistence import save_recommender
+
+        save_recommender(self, Path(path))
 
     @classmethod
     def load(cls, path: Path | str) -> Self:
         """Read a model written by ``save``; ``Recommender.load`` dispatches on its name."""
-        path = Path(path)
-        meta = io.read_json(path / META_FILE)
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise DataError(
-                f"unsupported model format {meta.get('format_version')!r}",
-                where=str(path / META_FILE),
-                fix="re-train and save the model with this version of recsys",
-            )
-        from recsys.models.registry import model_class
+        from recsys.models.persistence import load_recommender
 
-        target = model_class(meta["model"])
-        if not issubclass(target, cls):
-            raise DataError(f"{path} holds a '{meta['model']}' model, not a {cls.__name__}")
-        model = target(**meta["config"])
-        users = io.read_table(path / "vocab" / "users.parquet")
-        items = io.read_table(path / "vocab" / "items.parquet")
-        model.vocab = Vocabulary.from_frames(users, items)
-        seen = io.read_table(path / "seen.parquet")
-        model._seen = sp.csr_matrix(
-            (np.ones(len(seen), dtype=np.float32), (seen[USER_IDX], seen[ITEM_IDX])),
-            shape=(model.vocab.n_users, model.vocab.n_items),
-        )
-        model._item_in_train = np.asarray(model._seen.getnnz(axis=0) > 0)
-        model.feedback = meta.get("feedback", "explicit")
-        if meta.get("train_result"):
-            model.train_result = TrainResult(**meta["train_result"])
-        model._load(path)
-        return model  # type: ignore[return-value]
+        return load_recommender(cls, Path(path))
 
     # --- helpers ----------------------------------------------------------------------------
     def _vocab(self) -> Vocabulary:
-        if self.vocab is None:
-            raise RecsysError(f"the {self.name} model is not trained", fix="call fit() or load()")
-        return self.vocab
+        return self._trained(self.vocab)
 
     def _seen_matrix(self) -> sp.csr_matrix:
-        if self._seen is None:
-            raise RecsysError(f"the {self.name} model is not trained", fix="call fit() or load()")
-        return self._seen
+        return self._trained(self._seen)
 
     def _train_mask(self) -> np.ndarray:
-        if self._item_in_train is None:
+        return self._trained(self._item_in_train)
+
+    def _trained(self, value: T | None) -> T:
+        """``value``, set by ``fit`` or ``load``; a ``RecsysError`` before either."""
+        if value is None:
             raise RecsysError(f"the {self.name} model is not trained", fix="call fit() or load()")
-        return self._item_in_train
+        return value
 
     def _seen_block(self, users: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """[len(users), len(cand)] bool: item cand[j] was seen by users[i] in training."""
@@ -417,57 +387,13 @@ class Recommender(abc.ABC):
         return np.asarray(block.todense(), dtype=bool)
 
 
-def interaction_matrix(
-    train: pd.DataFrame, vocab: Vocabulary, *, values: str | None = None
-) -> sp.csr_matrix:
-    """[n_users, n_items] CSR of training interactions (1.0, or the ``values`` column)."""
-    data = (
-        np.ones(len(train), dtype=np.float32)
-        if values is None
-        else train[values].to_numpy(dtype=np.float32)
-    )
-    m = sp.csr_matrix(
-        (data, (train[USER_IDX].to_numpy(), train[ITEM_IDX].to_numpy())),
-        shape=(vocab.n_users, vocab.n_items),
-        dtype=np.float32,
-    )
-    m.sum_duplicates()
-    return m
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """[n, min(k, m)] column indices of the largest scores per row, best first.
-
-    Ties are broken by the lower column index, so results never depend on the sort's whims.
-    """
-    n, m = scores.shape
-    k = min(k, m)
-    if k == m:
-        part = np.tile(np.arange(m), (n, 1))
-    else:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        # argpartition may cut through a tie at the k-th score: pull in lower-index tied items.
-        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
-        tied = (scores == kth).sum(axis=1) > (np.take_along_axis(scores, part, axis=1) == kth).sum(
-            axis=1
-        )
-        if tied.any():
-            rows = np.flatnonzero(tied)
-            full = np.lexsort(
-                (np.broadcast_to(np.arange(m), (len(rows), m)), -scores[rows]), axis=1
-            )
-            part[rows] = full[:, :k]
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    return np.take_along_axis(part, order, axis=1)
-
-
-def _blocks(values: np.ndarray, size: int) -> Iterator[tuple[int, int, np.ndarray]]:
-    for lo in range(0, len(values), size):
-        hi = min(lo + size, len(values))
-        yield lo, hi, values[lo:hi]
-
-
-def to_jsonable(config: dict[str, Any]) -> dict[str, Any]:
-    """Tuples to lists, so a config survives a JSON round trip unchanged in meaning."""
-    return json.loads(json.dumps(config))
+def _encode(
+    encode: Callable[[np.ndarray], np.ndarray], raw_ids: np.ndarray | list[int], what: str, fix: str
+) -> np.ndarray:
+    """Vocabulary indices of raw ids; ``UnknownIdError`` naming the unknown ones."""
+    raw = np.asarray(raw_ids, dtype=np.int64).ravel()
+    idx = encode(raw)
+    if (idx < 0).any():
+        unknown = sorted(set(raw[idx < 0].tolist()))
+        raise UnknownIdError(f"{len(unknown)} unknown {what} id(s): {unknown[:10]}", fix=fix)
+    return idx

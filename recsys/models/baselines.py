@@ -8,7 +8,6 @@ interaction whatever its rating, for explicit and implicit feedback alike.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,30 +17,28 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys.config import from_dict, replace
 from recsys.data import io
 from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import ConfigError, DataError, RecsysError
-from recsys.models.base import Recommender, to_jsonable, top_k
+from recsys.models.base import Recommender, resolve_config, top_k
+
+__all__ = [
+    "EASE",
+    "ItemKNN",
+    "MostPopular",
+    "binary_interactions",
+    "ease_from_gram",
+    "ease_weights",
+    "knn_weights",
+    "resolve_config",
+    "tune_ease_lambda",
+]
+# ``resolve_config`` lives in ``recsys.models.base``; re-exported for old imports.
 
 C = TypeVar("C")
 
 SIMILARITY_BLOCK_ELEMENTS = 1 << 24
 """Dense co-occurrence entries per block when pruning item-kNN neighbours (64 MiB float32)."""
-
-
-def resolve_config(cls: type[C], config: C | None, fields: Mapping[str, Any], name: str) -> C:
-    """The model config from a config object and/or keyword fields (fields win).
-
-    Models are rebuilt as ``cls(**config_dict())`` (``Recommender.load``), so each accepts its
-    config's fields as keywords; they are checked like ``params.yaml`` (unknown key or wrong
-    type: ``ConfigError``).
-    """
-    if config is None:
-        return from_dict(cls, dict(fields), name)
-    if not isinstance(config, cls):
-        raise ConfigError(f"{name}: expected a {cls.__name__}, got {type(config).__name__}")
-    return replace(config, **fields) if fields else config
 
 
 def binary_interactions(seen: sp.csr_matrix) -> sp.csr_matrix:
@@ -71,9 +68,6 @@ class MostPopular(Recommender):
         self.config = resolve_config(MostPopularConfig, config, fields, self.name)
         self.counts: np.ndarray | None = None
         """[n_items] float32 training interactions per item."""
-
-    def config_dict(self) -> dict[str, Any]:
-        return to_jsonable(dataclasses.asdict(self.config))
 
     def n_parameters(self) -> int:
         return 0 if self.counts is None else len(self.counts)
@@ -129,9 +123,6 @@ class ItemKNN(Recommender):
         self.config = resolve_config(ItemKNNConfig, config, fields, self.name)
         self.weights: sp.csr_matrix | None = None
         """[n_items, n_items] float32 CSR ``W``: column i holds the neighbours of item i."""
-
-    def config_dict(self) -> dict[str, Any]:
-        return to_jsonable(dataclasses.asdict(self.config))
 
     def n_parameters(self) -> int:
         return 0 if self.weights is None else int(self.weights.nnz)
@@ -238,9 +229,6 @@ class EASE(Recommender):
         """[m, m] float32 ``B`` over the m training items."""
         self.items: np.ndarray | None = None
         """[m] item indices that rows/columns of ``weights`` stand for (ascending)."""
-
-    def config_dict(self) -> dict[str, Any]:
-        return to_jsonable(dataclasses.asdict(self.config))
 
     def n_parameters(self) -> int:
         return 0 if self.weights is None else int(self.weights.size)

@@ -21,54 +21,39 @@ early stopping on the validation NDCG@10 when ``split.val`` has rows.
 Fast full ranking (``_scores``): the item tower runs once over the catalogue and the user
 tower once over the users (``[n, d]`` arrays cached per weight snapshot); a block of scores is
 then the GMF matrix product plus the MLP head with its first layer split into user and item
-halves (``towers.GmfMlpHead``), never a ``model.predict`` over pairs.
+halves (``scoring.GmfMlpHead``), never a ``model.predict`` over pairs. The training loop, the
+cached tower outputs and persistence are ``tower_base.TowerRecommender``'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import keras
 import numpy as np
 from keras import ops
 
-from recsys.config import from_dict
-from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed
-from recsys.models.keras_base import KerasRecommender
+from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit
+from recsys.models.keras_base import MODEL_FILE, pair_model, predict_pairs
 from recsys.models.layers import GMF, MLPTower
-from recsys.models.towers import (
-    GmfMlpHead,
-    build_towers,
-    check_config_fields,
-    history_table,
-    item_tables,
-    tower_sizes,
-)
-from recsys.train import (
-    ITEM,
-    USER,
-    EpochArrays,
-    NegativeSampler,
-    PointwiseEpochs,
-    RankingValidation,
-    TrainSettings,
-    fit_model,
-    resolve_device,
-    set_seeds,
-    to_numpy,
-)
+from recsys.models.model_config import check_config_fields
+from recsys.models.scoring import GmfMlpHead
+from recsys.models.tower_base import NET, TowerNet, TowerRecommender
+from recsys.train import EpochArrays, NegativeSampler, PointwiseEpochs
 
-MODEL_FILE = "model.keras"
-NET = "net"
-"""Name of the layer that holds the towers inside the Keras model."""
-TUNED_METRIC = "ndcg@10"
-"""The benchmark metric ``tune`` optimizes (what ``RankingValidation`` measures)."""
-ENCODE_BLOCK = 4096
-"""Users encoded per eager call when caching the user vectors."""
+__all__ = [
+    "MODEL_FILE",
+    "NET",
+    "ContentNet",
+    "DeepContent",
+    "DeepContentConfig",
+    "TowerRecommender",
+    "build_pair_model",
+]
+# ``TowerRecommender`` and ``NET`` live in ``recsys.models.tower_base``; re-exported here for
+# old imports.
 
 
 @dataclass(frozen=True)
@@ -132,58 +117,23 @@ class DeepContentConfig:
 
 
 @keras.saving.register_keras_serializable(package="recsys")
-class ContentNet(keras.layers.Layer):
+class ContentNet(TowerNet):
     """``[user [b], item [b]] -> [b]`` logits of DeepContent (module docstring)."""
 
     def __init__(
         self,
-        n_users: int,
-        n_items: int,
-        n_genres: int,
-        title_length: int,
-        vocab_size: int,
-        n_user_features: int,
-        *,
-        embedding_dim: int,
-        token_dim: int,
-        item_hidden_units: list[int] | tuple[int, ...],
-        user_hidden_units: list[int] | tuple[int, ...],
+        *sizes: int,
         head_units: list[int] | tuple[int, ...],
-        history_exponent: float,
         dropout: float,
         tower_id_dim: int = 0,
         normalize: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.sizes = tower_sizes(
-            n_users, n_items, n_genres, title_length, vocab_size, n_user_features
+        super().__init__(
+            *sizes, dropout=dropout, tower_id_dim=tower_id_dim, normalize=normalize, **kwargs
         )
-        self.dim = int(embedding_dim)
-        self.options: dict[str, Any] = {
-            "embedding_dim": int(embedding_dim),
-            "token_dim": int(token_dim),
-            "item_hidden_units": [int(u) for u in item_hidden_units],
-            "user_hidden_units": [int(u) for u in user_hidden_units],
-            "head_units": [int(u) for u in head_units],
-            "history_exponent": float(history_exponent),
-            "dropout": float(dropout),
-            "tower_id_dim": int(tower_id_dim),
-            "normalize": bool(normalize),
-        }
-        d = int(embedding_dim)
-        self.item_tower, self.user_tower = build_towers(
-            self.sizes,
-            embedding_dim=d,
-            token_dim=token_dim,
-            item_hidden_units=item_hidden_units,
-            user_hidden_units=user_hidden_units,
-            id_dim=tower_id_dim,
-            history_exponent=history_exponent,
-            dropout=dropout,
-            normalize=normalize,
-            dtype=self.dtype_policy,
-        )
+        self.options["head_units"] = [int(u) for u in head_units]
+        self.options["tower_id_dim"] = int(tower_id_dim)
         self.gmf = GMF(dtype=self.dtype_policy, name="gmf")
         self.head = (
             MLPTower(
@@ -199,15 +149,13 @@ class ContentNet(keras.layers.Layer):
         self.out = keras.layers.Dense(1, dtype="float32", name="prediction")
 
     def build(self, input_shape: Any = None) -> None:
-        self.item_tower.build()
-        self.user_tower.build()
+        super().build(input_shape)
         d = self.dim
         width = d
         if self.head is not None:
             self.head.build((None, 2 * d))
             width += self.head.units[-1]
         self.out.build((None, width))
-        self.built = True
 
     def content_logit(self, u: Any, e: Any, training: bool | None = None) -> Any:
         """[b] float32 ``w . [u * e, MLP([u, e])] + b`` of user and item vectors [b, d]."""
@@ -219,23 +167,16 @@ class ContentNet(keras.layers.Layer):
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         user, item = inputs
-        items_all = self.item_tower.encode(None, training=training)  # [n_items, d]
-        e = ops.take(items_all, item, axis=0)
-        u = self.user_tower.encode(user, items_all, exclude=item, training=training)
+        u, e = self.pair_vectors(user, item, training=training)
         return self.content_logit(u, e, training=training)
 
     def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
         return tuple(input_shape[0])
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), **self.sizes, **self.options}
 
-
-def build_pair_model(net: keras.layers.Layer, name: str) -> keras.Model:
-    """The Keras model ``{"user": int32 [b], "item": int32 [b]} -> [b] float32 logit``."""
-    user = keras.Input(shape=(), dtype="int32", name=USER)
-    item = keras.Input(shape=(), dtype="int32", name=ITEM)
-    return keras.Model({USER: user, ITEM: item}, net([user, item]), name=name)
+build_pair_model = pair_model
+"""The Keras model ``{"user": int32 [b], "item": int32 [b]} -> [b] float32 logit`` (the
+shared ``keras_base.pair_model``; this name is kept for old imports)."""
 
 
 @dataclass(frozen=True)
@@ -249,182 +190,6 @@ class _Vectors:
     head: GmfMlpHead
 
 
-class TowerRecommender(KerasRecommender):
-    """What DeepContent, Hybrid and TwoTower share: config handling, the ``recsys.train`` fit
-    with checkpoints, tower vectors cached per weight snapshot, ``.keras`` persistence.
-
-    Subclasses set ``config_class`` and implement ``_make_net``, ``_fill_tables``,
-    ``_loss``, ``_epoch_data``, ``_extract`` and ``_score_block``.
-    """
-
-    config_class: ClassVar[type[Any]]
-
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
-        super().__init__()
-        cls = self.config_class
-        base = config if config is not None else cls()
-        if not isinstance(base, cls):
-            raise TypeError(f"{type(self).__name__} needs a {cls.__name__}")
-        if overrides:
-            base = from_dict(cls, {**dataclasses.asdict(base), **overrides}, cls.section)
-        self.config = base
-        self._model: keras.Model | None = None
-        self._vectors: Any = None
-        self._device = "cpu"
-
-    def n_parameters(self) -> int:
-        """Trainable weights (the feature and history tables are data, not parameters)."""
-        if self._model is None:
-            return 0
-        return int(sum(int(np.prod(v.shape)) for v in self._model.trainable_variables))
-
-    @property
-    def net(self) -> Any:
-        return self.keras_model.get_layer(NET)
-
-    # --- hooks ----------------------------------------------------------------------------------
-    def _make_net(self, data: Processed) -> keras.layers.Layer:
-        raise NotImplementedError
-
-    def _fill_tables(self, net: Any, data: Processed) -> None:
-        raise NotImplementedError
-
-    def _loss(self) -> Any:
-        raise NotImplementedError
-
-    def _epoch_data(self, split: InteractionSplit) -> Callable[[int], EpochArrays]:
-        raise NotImplementedError
-
-    def _extract(self) -> Any:
-        """A numpy snapshot of what ``_score_block`` needs, from the current weights."""
-        raise NotImplementedError
-
-    def _score_block(self, v: Any, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    # --- training -------------------------------------------------------------------------------
-    @classmethod
-    def tune(
-        cls,
-        data: Processed,
-        val_split: InteractionSplit,
-        evaluate_fn: Any,
-        *,
-        metric: str,
-        config: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        """Choose ``epochs`` on the validation files (``recsys benchmark``'s ``Tunable`` hook).
-
-        One fit on ``val_split.train`` whose loop validates on ``val_split.test`` (the
-        validation files' held-out rows, every user: the full-ranking NDCG@10 of PROTOCOL.md)
-        with the configured ``patience``, up to the configured ``epochs``; returns
-        ``{"epochs": best epoch}``. Other metrics (``loo``, ``rating``) tune nothing.
-        """
-        if metric != TUNED_METRIC or val_split.test.empty:
-            return {}
-        model = cls(**{**config, "eval_users": 1 << 30})
-        result = model.fit(data, dataclasses.replace(val_split, val=val_split.test))
-        return {"epochs": int(result.best_epoch or result.epochs)}
-
-    def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
-        cfg = self.config
-        plan = resolve_device(cfg.device)
-        set_seeds(cfg.seed)
-        self._vectors = None
-        with plan.scope():
-            net = self._make_net(data)
-            model = build_pair_model(net, self.name)
-            self._fill_tables(net, data)
-            model.compile(
-                optimizer=keras.optimizers.AdamW(cfg.learning_rate, weight_decay=cfg.weight_decay)
-                if cfg.weight_decay > 0
-                else keras.optimizers.Adam(cfg.learning_rate),
-                loss=self._loss(),
-                jit_compile=plan.jit_compile,
-            )
-        self._model = model
-        validation = None
-        if len(split.val):
-            validation = RankingValidation(
-                self._live_scores,
-                self._seen_matrix(),
-                split.val,
-                np.flatnonzero(self._train_mask()),
-                max_users=cfg.eval_users,
-                seed=cfg.seed,
-            )
-        facts = fit_model(
-            model,
-            self._epoch_data(split),
-            TrainSettings(
-                epochs=cfg.epochs,
-                batch_size=cfg.batch_size,
-                seed=cfg.seed,
-                patience=cfg.patience,
-                eval_every=cfg.eval_every,
-                verbose=cfg.verbose,
-            ),
-            plan=plan,
-            validation=validation,
-            checkpoint_dir=self._checkpoint_dir,
-        )
-        self._device = plan.description
-        self._vectors = None
-        return facts
-
-    # --- scoring --------------------------------------------------------------------------------
-    def _scores(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        return self._score_block(self._snapshot(), user_idx, item_idx)
-
-    def _live_scores(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        """``_scores`` with the weights as they are now (validation during training)."""
-        return self._score_block(self._extract(), user_idx, item_idx)
-
-    def _snapshot(self) -> Any:
-        if self._vectors is None:
-            self._vectors = self._extract()
-        return self._vectors
-
-    def _encode_all(self) -> tuple[np.ndarray, np.ndarray]:
-        """([n_users, d] user vectors, [n_items, d] item vectors) at inference: the item
-        tower over the catalogue once, the user tower over the users in blocks."""
-        net = self.net
-        items = net.item_tower.encode(None, training=False)
-        n_users = int(net.user_tower.n_users)
-        users = [
-            to_numpy(
-                net.user_tower.encode(
-                    np.arange(lo, min(lo + ENCODE_BLOCK, n_users), dtype=np.int32),
-                    items,
-                    training=False,
-                )
-            )
-            for lo in range(0, n_users, ENCODE_BLOCK)
-        ]
-        return (
-            np.concatenate(users).astype(np.float32, copy=False),
-            to_numpy(items).astype(np.float32, copy=False),
-        )
-
-    def item_embeddings(self) -> np.ndarray | None:
-        """[n_items, d] item tower outputs (every catalogue item, cold ones too)."""
-        return np.array(self._snapshot().items, copy=True)
-
-    def user_embeddings(self, user_idx: np.ndarray) -> np.ndarray:
-        """[n, d] user tower outputs of user indices (the whole training history pooled)."""
-        return np.array(self._snapshot().users[np.asarray(user_idx, dtype=np.int64)], copy=True)
-
-    # --- persistence ----------------------------------------------------------------------------
-    def _save(self, path: Path) -> None:
-        self.keras_model.save(path / MODEL_FILE)
-
-    def _load(self, path: Path) -> None:
-        self._model = keras.saving.load_model(path / MODEL_FILE, compile=False)
-        self._vectors = None
-        if self.train_result is not None:
-            self._device = self.train_result.device
-
-
 class DeepContent(TowerRecommender):
     """Content towers + MLP head trained with ``recsys.train`` (module docstring).
 
@@ -435,6 +200,7 @@ class DeepContent(TowerRecommender):
     name: ClassVar[str] = "content"
     scores_cold_items: ClassVar[bool] = True
     config_class: ClassVar[type[Any]] = DeepContentConfig
+    net_class: ClassVar[type[TowerNet]] = ContentNet
 
     def _net_options(self) -> dict[str, Any]:
         cfg = self.config
@@ -447,25 +213,6 @@ class DeepContent(TowerRecommender):
             "history_exponent": cfg.history_exponent,
             "dropout": cfg.dropout,
         }
-
-    def _make_net(self, data: Processed) -> keras.layers.Layer:
-        f = data.features
-        return ContentNet(
-            data.vocab.n_users,
-            data.vocab.n_items,
-            f.item_genres.shape[1],
-            f.item_tokens.shape[1],
-            max(len(f.tokens), 2),
-            f.user_features.shape[1],
-            name=NET,
-            **self._net_options(),
-        )
-
-    def _fill_tables(self, net: Any, data: Processed) -> None:
-        seen = history_table(self._seen_matrix(), self.name)
-        genres, tokens, year = item_tables(data.features)
-        net.item_tower.set_tables(genres, tokens, year, in_train=self._train_mask())
-        net.user_tower.set_tables(data.features.user_features, seen)
 
     def _loss(self) -> Any:
         return keras.losses.BinaryCrossentropy(from_logits=True)
@@ -497,12 +244,4 @@ class DeepContent(TowerRecommender):
         """[n] logits from ``model.predict``: the slow reference the fast path equals for
         pairs whose item is not in the user's history (the Keras model leaves a pair's own
         item out of the profile, as in training)."""
-        out = self.keras_model.predict(
-            {
-                USER: np.asarray(user_idx, dtype=np.int32),
-                ITEM: np.asarray(item_idx, dtype=np.int32),
-            },
-            batch_size=batch_size,
-            verbose=0,
-        )
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+        return predict_pairs(self.keras_model, user_idx, item_idx, batch_size)

@@ -23,7 +23,7 @@ import numpy as np
 from recsys.data import io
 from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import ConfigError, RecsysError
-from recsys.models.base import Recommender, to_jsonable
+from recsys.models.base import Recommender
 from recsys.models.baselines import resolve_config
 
 MEMBERS_DIR = "members"
@@ -102,10 +102,6 @@ class Ensemble(Recommender):
         self.std: np.ndarray | None = None
 
     @property
-    def seed(self) -> int:
-        return self.config.seed
-
-    @property
     def weights(self) -> np.ndarray:
         w = self.config.weights or (1.0,) * len(self.config.members)
         return np.asarray(w, dtype=np.float64)
@@ -113,9 +109,6 @@ class Ensemble(Recommender):
     @property
     def scores_cold_items(self) -> bool:  # type: ignore[override]
         return bool(self.models) and all(m.scores_cold_items for m in self._active())
-
-    def config_dict(self) -> dict[str, Any]:
-        return to_jsonable(dataclasses.asdict(self.config))
 
     def n_parameters(self) -> int:
         return sum(m.n_parameters() for m in self.models)

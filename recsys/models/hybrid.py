@@ -49,8 +49,11 @@ from scipy.special import expit
 
 from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import ConfigError, RecsysError
-from recsys.models.content import NET, ContentNet, DeepContent, DeepContentConfig
-from recsys.models.towers import GmfMlpHead, check_config_fields
+from recsys.models.content import ContentNet, DeepContent, DeepContentConfig
+from recsys.models.layers import ID_INIT_STDDEV, id_embedding, l2_normalize
+from recsys.models.model_config import check_config_fields
+from recsys.models.scoring import GmfMlpHead
+from recsys.models.tower_base import TowerNet
 from recsys.models.twotower import (
     InBatchSoftmax,
     batch_seen,
@@ -154,24 +157,19 @@ class HybridNet(ContentNet):
         self.gate_bias = float(gate_bias)
         # Dropout of a ones vector, rescaled: 0 for a dropped example, 1 otherwise.
         self.id_drop = keras.layers.Dropout(self.id_dropout, name="id_dropout")
-        init = keras.initializers.RandomNormal(stddev=0.05)
+        # One initializer for both tables, as the saved models were trained with.
+        init = keras.initializers.RandomNormal(stddev=ID_INIT_STDDEV)
         reg = keras.regularizers.L2(self.id_l2) if self.id_l2 > 0 else None
-        n_users, n_items = self.sizes["n_users"], self.sizes["n_items"]
-        self.user_ids = keras.layers.Embedding(
-            n_users,
-            self.id_dim,
-            embeddings_initializer=init,
-            activity_regularizer=reg,
-            dtype=self.dtype_policy,
-            name="user_id",
-        )
-        self.item_ids = keras.layers.Embedding(
-            n_items,
-            self.id_dim,
-            embeddings_initializer=init,
-            activity_regularizer=reg,
-            dtype=self.dtype_policy,
-            name="item_id",
+        self.user_ids, self.item_ids = (
+            id_embedding(
+                self.sizes[n],
+                self.id_dim,
+                name=name,
+                dtype=self.dtype_policy,
+                initializer=init,
+                regularizer=reg,
+            )
+            for n, name in (("n_users", "user_id"), ("n_items", "item_id"))
         )
         self.id_out = keras.layers.Dense(1, use_bias=False, dtype="float32", name="id_score")
 
@@ -210,12 +208,10 @@ class HybridNet(ContentNet):
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         """[b] logits (``bce``), or [b, b] in-batch logits (``softmax``)."""
         user, item = inputs
-        items_all = self.item_tower.encode(None, training=training)
-        e = ops.take(items_all, item, axis=0)
-        c = self.user_tower.encode(user, items_all, exclude=item, training=training)
+        c, e = self.pair_vectors(user, item, training=training)
         p, q = self.user_ids(user), self.item_ids(item)
         if self.options["normalize"]:
-            p, q = _l2_normalize(p), _l2_normalize(q)
+            p, q = l2_normalize(p), l2_normalize(q)
 
         def take(table: Any, idx: Any) -> Any:
             return ops.take(table.value, idx, axis=0)
@@ -263,11 +259,6 @@ class HybridNet(ContentNet):
         }
 
 
-def _l2_normalize(x: Any) -> Any:
-    norm = ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
-    return x / ops.maximum(norm, ops.cast(1e-6, x.dtype))
-
-
 def _l2_normalize_numpy(x: np.ndarray) -> np.ndarray:
     norm = np.sqrt(np.sum(np.square(x), axis=-1, keepdims=True))
     return (x / np.maximum(norm, np.float32(1e-6))).astype(np.float32, copy=False)
@@ -299,32 +290,21 @@ class Hybrid(DeepContent):
     name: ClassVar[str] = "hybrid"
     scores_cold_items: ClassVar[bool] = True
     config_class: ClassVar[type[Any]] = HybridConfig
-
-    def _make_net(self, data: Processed) -> keras.layers.Layer:
-        f = data.features
-        return HybridNet(
-            data.vocab.n_users,
-            data.vocab.n_items,
-            f.item_genres.shape[1],
-            f.item_tokens.shape[1],
-            max(len(f.tokens), 2),
-            f.user_features.shape[1],
-            id_dim=self.config.id_dim,
-            id_l2=self.config.id_l2,
-            id_dropout=self.config.id_dropout,
-            gate_bias=self.config.gate_bias,
-            objective=self.config.objective,
-            temperature=self.config.temperature,
-            mask_seen=self.config.mask_seen,
-            name=NET,
-            **self._net_options(),
-        )
+    net_class: ClassVar[type[TowerNet]] = HybridNet
 
     def _net_options(self) -> dict[str, Any]:
+        cfg = self.config
         return {
             **super()._net_options(),
-            "tower_id_dim": self.config.tower_id_dim,
-            "normalize": self.config.normalize,
+            "tower_id_dim": cfg.tower_id_dim,
+            "normalize": cfg.normalize,
+            "id_dim": cfg.id_dim,
+            "id_l2": cfg.id_l2,
+            "id_dropout": cfg.id_dropout,
+            "gate_bias": cfg.gate_bias,
+            "objective": cfg.objective,
+            "temperature": cfg.temperature,
+            "mask_seen": cfg.mask_seen,
         }
 
     def _fill_tables(self, net: Any, data: Processed) -> None:

@@ -1,27 +1,64 @@
-"""What every Keras-backed recommender shares: its config, its Keras model and its device."""
+"""What every Keras-backed recommender shares: its config, its Keras model, its training run
+through ``recsys.train.fit_model``, the numpy snapshot it scores from, and ``.keras``
+persistence.
+
+A subclass sets ``name`` and ``config_class`` (a frozen dataclass with ``seed``,
+``learning_rate``, ``epochs`` ... fields) and implements ``_fit`` (build the model, then
+``_train``), ``_extract`` (a numpy snapshot of what scoring needs, from the current weights)
+and ``_scores``; ``_snapshot()`` caches the snapshot until the next fit or load.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
+import numpy as np
 
 from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import RecsysError
-from recsys.models.base import Recommender, TrainResult, to_jsonable
+from recsys.models.base import Recommender, TrainResult, resolve_config
+from recsys.train import (
+    ITEM,
+    USER,
+    DevicePlan,
+    EpochArrays,
+    PeriodicValidation,
+    TrainSettings,
+    fit_model,
+)
+
+__all__ = [
+    "MODEL_FILE",
+    "KerasRecommender",
+    "pair_inputs",
+    "pair_model",
+    "predict_pairs",
+]
+
+MODEL_FILE = "model.keras"
 
 
 class KerasRecommender(Recommender):
     """A ``Recommender`` whose parameters live in one Keras model (``self._model``), built from a
-    frozen config dataclass (``self.config``), trained on ``self._device``."""
+    frozen config dataclass (``self.config``), trained on ``self._device``.
 
-    config: Any
-    _model: keras.Model | None
-    _device: str
+    Construct with a ``config_class`` instance or its fields as keywords; unknown keys raise
+    ``ConfigError``.
+    """
+
+    config_class: ClassVar[type[Any]]
     _checkpoint_dir: Path | str | None = None
-    """Set by ``fit`` for the duration of one call; ``_fit`` hands it to ``fit_model``."""
+    """Set by ``fit`` for the duration of one call; ``_train`` hands it to ``fit_model``."""
+
+    def __init__(self, config: Any = None, **fields: Any) -> None:
+        super().__init__()
+        self.config: Any = resolve_config(self.config_class, config, fields, self.name)
+        self._model: keras.Model | None = None
+        self._snapshot_cache: Any = None
+        self._device = "cpu"
 
     def fit(
         self,
@@ -32,18 +69,15 @@ class KerasRecommender(Recommender):
     ) -> TrainResult:
         """Train (see ``Recommender.fit``); with ``checkpoint_dir``, checkpoint every epoch
         there and resume from what is already there."""
+        self._check_data(data)
         self._checkpoint_dir = checkpoint_dir
         try:
             return super().fit(data, split)
         finally:
             self._checkpoint_dir = None
 
-    @property
-    def seed(self) -> int:
-        return int(self.config.seed)
-
-    def config_dict(self) -> dict[str, Any]:
-        return to_jsonable(dataclasses.asdict(self.config))
+    def _check_data(self, data: Processed) -> None:
+        """Refuse data the model cannot learn from, before anything is fitted."""
 
     def n_parameters(self) -> int:
         return 0 if self._model is None else int(self._model.count_params())
@@ -56,3 +90,90 @@ class KerasRecommender(Recommender):
         if self._model is None:
             raise RecsysError(f"the {self.name} model is not trained", fix="call fit() or load()")
         return self._model
+
+    # --- training ---------------------------------------------------------------------------
+    def _optimizer(self) -> keras.optimizers.Optimizer:
+        """Adam, or AdamW when the config has a ``weight_decay`` > 0."""
+        cfg = self.config
+        weight_decay = getattr(cfg, "weight_decay", 0.0)
+        if weight_decay > 0:
+            return keras.optimizers.AdamW(cfg.learning_rate, weight_decay=weight_decay)
+        return keras.optimizers.Adam(cfg.learning_rate)
+
+    def _train(
+        self,
+        model: keras.Model,
+        epoch_data: Callable[[int], EpochArrays],
+        plan: DevicePlan,
+        validation: PeriodicValidation | None,
+    ) -> dict[str, Any]:
+        """Run ``fit_model`` on the compiled ``model`` with the config's loop settings; the
+        model becomes this recommender's and its snapshot is taken afresh when next asked."""
+        cfg = self.config
+        self._model = model
+        self._snapshot_cache = None
+        facts = fit_model(
+            model,
+            epoch_data,
+            TrainSettings(
+                epochs=cfg.epochs,
+                batch_size=cfg.batch_size,
+                seed=cfg.seed,
+                patience=cfg.patience,
+                eval_every=cfg.eval_every,
+                verbose=cfg.verbose,
+            ),
+            plan=plan,
+            validation=validation,
+            checkpoint_dir=self._checkpoint_dir,
+        )
+        self._device = plan.description
+        self._snapshot_cache = None
+        return facts
+
+    # --- scoring ----------------------------------------------------------------------------
+    def _extract(self) -> Any:
+        """A numpy snapshot of what scoring needs, from the current weights."""
+        raise NotImplementedError
+
+    def _snapshot(self) -> Any:
+        """``_extract()`` of the trained (or loaded) weights, computed once."""
+        if self._snapshot_cache is None:
+            self._snapshot_cache = self._extract()
+        return self._snapshot_cache
+
+    # --- persistence ------------------------------------------------------------------------
+    def _save(self, path: Path) -> None:
+        self.keras_model.save(path / MODEL_FILE)
+
+    def _load(self, path: Path) -> None:
+        self._model = keras.saving.load_model(path / MODEL_FILE, compile=False)
+        self._snapshot_cache = None
+        if self.train_result is not None:
+            self._device = self.train_result.device
+
+
+def pair_model(net: keras.layers.Layer, name: str) -> keras.Model:
+    """The Keras model ``{"user": int32 [b], "item": int32 [b]} -> net([user, item])``."""
+    user, item = pair_inputs()
+    return keras.Model({USER: user, ITEM: item}, net([user, item]), name=name)
+
+
+def pair_inputs() -> tuple[Any, Any]:
+    """The ``user`` and ``item`` inputs (int32 [b]) of a model that scores index pairs."""
+    user = keras.Input(shape=(), dtype="int32", name=USER)
+    item = keras.Input(shape=(), dtype="int32", name=ITEM)
+    return user, item
+
+
+def predict_pairs(
+    model: keras.Model, user_idx: np.ndarray, item_idx: np.ndarray, batch_size: int = 8192
+) -> np.ndarray:
+    """[n] float32 outputs of a pair model's ``predict``: the slow reference that the fast
+    numpy scorers must equal."""
+    out = model.predict(
+        {USER: np.asarray(user_idx, dtype=np.int32), ITEM: np.asarray(item_idx, dtype=np.int32)},
+        batch_size=batch_size,
+        verbose=0,
+    )
+    return np.asarray(out, dtype=np.float32).reshape(-1)

@@ -7,19 +7,21 @@ with ``get_config``), written with ``keras.ops`` only, so a model that composes 
 Sublayers inherit the block's dtype policy: under ``mixed_float16`` a tower computes in float16
 with float32 variables; the caller keeps its output layer float32.
 
-``dense_stack_numpy`` replays an ``MLPTower`` with numpy from ``MLPTower.numpy_weights()``: the
-fast scoring paths use it to push precomputed halves of a layer through the rest of a tower
-without a Keras call per block.
+The numpy replays of these blocks for fast ranking live in ``recsys.models.scoring``
+(``dense_stack_numpy`` and ``pairwise_tower_scores`` are re-exported here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
+
+from recsys.models.scoring import dense_stack_numpy, pairwise_tower_scores
+from recsys.train import to_numpy
 
 __all__ = [
     "GMF",
@@ -27,10 +29,13 @@ __all__ = [
     "FeatureTower",
     "MLPTower",
     "dense_stack_numpy",
+    "id_embedding",
+    "l2_normalize",
     "pairwise_tower_scores",
 ]
 
-_NUMPY_ACTIVATIONS = ("relu", "linear", "tanh", "sigmoid")
+ID_INIT_STDDEV = 0.05
+"""Standard deviation of the normal initial id embeddings of the content-aware models."""
 
 
 @keras.saving.register_keras_serializable(package="recsys")
@@ -119,10 +124,7 @@ class MLPTower(keras.layers.Layer):
     def numpy_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """``[(kernel [d_in, d_out], bias [d_out]), ...]`` as float32 numpy arrays."""
         return [
-            (
-                _numpy(d.kernel),
-                _numpy(d.bias),
-            )
+            (to_numpy(d.kernel).astype(np.float32), to_numpy(d.bias).astype(np.float32))
             for d in self.dense_layers
         ]
 
@@ -135,139 +137,6 @@ class MLPTower(keras.layers.Layer):
             "final_activation": self._final_activation,
             "l2": self._l2,
         }
-
-
-def _numpy(variable: Any) -> np.ndarray:
-    value = getattr(variable, "value", variable)
-    if hasattr(value, "numpy"):  # TensorFlow: its __array__ warns under numpy 2
-        return np.asarray(value.numpy(), dtype=np.float32)
-    return np.asarray(ops.convert_to_numpy(value), dtype=np.float32)
-
-
-def dense_stack_numpy(
-    x: np.ndarray,
-    weights: Sequence[tuple[np.ndarray, np.ndarray]],
-    activations: Sequence[str],
-    *,
-    first_preactivation: bool = False,
-) -> np.ndarray:
-    """Inference pass of a Dense stack in numpy (dropout is the identity at inference).
-
-    Args:
-      x: [n, d_in] float32 inputs; with ``first_preactivation`` the first layer's
-        pre-activation ``x W_0 + b_0`` [n, units[0]] instead (its halves computed elsewhere).
-      weights: ``MLPTower.numpy_weights()``.
-      activations: ``MLPTower.activations()``.
-
-    Returns:
-      [n, units[-1]] float32.
-    """
-    h = x
-    for j, ((kernel, bias), act) in enumerate(zip(weights, activations, strict=True)):
-        if not (j == 0 and first_preactivation):
-            h = h @ kernel
-            h += bias
-        h = _activate(h, act)
-    return h
-
-
-def pairwise_tower_scores(
-    user_half: np.ndarray,
-    item_half: np.ndarray,
-    weights: Sequence[tuple[np.ndarray, np.ndarray]],
-    activations: Sequence[str],
-    readout: np.ndarray,
-    *,
-    user_block: int = 32,
-) -> np.ndarray:
-    """``readout . tower(u_half + i_half)`` for every (user, item) pair, compiled and batched.
-
-    The first Dense layer of a tower over ``[user vector, item vector]`` splits into a user
-    half and an item half (``W [u; i] + b = W_u u + (W_i i + b)``): callers precompute both
-    halves once, and this function runs the first activation and the remaining layers on all
-    ``n_u x n_i`` sums, ``user_block`` users at a time, in a backend-compiled function
-    (``tf.function`` / ``jax.jit``; eager elsewhere). Items are padded to a few bucket sizes
-    and the last user block to ``user_block``, so a compiling backend sees few shapes.
-
-    Args:
-      user_half: [n_u, h0] float32 ``W_u u`` per user.
-      item_half: [n_i, h0] float32 ``W_i i + b`` per item.
-      weights: the tower's (kernel, bias) pairs after the first layer.
-      activations: the tower's activations, first layer included (``len(weights) + 1``).
-      readout: [h_last] float32 weights of the linear read-out.
-
-    Returns:
-      [n_u, n_i] float32.
-    """
-    n_u, n_i = len(user_half), len(item_half)
-    out = np.empty((n_u, n_i), dtype=np.float32)
-    if n_u == 0 or n_i == 0:
-        return out
-    fn = _compiled_tower(tuple(activations))
-    padded_items = _bucket(n_i)
-    ih = np.zeros((padded_items, item_half.shape[1]), dtype=np.float32)
-    ih[:n_i] = item_half
-    item_t = ops.convert_to_tensor(ih)
-    kernels = tuple(ops.convert_to_tensor(k) for k, _ in weights)
-    biases = tuple(ops.convert_to_tensor(b) for _, b in weights)
-    read = ops.convert_to_tensor(np.asarray(readout, dtype=np.float32))
-    block = np.zeros((user_block, user_half.shape[1]), dtype=np.float32)
-    for lo in range(0, n_u, user_block):
-        hi = min(lo + user_block, n_u)
-        block[: hi - lo] = user_half[lo:hi]
-        scores = fn(ops.convert_to_tensor(block), item_t, kernels, biases, read)
-        out[lo:hi] = ops.convert_to_numpy(scores)[: hi - lo, :n_i]
-    return out
-
-
-def _bucket(n: int) -> int:
-    """``n`` rounded up to a multiple of 2**(bit_length - 4): < 1/8 padding, 8 sizes/octave."""
-    step = 1 << max(0, n.bit_length() - 4)
-    return -(-n // step) * step
-
-
-_COMPILED: dict[tuple[str, tuple[str, ...]], Callable[..., Any]] = {}
-
-
-def _compiled_tower(activations: tuple[str, ...]) -> Callable[..., Any]:
-    key = (keras.backend.backend(), activations)
-    if key not in _COMPILED:
-        acts = [keras.activations.get(a) for a in activations]
-
-        def block_scores(
-            user_half: Any, item_half: Any, kernels: Any, biases: Any, readout: Any
-        ) -> Any:
-            h = acts[0](ops.expand_dims(user_half, 1) + ops.expand_dims(item_half, 0))
-            shape = ops.shape(h)
-            h = ops.reshape(h, (-1, shape[-1]))
-            for act, kernel, bias in zip(acts[1:], kernels, biases, strict=True):
-                h = act(ops.matmul(h, kernel) + bias)
-            return ops.reshape(ops.matmul(h, ops.expand_dims(readout, 1)), shape[:2])
-
-        backend = keras.backend.backend()
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            _COMPILED[key] = tf.function(block_scores, reduce_retracing=True)
-        elif backend == "jax":
-            import jax
-
-            _COMPILED[key] = jax.jit(block_scores)
-        else:
-            _COMPILED[key] = block_scores
-    return _COMPILED[key]
-
-
-def _activate(h: np.ndarray, name: str) -> np.ndarray:
-    if name == "relu":
-        return np.maximum(h, 0.0, out=h)
-    if name == "linear":
-        return h
-    if name == "tanh":
-        return np.tanh(h, out=h)
-    if name == "sigmoid":
-        return (1.0 / (1.0 + np.exp(-h))).astype(h.dtype, copy=False)
-    raise ValueError(f"no numpy replay for activation {name!r}; use one of {_NUMPY_ACTIVATIONS}")
 
 
 @keras.saving.register_keras_serializable(package="recsys")
@@ -395,12 +264,7 @@ class FeatureTower(keras.layers.Layer):
         parts = [ops.cast(x, self.compute_dtype) for x in inputs]
         x = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
         out = self.tower(x, training=training)
-        if self._normalize:
-            out = out / ops.maximum(
-                ops.sqrt(ops.sum(ops.square(out), axis=-1, keepdims=True)),
-                ops.cast(1e-6, out.dtype),
-            )
-        return out
+        return l2_normalize(out) if self._normalize else out
 
     def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
         return (*tuple(input_shape[0])[:-1], self.tower.units[-1])
@@ -415,3 +279,33 @@ class FeatureTower(keras.layers.Layer):
             "l2": cfg["l2"],
             "normalize": self._normalize,
         }
+
+
+def l2_normalize(x: Any) -> Any:
+    """``x`` scaled to unit L2 norm along the last axis (norms below 1e-6 count as 1e-6)."""
+    norm = ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
+    return x / ops.maximum(norm, ops.cast(1e-6, x.dtype))
+
+
+def id_embedding(
+    n: int,
+    dim: int,
+    *,
+    name: str,
+    dtype: Any,
+    initializer: Any = None,
+    regularizer: Any = None,
+) -> keras.layers.Embedding:
+    """The ``[n, dim]`` id embedding of the content-aware models: normal init of standard
+    deviation ``ID_INIT_STDDEV`` (a fresh initializer unless one is passed) and an optional
+    activity regularizer."""
+    return keras.layers.Embedding(
+        n,
+        dim,
+        embeddings_initializer=initializer
+        if initializer is not None
+        else keras.initializers.RandomNormal(stddev=ID_INIT_STDDEV),
+        activity_regularizer=regularizer,
+        dtype=dtype,
+        name=name,
+    )

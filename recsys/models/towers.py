@@ -28,7 +28,6 @@ All blocks use ``keras.ops`` only (TensorFlow and JAX backends).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -38,8 +37,9 @@ from keras import ops
 
 from recsys.data.preprocess import ContentFeatures
 from recsys.errors import ConfigError
-from recsys.models.layers import EmbeddingBag, FeatureTower, dense_stack_numpy
-from recsys.train import to_numpy
+from recsys.models.layers import EmbeddingBag, FeatureTower, id_embedding
+from recsys.models.model_config import check_config_fields
+from recsys.models.scoring import GmfMlpHead
 
 __all__ = [
     "MAX_HISTORY_CELLS",
@@ -50,11 +50,11 @@ __all__ = [
     "history_table",
     "item_tables",
 ]
+# ``GmfMlpHead`` (``recsys.models.scoring``) and ``check_config_fields``
+# (``recsys.models.keras_base``) lived here; they are re-exported for old imports.
 
 MAX_HISTORY_CELLS = 1 << 28
 """Largest ``n_users * n_items`` history table (512 MiB of float16)."""
-SCORE_CHUNK = 1 << 21
-"""Pair x first-layer-width floats per block of the numpy head (8 MiB of float32)."""
 YEAR_FEATURES = 2
 """Standardized year and a missing flag."""
 
@@ -65,9 +65,61 @@ def _table(layer: keras.layers.Layer, name: str, shape: tuple[int, ...], dtype: 
     )
 
 
+class _Tower(keras.layers.Layer):
+    """What both towers share: an optional id embedding (``id_dim > 0``) and the
+    ``FeatureTower`` over the concatenated parts; subclasses build their tables."""
+
+    def __init__(
+        self,
+        *,
+        units: Sequence[int],
+        id_dim: int,
+        dropout: float,
+        normalize: bool,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.units = tuple(int(u) for u in units)
+        self.id_dim = int(id_dim)
+        self.dropout = float(dropout)
+        self.normalize = bool(normalize)
+
+    def _add_ids_and_tower(self, n_ids: int, id_name: str) -> None:
+        """Create ``self.ids`` (None without ids) and ``self.tower``; called by the subclass
+        after its own sublayers, so initializers are drawn in the order weights were saved."""
+        self.ids = (
+            id_embedding(n_ids, self.id_dim, name=id_name, dtype=self.dtype_policy)
+            if self.id_dim
+            else None
+        )
+        self.tower = FeatureTower(
+            self.units,
+            dropout=self.dropout,
+            normalize=self.normalize,
+            dtype=self.dtype_policy,
+            name="mlp",
+        )
+
+    @property
+    def dim(self) -> int:
+        return self.units[-1]
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
+        return (*tuple(input_shape), self.dim)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "units": list(self.units),
+            "id_dim": self.id_dim,
+            "dropout": self.dropout,
+            "normalize": self.normalize,
+        }
+
+
 # --- item tower -------------------------------------------------------------------------------
 @keras.saving.register_keras_serializable(package="recsys")
-class ItemTower(keras.layers.Layer):
+class ItemTower(_Tower):
     """``[b] item index -> [b, units[-1]]`` from the item's content (and id).
 
     Tables (non-trainable, filled by ``set_tables``): ``genres`` [n_items, n_genres],
@@ -98,16 +150,12 @@ class ItemTower(keras.layers.Layer):
         normalize: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(units=units, id_dim=id_dim, dropout=dropout, normalize=normalize, **kwargs)
         self.n_items = int(n_items)
         self.n_genres = int(n_genres)
         self.title_length = int(title_length)
         self.vocab_size = int(vocab_size)
         self.token_dim = int(token_dim)
-        self.units = tuple(int(u) for u in units)
-        self.id_dim = int(id_dim)
-        self.dropout = float(dropout)
-        self.normalize = bool(normalize)
         self.bag = EmbeddingBag(
             self.vocab_size,
             self.token_dim,
@@ -115,28 +163,7 @@ class ItemTower(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="title",
         )
-        self.ids = (
-            keras.layers.Embedding(
-                self.n_items,
-                self.id_dim,
-                embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05),
-                dtype=self.dtype_policy,
-                name="item_id",
-            )
-            if self.id_dim
-            else None
-        )
-        self.tower = FeatureTower(
-            self.units,
-            dropout=self.dropout,
-            normalize=self.normalize,
-            dtype=self.dtype_policy,
-            name="mlp",
-        )
-
-    @property
-    def dim(self) -> int:
-        return self.units[-1]
+        self._add_ids_and_tower(self.n_items, "item_id")
 
     def build(self, input_shape: Any = None) -> None:
         n = self.n_items
@@ -188,9 +215,6 @@ class ItemTower(keras.layers.Layer):
     def call(self, items: Any, training: bool | None = None) -> Any:
         return self.encode(items, training=training)
 
-    def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
-        return (*tuple(input_shape), self.dim)
-
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
@@ -199,16 +223,12 @@ class ItemTower(keras.layers.Layer):
             "title_length": self.title_length,
             "vocab_size": self.vocab_size,
             "token_dim": self.token_dim,
-            "units": list(self.units),
-            "id_dim": self.id_dim,
-            "dropout": self.dropout,
-            "normalize": self.normalize,
         }
 
 
 # --- user tower -------------------------------------------------------------------------------
 @keras.saving.register_keras_serializable(package="recsys")
-class UserTower(keras.layers.Layer):
+class UserTower(_Tower):
     """``[b] user index -> [b, units[-1]]`` from demographics, pooled history (and id).
 
     Tables (non-trainable, filled by ``set_tables``): ``features`` [n_users, n_features],
@@ -244,38 +264,13 @@ class UserTower(keras.layers.Layer):
         normalize: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(units=units, id_dim=id_dim, dropout=dropout, normalize=normalize, **kwargs)
         self.n_users = int(n_users)
         self.n_items = int(n_items)
         self.n_features = int(n_features)
         self.item_dim = int(item_dim)
-        self.units = tuple(int(u) for u in units)
-        self.id_dim = int(id_dim)
         self.history_exponent = float(history_exponent)
-        self.dropout = float(dropout)
-        self.normalize = bool(normalize)
-        self.ids = (
-            keras.layers.Embedding(
-                self.n_users,
-                self.id_dim,
-                embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05),
-                dtype=self.dtype_policy,
-                name="user_id",
-            )
-            if self.id_dim
-            else None
-        )
-        self.tower = FeatureTower(
-            self.units,
-            dropout=self.dropout,
-            normalize=self.normalize,
-            dtype=self.dtype_policy,
-            name="mlp",
-        )
-
-    @property
-    def dim(self) -> int:
-        return self.units[-1]
+        self._add_ids_and_tower(self.n_users, "user_id")
 
     def build(self, input_shape: Any = None) -> None:
         self.features = _table(self, "features", (self.n_users, self.n_features), "float32")
@@ -349,9 +344,6 @@ class UserTower(keras.layers.Layer):
             raise ValueError("a pooling UserTower is called through encode(users, vectors)")
         return self.encode(users, training=training)
 
-    def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
-        return (*tuple(input_shape), self.dim)
-
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
@@ -359,77 +351,8 @@ class UserTower(keras.layers.Layer):
             "n_items": self.n_items,
             "n_features": self.n_features,
             "item_dim": self.item_dim,
-            "units": list(self.units),
-            "id_dim": self.id_dim,
             "history_exponent": self.history_exponent,
-            "dropout": self.dropout,
-            "normalize": self.normalize,
         }
-
-
-def tower_sizes(
-    n_users: int,
-    n_items: int,
-    n_genres: int,
-    title_length: int,
-    vocab_size: int,
-    n_user_features: int,
-) -> dict[str, int]:
-    """The data-dependent sizes of a pair of towers, as the nets keep them in their config."""
-    return {
-        "n_users": int(n_users),
-        "n_items": int(n_items),
-        "n_genres": int(n_genres),
-        "title_length": int(title_length),
-        "vocab_size": int(vocab_size),
-        "n_user_features": int(n_user_features),
-    }
-
-
-def build_towers(
-    sizes: dict[str, int],
-    *,
-    embedding_dim: int,
-    token_dim: int,
-    item_hidden_units: Sequence[int],
-    user_hidden_units: Sequence[int],
-    id_dim: int,
-    history_exponent: float,
-    dropout: float,
-    normalize: bool,
-    dtype: Any,
-) -> tuple[ItemTower, UserTower]:
-    """The item and user towers shared by the content nets and the two-tower net, both ending
-    in ``embedding_dim`` units. Their layer names ("item_tower", "user_tower") are part of
-    the saved weights: keep them."""
-    d = int(embedding_dim)
-    item_tower = ItemTower(
-        sizes["n_items"],
-        sizes["n_genres"],
-        sizes["title_length"],
-        sizes["vocab_size"],
-        token_dim=token_dim,
-        units=(*item_hidden_units, d),
-        id_dim=id_dim,
-        dropout=dropout,
-        normalize=normalize,
-        dtype=dtype,
-        name="item_tower",
-    )
-    user_tower = UserTower(
-        sizes["n_users"],
-        sizes["n_items"],
-        sizes["n_user_features"],
-        item_dim=d,
-        units=(*user_hidden_units, d),
-        id_dim=id_dim,
-        history_exponent=history_exponent,
-        dropout=dropout,
-        normalize=normalize,
-        dtype=dtype,
-        name="user_tower",
-    )
-    return item_tower, user_tower
 
 
 # --- numpy tables -----------------------------------------------------------------------------
@@ -462,118 +385,3 @@ def history_table(seen: sp.spmatrix, what: str) -> sp.csr_matrix:
             fix="this model pools histories densely; use it on catalogues of that size only",
         )
     return sp.csr_matrix(seen)
-
-
-# --- numpy scoring ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GmfMlpHead:
-    """Numpy replay of ``w . [u * e, MLP([u, e])] + b`` over all user x item pairs.
-
-    The GMF part with its output weights is one matrix product ``(U * w_gmf) E^T``; the MLP's
-    first layer splits into a user half and an item half computed once per row (as NeuMF's
-    fast scorer), so per pair only ``act(user half + item half)`` and the narrower layers
-    remain, run batched with BLAS.
-    """
-
-    user_gmf: np.ndarray
-    """[n_users, d] user vectors scaled by the GMF part of the output kernel."""
-    item_gmf: np.ndarray
-    """[n_items, d] item vectors."""
-    user_half: np.ndarray | None
-    """[n_users, h0] first MLP layer on the user vector (no bias); None without an MLP."""
-    item_half: np.ndarray | None
-    """[n_items, h0] first MLP layer on the item vector, plus its bias."""
-    tower: list[tuple[np.ndarray, np.ndarray]]
-    activations: list[str]
-    mlp_out: np.ndarray | None
-    """[h_last] MLP part of the output kernel."""
-    bias: float
-
-    @classmethod
-    def from_layers(
-        cls,
-        users: np.ndarray,
-        items: np.ndarray,
-        mlp: Any,
-        out: keras.layers.Dense,
-    ) -> GmfMlpHead:
-        """Arrange the weights of an MLP head (``MLPTower`` or None) and output ``Dense``."""
-        d = users.shape[1]
-        w = to_numpy(out.kernel).astype(np.float32)[:, 0]
-        b = float(to_numpy(out.bias)[0]) if out.use_bias else 0.0
-        if mlp is None:
-            return cls(users * w[:d], items, None, None, [], [], None, b)
-        tower = mlp.numpy_weights()
-        kernel0, bias0 = tower[0]
-        return cls(
-            user_gmf=users * w[:d],
-            item_gmf=items,
-            user_half=users @ kernel0[:d],
-            item_half=items @ kernel0[d:] + bias0,
-            tower=tower,
-            activations=mlp.activations(),
-            mlp_out=w[d:],
-            bias=b,
-        )
-
-    def scores(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        """[n_u, n_i] float32."""
-        users = np.asarray(user_idx, dtype=np.int64)
-        items = np.asarray(item_idx, dtype=np.int64)
-        out = self.user_gmf[users] @ self.item_gmf[items].T
-        out += np.float32(self.bias)
-        if self.user_half is None or self.item_half is None or self.mlp_out is None:
-            return out.astype(np.float32, copy=False)
-        item_half = self.item_half[items]
-        user_half = self.user_half[users]
-        n_i, h0 = item_half.shape
-        if n_i == 0:
-            return out.astype(np.float32, copy=False)
-        rows = max(1, SCORE_CHUNK // (n_i * h0))
-        for lo in range(0, len(users), rows):
-            hi = min(lo + rows, len(users))
-            pre = user_half[lo:hi, None, :] + item_half[None, :, :]
-            h = dense_stack_numpy(
-                pre.reshape(-1, h0), self.tower, self.activations, first_preactivation=True
-            )
-            out[lo:hi] += (h @ self.mlp_out).reshape(hi - lo, n_i)
-        return out.astype(np.float32, copy=False)
-
-
-# --- config checks ----------------------------------------------------------------------------
-def check_config_fields(
-    cfg: Any,
-    section: str,
-    *,
-    positive: Sequence[str] = (),
-    non_negative: Sequence[str] = (),
-    units: Sequence[str] = (),
-    empty_units_ok: Sequence[str] = (),
-) -> None:
-    """``ConfigError`` for the common field rules of the deep models' configs; unit tuples
-    given as lists are turned into tuples (the config is frozen: ``object.__setattr__``)."""
-    for key in positive:
-        value = getattr(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{section}.{key} must be a positive integer, got {value!r}")
-    for key in non_negative:
-        value = getattr(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ConfigError(f"{section}.{key} must be >= 0, got {value!r}")
-    for key in (*units, *empty_units_ok):
-        raw = getattr(cfg, key)
-        if not isinstance(raw, list | tuple):
-            raise ConfigError(f"{section}.{key} must be a list of widths, got {raw!r}")
-        value = tuple(raw)
-        bad = any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in value)
-        if bad or (not value and key not in empty_units_ok):
-            raise ConfigError(f"{section}.{key} must be positive integers, got {raw!r}")
-        object.__setattr__(cfg, key, value)
-    dropout = getattr(cfg, "dropout", 0.0)
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"{section}.dropout must be in [0, 1), got {dropout}")
-    if not getattr(cfg, "learning_rate", 1.0) > 0:
-        raise ConfigError(f"{section}.learning_rate must be > 0, got {cfg.learning_rate}")
-    device = getattr(cfg, "device", "auto")
-    if device not in ("auto", "cpu", "gpu"):
-        raise ConfigError(f"{section}.device must be auto, cpu or gpu, got {device!r}")

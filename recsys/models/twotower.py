@@ -42,15 +42,9 @@ from keras import ops
 
 from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed
 from recsys.errors import ConfigError
-from recsys.models.content import NET, TowerRecommender
-from recsys.models.towers import (
-    UserTower,
-    build_towers,
-    check_config_fields,
-    history_table,
-    item_tables,
-    tower_sizes,
-)
+from recsys.models.model_config import check_config_fields
+from recsys.models.tower_base import TowerNet, TowerRecommender
+from recsys.models.towers import UserTower
 from recsys.train import ITEM, USER, EpochArrays
 
 MASKED_LOGIT = -1e9
@@ -222,77 +216,42 @@ def in_batch_softmax_loss(y_true: Any, y_pred: Any) -> Any:
 
 
 @keras.saving.register_keras_serializable(package="recsys")
-class TwoTowerNet(keras.layers.Layer):
+class TwoTowerNet(TowerNet):
     """``[user [B], item [B]] -> [B, B]`` in-batch logits (module docstring)."""
 
     def __init__(
         self,
-        n_users: int,
-        n_items: int,
-        n_genres: int,
-        title_length: int,
-        vocab_size: int,
-        n_user_features: int,
-        *,
-        embedding_dim: int,
+        *sizes: int,
         id_dim: int,
-        token_dim: int,
-        item_hidden_units: list[int] | tuple[int, ...],
-        user_hidden_units: list[int] | tuple[int, ...],
-        history_exponent: float,
-        normalize: bool,
         temperature: float,
         logq_correction: bool,
         mask_seen: bool,
-        dropout: float,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.sizes = tower_sizes(
-            n_users, n_items, n_genres, title_length, vocab_size, n_user_features
+        super().__init__(*sizes, tower_id_dim=id_dim, **kwargs)
+        self.options.update(
+            {
+                "id_dim": int(id_dim),
+                "temperature": float(temperature),
+                "logq_correction": bool(logq_correction),
+                "mask_seen": bool(mask_seen),
+            }
         )
-        self.options = {
-            "embedding_dim": int(embedding_dim),
-            "id_dim": int(id_dim),
-            "token_dim": int(token_dim),
-            "item_hidden_units": [int(u) for u in item_hidden_units],
-            "user_hidden_units": [int(u) for u in user_hidden_units],
-            "history_exponent": float(history_exponent),
-            "normalize": bool(normalize),
-            "temperature": float(temperature),
-            "logq_correction": bool(logq_correction),
-            "mask_seen": bool(mask_seen),
-            "dropout": float(dropout),
-        }
-        d = int(embedding_dim)
         self.mask_seen = bool(mask_seen)
-        self.item_tower, self.user_tower = build_towers(
-            self.sizes,
-            embedding_dim=d,
-            token_dim=token_dim,
-            item_hidden_units=item_hidden_units,
-            user_hidden_units=user_hidden_units,
-            id_dim=id_dim,
-            history_exponent=history_exponent,
-            dropout=dropout,
-            normalize=normalize,
-            dtype=self.dtype_policy,
-        )
         self.softmax = InBatchSoftmax(
-            n_items, temperature, logq_correction=logq_correction, name="in_batch_softmax"
+            self.sizes["n_items"],
+            temperature,
+            logq_correction=logq_correction,
+            name="in_batch_softmax",
         )
 
     def build(self, input_shape: Any = None) -> None:
-        self.item_tower.build()
-        self.user_tower.build()
+        super().build(input_shape)
         self.softmax.build()
-        self.built = True
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         user, item = inputs
-        items_all = self.item_tower.encode(None, training=training)  # [n_items, d]
-        v = ops.take(items_all, item, axis=0)
-        u = self.user_tower.encode(user, items_all, exclude=item, training=training)
+        u, v = self.pair_vectors(user, item, training=training)
         parts = [u, v, item]
         if self.mask_seen:
             parts.append(batch_seen(self.user_tower, user, item))
@@ -301,9 +260,6 @@ class TwoTowerNet(keras.layers.Layer):
     def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
         b = tuple(input_shape[0])[:1] or (None,)
         return (b[0], b[0])
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), **self.sizes, **self.options}
 
 
 @dataclass(frozen=True)
@@ -321,37 +277,27 @@ class TwoTower(TowerRecommender):
     name: ClassVar[str] = "twotower"
     scores_cold_items: ClassVar[bool] = True
     config_class: ClassVar[type[Any]] = TwoTowerConfig
+    net_class: ClassVar[type[TowerNet]] = TwoTowerNet
 
-    def _make_net(self, data: Processed) -> keras.layers.Layer:
-        cfg, f = self.config, data.features
-        return TwoTowerNet(
-            data.vocab.n_users,
-            data.vocab.n_items,
-            f.item_genres.shape[1],
-            f.item_tokens.shape[1],
-            max(len(f.tokens), 2),
-            f.user_features.shape[1],
-            embedding_dim=cfg.embedding_dim,
-            id_dim=cfg.id_dim,
-            token_dim=cfg.token_dim,
-            item_hidden_units=list(cfg.item_hidden_units),
-            user_hidden_units=list(cfg.user_hidden_units),
-            history_exponent=cfg.history_exponent,
-            normalize=cfg.normalize,
-            temperature=cfg.temperature,
-            logq_correction=cfg.logq_correction,
-            mask_seen=cfg.mask_seen,
-            dropout=cfg.dropout,
-            name=NET,
-        )
+    def _net_options(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "embedding_dim": cfg.embedding_dim,
+            "id_dim": cfg.id_dim,
+            "token_dim": cfg.token_dim,
+            "item_hidden_units": list(cfg.item_hidden_units),
+            "user_hidden_units": list(cfg.user_hidden_units),
+            "history_exponent": cfg.history_exponent,
+            "normalize": cfg.normalize,
+            "temperature": cfg.temperature,
+            "logq_correction": cfg.logq_correction,
+            "mask_seen": cfg.mask_seen,
+            "dropout": cfg.dropout,
+        }
 
     def _fill_tables(self, net: Any, data: Processed) -> None:
-        seen = history_table(self._seen_matrix(), self.name)
-        genres, tokens, year = item_tables(data.features)
-        in_train = self._train_mask()
-        net.item_tower.set_tables(genres, tokens, year, in_train=in_train)
-        net.user_tower.set_tables(data.features.user_features, seen)
-        net.softmax.set_log_q(item_counts(seen))
+        super()._fill_tables(net, data)
+        net.softmax.set_log_q(item_counts(self._seen_matrix()))
 
     def _loss(self) -> Any:
         return in_batch_softmax_loss

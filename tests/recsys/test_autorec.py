@@ -136,7 +136,7 @@ def test_predictions_are_clipped_to_the_rating_range(
 ) -> None:
     users = np.flatnonzero(planted.split.user_in_train(planted.vocab.n_users))
     items = np.flatnonzero(planted.split.item_in_train(planted.vocab.n_items))
-    snap = planted_model._scoring_snapshot()
+    snap = planted_model._snapshot()
     raw = (snap.codes[items] @ snap.decoder[:, users] + snap.bias[users]).T  # unclipped network
     train = planted.split.train[RATING]
     low, high = float(train.min()), float(train.max())
