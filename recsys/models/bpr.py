@@ -21,7 +21,6 @@ seconds on 2 CPU cores (REFERENCE.md: implicit's BPR 0.4906, RecBole's 0.5266).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +33,9 @@ from scipy.special import expit
 from recsys.data import io
 from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import RecsysError
-from recsys.models.base import Recommender, to_jsonable
+from recsys.models.base import Recommender
 from recsys.models.baselines import binary_interactions, resolve_config
-
-NEGATIVE_REDRAWS = 10
-"""Rounds of redrawing negatives that hit a training item; the rare survivors are masked."""
+from recsys.models.negatives import NegativeSampler
 
 
 @dataclass(frozen=True)
@@ -79,13 +76,6 @@ class BPRMF(Recommender):
         self.item_bias: np.ndarray | None = None
         """[n_items] float32."""
 
-    @property
-    def seed(self) -> int:
-        return self.config.seed
-
-    def config_dict(self) -> dict[str, Any]:
-        return to_jsonable(dataclasses.asdict(self.config))
-
     def n_parameters(self) -> int:
         if self.user_factors is None or self.item_factors is None:
             return 0
@@ -93,6 +83,11 @@ class BPRMF(Recommender):
 
     def item_embeddings(self) -> np.ndarray | None:
         return self.item_factors
+
+    def user_embeddings(self, user_idx: np.ndarray) -> np.ndarray:
+        """[n, factors] user vectors: ``u . v`` is the score without the item bias, which is
+        how a two-stage model retrieves with BPR (``serving.retriever: bpr``)."""
+        return self._params()[0][np.asarray(user_idx, dtype=np.int64)]
 
     def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
         cfg = self.config
@@ -102,8 +97,7 @@ class BPRMF(Recommender):
         n_users, n_items = x.shape
         users = np.repeat(np.arange(n_users), np.diff(x.indptr))  # [n] positive pairs
         items = x.indices.astype(np.int64)
-        seen_keys = users * n_items + items  # sorted: CSR rows, then sorted columns
-        pool = np.flatnonzero(self._train_mask())
+        sampler = NegativeSampler(x, pool=np.flatnonzero(self._train_mask()))
 
         init = rng.normal(0.0, cfg.init_std, (n_users + n_items, cfg.factors)).astype(np.float32)
         p = _Param(init[:n_users], cfg.optimizer)
@@ -117,7 +111,7 @@ class BPRMF(Recommender):
             for lo in range(0, len(order), cfg.batch_size):
                 batch = order[lo : lo + cfg.batch_size]
                 u, i = users[batch], items[batch]
-                j, valid = sample_negatives(u, pool, seen_keys, n_items, rng)
+                j, valid = sample_negatives(sampler, u, rng)
                 total += _step(p, q, b, u, i, j, valid.astype(np.float32), cfg)
             losses.append(total / len(users))
         seconds = time.perf_counter() - start
@@ -151,38 +145,19 @@ class BPRMF(Recommender):
 
 
 def sample_negatives(
-    users: np.ndarray,
-    pool: np.ndarray,
-    seen_keys: np.ndarray,
-    n_items: int,
-    rng: np.random.Generator,
+    sampler: NegativeSampler, users: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One negative per user, uniform over ``pool`` minus the user's training items.
-
-    Args:
-      users: [b] user indices.
-      pool: [m] candidate item indices.
-      seen_keys: sorted ``user * n_items + item`` of every training interaction.
+    """One negative per user, uniform over the sampler's pool minus the user's training items.
 
     Returns:
-      ([b] item indices, [b] bool: a true negative; False only for users who still hit a
-      training item after ``NEGATIVE_REDRAWS`` redraws, e.g. one who saw almost all of pool).
+      ([b] item indices, [b] bool: a true negative; False only for users who interacted with
+      every pool item, whose entry is an arbitrary pool item: their triples get weight 0).
     """
-    neg = pool[rng.integers(0, len(pool), len(users))]
-    bad = _is_seen(users, neg, seen_keys, n_items)
-    for _ in range(NEGATIVE_REDRAWS):
-        if not bad.any():
-            break
-        rows = np.flatnonzero(bad)
-        neg[rows] = pool[rng.integers(0, len(pool), len(rows))]
-        bad[rows] = _is_seen(users[rows], neg[rows], seen_keys, n_items)
-    return neg, ~bad
-
-
-def _is_seen(u: np.ndarray, i: np.ndarray, seen_keys: np.ndarray, n_items: int) -> np.ndarray:
-    keys = u * n_items + i
-    pos = np.minimum(np.searchsorted(seen_keys, keys), len(seen_keys) - 1)
-    return np.asarray(seen_keys[pos] == keys)
+    users = np.asarray(users, dtype=np.int64)
+    valid = sampler.allowed[users] > 0
+    neg = np.full(len(users), sampler.pool[0] if len(sampler.pool) else 0, dtype=np.int64)
+    neg[valid] = sampler.sample(users[valid], 1, rng)[:, 0]
+    return neg, valid
 
 
 class _Param:

@@ -16,6 +16,7 @@ MODELS: dict[str, str] = {
     "itemknn": "recsys.models.baselines:ItemKNN",
     "ease": "recsys.models.baselines:EASE",
     "bpr": "recsys.models.bpr:BPRMF",
+    "biased_mf": "recsys.models.biased_mf:BiasedMF",
     "neumf": "recsys.models.ncf:NeuMF",
     "content": "recsys.models.content:DeepContent",
     "hybrid": "recsys.models.hybrid:Hybrid",
