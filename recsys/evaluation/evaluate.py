@@ -2,10 +2,11 @@
 
 Each ``evaluate_*`` talks to the model only through the public ``Recommender`` interface
 (``recommend`` / ``score`` and its vocabulary), computes per-user values with
-``recsys.evaluation.metrics``, and returns a frozen result holding the means, percentile
-bootstrap CIs, the per-user arrays (for paired tests in the promotion gate) and the model's raw
-output in the shape of the protocol's output file (``recommendations``, ``scores`` or
-``predictions``). ``.to_dict()`` gives the JSON-ready summary without the big arrays.
+``recsys.evaluation.metrics``, and returns a frozen result of ``recsys.evaluation.results``
+holding the means, percentile bootstrap CIs, the per-user arrays (for paired tests in the
+promotion gate) and the model's raw output in the shape of the protocol's output file.
+``recsys.evaluation.harness`` fits models and picks the protocol; ``cross_validate`` and the
+result classes stay importable from here.
 
 This module writes no files: callers hand the frames to ``recsys.data.io``.
 """
@@ -13,157 +14,33 @@ This module writes no files: callers hand the frames to ``recsys.data.io``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import DataError, RecsysError
 from recsys.evaluation import metrics as M
+from recsys.evaluation.results import PREDICTION as PREDICTION
+from recsys.evaluation.results import RANK as RANK
+from recsys.evaluation.results import SCORE as SCORE
+from recsys.evaluation.results import LooResult as LooResult
+from recsys.evaluation.results import RatingResult as RatingResult
+from recsys.evaluation.results import TopKResult as TopKResult
+from recsys.evaluation.results import summarize
 from recsys.models.base import Recommender
 from recsys.schema import ITEM_ID, RATING, USER_ID
 
-RANK: Final = "rank"
-SCORE: Final = "score"
-PREDICTION: Final = "prediction"
 
+def __getattr__(name: str) -> Any:
+    """``cross_validate`` and ``CrossValResult`` moved to ``recsys.evaluation.harness`` (which
+    imports this module, hence the lazy lookup)."""
+    if name in ("cross_validate", "CrossValResult"):
+        from recsys.evaluation import harness
 
-# --- results ------------------------------------------------------------------------------------
-def _summary(
-    values: dict[str, np.ndarray], n_boot: int, seed: int
-) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-    """Means and bootstrap CIs; every metric resamples the same users (same seed)."""
-    means = {k: float(np.mean(v)) for k, v in values.items()}
-    return means, M.bootstrap_cis(values, n_boot=n_boot, seed=seed)
-
-
-def _json_ci(ci: dict[str, tuple[float, float]]) -> dict[str, list[float]]:
-    return {k: [float(lo), float(hi)] for k, (lo, hi) in ci.items()}
-
-
-@dataclass(frozen=True, eq=False)
-class TopKResult:
-    """Full-ranking evaluation (PROTOCOL ``topk``)."""
-
-    metrics: dict[str, float]
-    """``{"ndcg@10": mean, "recall@10": ..., "coverage@10": ...}`` in ``REFERENCE.md`` order."""
-    ci: dict[str, tuple[float, float]]
-    """Bootstrap CI per per-user metric (coverage is one number over users: no CI)."""
-    per_user: dict[str, np.ndarray]
-    """[n_users] float64 per metric, row i = ``user_ids[i]``."""
-    user_ids: np.ndarray
-    """[n_users] evaluated raw user ids, ascending."""
-    item_ids: np.ndarray
-    """[n_users, list_length] recommended raw item ids, best first, -1 padded."""
-    scores: np.ndarray
-    """[n_users, list_length] float32 scores, -inf at padding."""
-    ks: tuple[int, ...]
-    n_items: int
-    """Candidate items: the distinct items in train (the coverage denominator)."""
-    recommend_seconds: float
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_ids)
-
-    def recommendations(self) -> pd.DataFrame:
-        """``recommendations.csv`` rows: user_id, item_id, rank (1-based), score; no padding."""
-        n, k = self.item_ids.shape
-        keep = (self.item_ids != M.PAD).ravel()
-        return pd.DataFrame(
-            {
-                USER_ID: np.repeat(self.user_ids, k)[keep],
-                ITEM_ID: self.item_ids.ravel()[keep],
-                RANK: np.tile(np.arange(1, k + 1), n)[keep],
-                SCORE: self.scores.ravel()[keep],
-            }
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "protocol": "topk",
-            "ks": list(self.ks),
-            "n_users": self.n_users,
-            "n_items": self.n_items,
-            "recommend_seconds": self.recommend_seconds,
-            "metrics": dict(self.metrics),
-            "ci": _json_ci(self.ci),
-        }
-
-
-@dataclass(frozen=True, eq=False)
-class LooResult:
-    """Leave-one-out evaluation with sampled negatives (PROTOCOL ``loo``)."""
-
-    metrics: dict[str, float]
-    """``{"hr@10": mean, "ndcg@10": mean}``."""
-    ci: dict[str, tuple[float, float]]
-    per_user: dict[str, np.ndarray]
-    """[n_users] float64 per metric, row i = ``user_ids[i]``."""
-    user_ids: np.ndarray
-    """[n_users] raw user ids, ascending."""
-    scores: pd.DataFrame
-    """``scores.csv`` rows: user_id, item_id, score; per user the held-out item, then its
-    negatives in the order given. Pairs the model cannot score (ids outside its vocabulary)
-    have score -inf."""
-    ks: tuple[int, ...]
-    n_unscored: int
-    """Pairs with an id outside the model's vocabulary (scored -inf)."""
-    score_seconds: float
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_ids)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "protocol": "loo",
-            "ks": list(self.ks),
-            "n_users": self.n_users,
-            "n_unscored": self.n_unscored,
-            "score_seconds": self.score_seconds,
-            "metrics": dict(self.metrics),
-            "ci": _json_ci(self.ci),
-        }
-
-
-@dataclass(frozen=True, eq=False)
-class RatingResult:
-    """Rating prediction (PROTOCOL ``rating``)."""
-
-    metrics: dict[str, float]
-    """``{"rmse", "mae", "accuracy", "precision", "recall", "f1"}``; the last four at
-    ``threshold``."""
-    ci: dict[str, tuple[float, float]]
-    """Bootstrap CIs of ``rmse`` and ``mae`` (resampling test rows)."""
-    predictions: pd.DataFrame
-    """``predictions.csv`` rows: user_id, item_id, prediction, in test order."""
-    per_row: dict[str, np.ndarray]
-    """``{"squared_error", "absolute_error"}``: [n_rows] float64, for paired tests."""
-    threshold: float
-    fallback: float
-    """Prediction used for pairs the model cannot score (the training mean rating)."""
-    n_fallback: int
-    score_seconds: float
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.predictions)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "protocol": "rating",
-            "n_rows": self.n_rows,
-            "threshold": self.threshold,
-            "fallback": self.fallback,
-            "n_fallback": self.n_fallback,
-            "score_seconds": self.score_seconds,
-            "metrics": dict(self.metrics),
-            "ci": _json_ci(self.ci),
-        }
+        return getattr(harness, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- protocols ----------------------------------------------------------------------------------
@@ -221,7 +98,7 @@ def evaluate_topk(
         rows[evaluated], test[ITEM_ID].to_numpy(dtype=np.int64)[evaluated], len(users)
     )
     per_user = M.topk_metrics(item_ids, relevant, ks)
-    means, cis = _summary(per_user, n_boot, seed)
+    means, cis = summarize(per_user, n_boot, seed)
     for k in ks:
         means[f"coverage@{k}"] = M.coverage_at_k(item_ids, k, len(candidates))
     return TopKResult(
@@ -291,7 +168,7 @@ def evaluate_loo(
     n = len(pos_users)
     higher, tied = M.loo_rank_counts_grouped(scores[:n], scores[n:], neg_row)
     per_user = M.loo_metrics_from_counts(higher, tied, ks)
-    means, cis = _summary(per_user, n_boot, seed)
+    means, cis = summarize(per_user, n_boot, seed)
     # scores.csv: per user its held-out item, then its negatives (stable: given order).
     by_user = np.argsort(np.r_[np.arange(len(pos_users)), neg_row], kind="stable")
     frame = pd.DataFrame({USER_ID: users, ITEM_ID: items, SCORE: scores}).iloc[by_user]
@@ -390,81 +267,3 @@ def _score_known(
     if known.any():
         scores[known] = model.score(users[known], items[known])
     return scores, known
-
-
-# --- cross-validation ---------------------------------------------------------------------------
-class Evaluation(Protocol):
-    """What ``cross_validate`` needs of an evaluation result: its mean metrics."""
-
-    @property
-    def metrics(self) -> dict[str, float]: ...
-
-
-@dataclass(frozen=True)
-class CrossValResult:
-    """Metrics per fold and their mean and standard deviation over folds."""
-
-    per_fold: tuple[dict[str, float], ...]
-    mean: dict[str, float]
-    std: dict[str, float]
-    """Population standard deviation over folds (ddof=0, as Surprise's ``cross_validate``)."""
-    fit_seconds: tuple[float, ...] = field(default=())
-
-    @property
-    def n_folds(self) -> int:
-        return len(self.per_fold)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n_folds": self.n_folds,
-            "mean": dict(self.mean),
-            "std": dict(self.std),
-            "per_fold": [dict(f) for f in self.per_fold],
-            "fit_seconds": list(self.fit_seconds),
-        }
-
-
-def cross_validate(
-    make_model: Callable[[], Recommender],
-    folds: Sequence[tuple[Processed, InteractionSplit]],
-    evaluate: Callable[[Recommender, InteractionSplit], Evaluation],
-) -> CrossValResult:
-    """Fit a fresh model on each fold's training set and evaluate it on that fold.
-
-    Example (PROTOCOL ``rating``, the five official ML-100K folds)::
-
-        cv = cross_validate(
-            lambda: SVD(...),
-            [(data, data.split) for data in (u1, u2, u3, u4, u5)],
-            lambda model, s: evaluate_rating(model, s.train, s.test),
-        )
-        cv.mean["rmse"], cv.std["rmse"]
-
-    For a ``kfold`` preprocessing, ``folds = [(data, f) for f in data.folds]``.
-
-    Args:
-      make_model: returns a new, unfitted model (called once per fold).
-      folds: (data, split) pairs; the model is fitted with ``model.fit(data, split)``.
-      evaluate: scores a fitted model on a split (any ``evaluate_*`` wrapped in a lambda).
-
-    Raises:
-      ValueError: no folds, or folds reporting different metrics.
-    """
-    if not folds:
-        raise ValueError("cross_validate needs at least one fold")
-    per_fold: list[dict[str, float]] = []
-    fit_seconds: list[float] = []
-    for data, split in folds:
-        model = make_model()
-        fit_seconds.append(model.fit(data, split).fit_seconds)
-        per_fold.append({k: float(v) for k, v in evaluate(model, split).metrics.items()})
-    names = list(per_fold[0])
-    if any(list(f) != names for f in per_fold):
-        raise ValueError("folds reported different metrics")
-    table = np.array([[f[n] for n in names] for f in per_fold], dtype=np.float64)
-    return CrossValResult(
-        per_fold=tuple(per_fold),
-        mean=dict(zip(names, table.mean(axis=0).tolist(), strict=True)),
-        std=dict(zip(names, table.std(axis=0).tolist(), strict=True)),
-        fit_seconds=tuple(fit_seconds),
-    )

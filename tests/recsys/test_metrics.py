@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recsys.evaluation import bootstrap
 from recsys.evaluation import metrics as M
 from tests.conftest import REPO
 
@@ -203,7 +204,7 @@ def test_bootstrap_cis_equal_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> N
     values = {"a": rng.random(30), "b": rng.random(30) ** 2}
     together = M.bootstrap_cis(values, n_boot=300, seed=5)
     assert together == {k: M.bootstrap_ci(v, n_boot=300, seed=5) for k, v in values.items()}
-    monkeypatch.setattr(M, "_BOOT_BLOCK_ELEMENTS", 7 * 30)  # many blocks of 7 resamples
+    monkeypatch.setattr(bootstrap, "_BOOT_BLOCK_ELEMENTS", 7 * 30)  # many blocks of 7 resamples
     assert M.bootstrap_cis(values, n_boot=300, seed=5)["a"] == M.bootstrap_ci(
         values["a"], n_boot=300, seed=5
     )

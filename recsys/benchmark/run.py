@@ -1,0 +1,222 @@
+"""``run_benchmark``: every model tuned (on validation), fitted and scored per split, files written.
+
+Each fold is one ``recsys.evaluation.harness.run_trial`` (the fit and the scoring every caller
+shares); this module adds the protocol's output files, the per-model ``metrics.json`` and the
+atomic swap of ``OUT`` once every model finished.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recsys.benchmark.config import (
+    LIST_LENGTH,
+    LOO_KS,
+    MARKDOWN_COLUMNS,
+    METRICS_FILE,
+    MODEL_DIR,
+    OUTPUT_FILES,
+    RESULTS_JSON,
+    RESULTS_MD,
+    TOPK_KS,
+    BenchmarkConfig,
+    Log,
+    check_config,
+    quiet,
+)
+from recsys.benchmark.report import BenchmarkReport, FoldOutcome, ModelOutcome, library_versions
+from recsys.benchmark.splits import SplitData, load_split, read_side_tables
+from recsys.benchmark.tuning import tune_model
+from recsys.data import io
+from recsys.errors import ConfigError, location
+from recsys.evaluation.evaluate import (
+    LooResult,
+    TopKResult,
+)
+from recsys.evaluation.harness import (
+    ProtocolName,
+    fold_statistics,
+    run_trial,
+    score,
+)
+from recsys.evaluation.results import Evaluation
+from recsys.hardware import hardware
+from recsys.models import registry
+from recsys.models.base import Recommender
+from recsys.schema import (
+    ITEM_ID,
+)
+
+
+def resolve_models(
+    names: Sequence[str], warn: Log = quiet
+) -> tuple[dict[str, type[Recommender]], dict[str, str]]:
+    """Registry classes for ``names``; empty: every registered model that imports.
+
+    Returns:
+      ({name: class} in run order, {name: why it was skipped} for the default list).
+
+    Raises:
+      ConfigError: an unknown name (the message lists the valid ones), or a requested model
+        whose module cannot be imported.
+    """
+    out: dict[str, type[Recommender]] = {}
+    skipped: dict[str, str] = {}
+    requested = list(dict.fromkeys(names))
+    for name in requested or registry.MODELS:
+        try:
+            out[name] = registry.model_class(name)
+        except (ImportError, AttributeError) as exc:
+            if requested:
+                raise ConfigError(
+                    f"model '{name}' is registered but cannot be imported: {exc}",
+                    fix="install what it needs, or leave it out of --models",
+                ) from exc
+            skipped[name] = str(exc)
+            warn(f"skipping model '{name}': {exc}")
+    if not out:
+        raise ConfigError("no registered model could be imported")
+    return out, skipped
+
+
+def score_options(protocol: ProtocolName) -> dict[str, Any]:
+    """The cut-offs (and, for ``topk``, the list length) a benchmark scores ``protocol`` with."""
+    if protocol == "topk":
+        return {"ks": TOPK_KS, "list_length": LIST_LENGTH}
+    return {"ks": LOO_KS} if protocol == "loo" else {}
+
+
+def evaluate_split(
+    model: Recommender, split: SplitData, protocol: ProtocolName, *, n_boot: int, seed: int
+) -> Evaluation:
+    """Score a fitted model on a split's test file under ``protocol``."""
+    options = score_options(protocol)
+    return score(model, split.heldout(), protocol, n_boot=n_boot, seed=seed, **options)
+
+
+def output_frame(evaluation: Evaluation) -> pd.DataFrame:
+    """The rows of the protocol's output file (PROTOCOL.md headers, original ids)."""
+    if isinstance(evaluation, TopKResult):
+        return evaluation.recommendations()
+    if isinstance(evaluation, LooResult):
+        return evaluation.scores
+    return evaluation.predictions
+
+
+def run_model(
+    name: str,
+    cls: type[Recommender],
+    fields: Mapping[str, Any],
+    splits: Sequence[SplitData],
+    cfg: BenchmarkConfig,
+    out: Path,
+    *,
+    val: SplitData | None = None,
+    log: Log = quiet,
+) -> ModelOutcome:
+    """Tune (on ``val``), then fit and evaluate a fresh model per split; write its files."""
+    source = "params" if name in cfg.model_params else "defaults"
+    tuning = tune_model(cls, fields, val, cfg.protocol) if val is not None else None
+    if tuning is not None:
+        fields, source = {**fields, **tuning.chosen}, "tuned"
+        log(f"{name}: tuned on validation ({tuning.metric}): {tuning.chosen}")
+    folds: list[FoldOutcome] = []
+    for split in splits:
+        model = cls(**fields)  # a fresh model per fold
+        trial = run_trial(
+            model,
+            split.fit_data(),
+            split.heldout(),
+            cfg.protocol,
+            n_boot=cfg.n_boot,
+            seed=cfg.seed,
+            **score_options(cfg.protocol),
+        )
+        directory = out / split.name if split.name else out
+        io.write_csv(output_frame(trial.evaluation), directory / OUTPUT_FILES[cfg.protocol])
+        if cfg.save_models:
+            model.save(directory / MODEL_DIR)
+        fold = FoldOutcome(trial.config, trial.train, trial.evaluation, name=split.name)
+        if split.name:
+            io.write_json(fold.summary(), directory / METRICS_FILE)
+        folds.append(fold)
+    mean, std = fold_statistics([f.evaluation.metrics for f in folds])
+    outcome = ModelOutcome(name, cfg.protocol, source, tuning, tuple(folds), mean, std)
+    io.write_json(outcome.summary(), out / METRICS_FILE)
+    return outcome
+
+
+def run_benchmark(
+    cfg: BenchmarkConfig, out: Path, *, log: Log = quiet, warn: Log = quiet
+) -> BenchmarkReport:
+    """Run every model of ``cfg`` and write ``out`` (replaced as a whole when all succeeded).
+
+    Models and their settings are checked, and every file read, before the first fit.
+
+    Raises:
+      ConfigError: bad options, an unknown model, a model setting it rejects, or an ``out``
+        that exists and is not a benchmark output (it would be replaced).
+      DataError: a missing or malformed input file.
+    """
+    start = time.perf_counter()
+    check_config(cfg)
+    _check_out(Path(out))
+    classes, skipped = resolve_models(cfg.models, warn)
+    fields = {n: dict(cfg.model_params.get(n, {})) for n in classes}
+    for name, cls in classes.items():
+        cls(**fields[name])  # a bad setting fails now, not after an hour of other models
+    items, users = read_side_tables(cfg.items, cfg.users)
+    splits = [
+        load_split(s, file_format=cfg.file_format, items=items, users=users) for s in cfg.splits
+    ]
+    val = None
+    if cfg.val is not None:
+        val = load_split(
+            cfg.val, file_format=cfg.file_format, items=items, users=users, prefix="val-"
+        )
+    log(f"benchmark {cfg.protocol}: {', '.join(classes)} on {len(splits)} split(s)")
+    outcomes: dict[str, ModelOutcome] = {}
+    with io.atomic_dir(Path(out)) as tmp:
+        for name, cls in classes.items():
+            outcome = run_model(name, cls, fields[name], splits, cfg, tmp / name, val=val, log=log)
+            outcomes[name] = outcome
+            main = MARKDOWN_COLUMNS[cfg.protocol][0]
+            log(
+                f"{name}: {main[0]} {outcome.mean[main[1]]:.4f}, fit {outcome.fit_seconds:.3f} s,"
+                f" recommend {outcome.recommend_seconds:.3f} s"
+            )
+        split_info: dict[str, Any] = (
+            splits[0].files if splits[0].name is None else {str(s.name): s.files for s in splits}
+        )
+        if val is not None:
+            split_info = {**split_info, "validation": val.files}
+        report = BenchmarkReport(
+            protocol=cfg.protocol,
+            split=split_info,
+            models=outcomes,
+            skipped=skipped,
+            hardware=hardware(),
+            versions=library_versions(),
+            n_items=int(splits[0].train[ITEM_ID].nunique()),
+            seconds=round(time.perf_counter() - start, 3),
+        )
+        io.write_json(report.to_dict(), tmp / RESULTS_JSON)
+        io.write_text(report.markdown(), tmp / RESULTS_MD)
+    return report
+
+
+def _check_out(out: Path) -> None:
+    """Refuse to replace a directory that is not a previous benchmark output."""
+    if out.exists() and (
+        not out.is_dir() or (any(out.iterdir()) and not (out / RESULTS_JSON).is_file())
+    ):
+        raise ConfigError(
+            f"--out {out} exists and is not a benchmark output; it would be replaced",
+            where=location(out),
+            fix="choose a new or empty directory",
+        )

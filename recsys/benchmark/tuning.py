@@ -1,0 +1,129 @@
+"""Tuning on the validation files only: the ``Tunable`` hook, EASE's lambda grid, ``Tuning``.
+
+A model class may define ``tune(data, val_split, evaluate_fn, *, metric, config)`` (a
+classmethod) returning the constructor fields it chose; see ``Tunable``. EASE is tuned with
+``tune_ease_lambda`` over ``EASE_L2_GRID``. Candidates are scored by the shared
+``recsys.evaluation.harness.score`` on the validation files' held-out rows, never the test set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pandas as pd
+
+from recsys.benchmark.config import EASE_L2_GRID, TUNE_METRIC
+from recsys.benchmark.splits import SplitData
+from recsys.data.preprocess import InteractionSplit, Processed
+from recsys.evaluation.evaluate import (
+    RatingResult,
+)
+from recsys.evaluation.harness import (
+    Heldout,
+    ProtocolName,
+    score,
+)
+from recsys.models.base import Recommender
+
+
+# --- models -------------------------------------------------------------------------------------
+class EvaluateFn(Protocol):
+    """``(model, train, heldout, ks) -> result`` with ``result.metrics[metric]`` to maximise."""
+
+    def __call__(
+        self, model: Recommender, train: pd.DataFrame, heldout: pd.DataFrame, ks: tuple[int, ...]
+    ) -> Any: ...
+
+
+class Tunable(Protocol):
+    """The optional tuning hook a model class may define (as a classmethod).
+
+    ``tune`` fits candidates on ``val_split.train`` and scores them with ``evaluate_fn`` on
+    ``val_split.test`` (the validation files' held-out rows; never the real test set), starting
+    from ``config`` (the fields the model would otherwise be built with), and returns the
+    constructor fields it chose; the benchmark merges them over ``config`` and refits on train.
+    """
+
+    @classmethod
+    def tune(
+        cls,
+        data: Processed,
+        val_split: InteractionSplit,
+        evaluate_fn: EvaluateFn,
+        *,
+        metric: str,
+        config: Mapping[str, Any],
+    ) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How a model's hyper-parameters were chosen on the validation files."""
+
+    method: str
+    metric: str
+    chosen: dict[str, Any]
+    """Constructor fields merged over the configured ones before the final fit."""
+    scores: dict[str, float]
+    """Validation score per candidate, where the tuner reports them."""
+    seconds: float
+    files: dict[str, dict[str, Any]]
+    """The validation files used (path, sha256, rows): the test file is never among them."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class _Scored:
+    metrics: dict[str, float]
+
+
+def validation_evaluator(protocol: ProtocolName, val: SplitData) -> EvaluateFn:
+    """The ``evaluate_fn`` that tuners get: the protocol's metric on the validation rows."""
+
+    def evaluate(
+        model: Recommender, train: pd.DataFrame, heldout: pd.DataFrame, ks: tuple[int, ...]
+    ) -> Any:
+        rows = Heldout(train, heldout, val.negatives, val.rating_range())
+        ev = score(model, rows, protocol, ks=ks, n_boot=1)
+        if isinstance(ev, RatingResult):
+            return _Scored({"neg_rmse": -ev.metrics["rmse"], **ev.metrics})
+        return ev
+
+    return evaluate
+
+
+def tune_model(
+    cls: type[Recommender],
+    fields: Mapping[str, Any],
+    val: SplitData,
+    protocol: ProtocolName,
+) -> Tuning | None:
+    """Tune ``cls`` on the validation split; None when it has nothing to tune."""
+    from recsys.models.baselines import EASE, tune_ease_lambda
+
+    metric = TUNE_METRIC[protocol]
+    evaluate = validation_evaluator(protocol, val)
+    start = time.perf_counter()
+    hook = getattr(cls, "tune", None)
+    if callable(hook):
+        chosen = dict(hook(val.data, val.data.split, evaluate, metric=metric, config=dict(fields)))
+        scores: dict[str, float] = {}
+        method = f"{cls.__name__}.tune"
+    elif issubclass(cls, EASE):
+        configured = float(cls(**fields).config.l2)  # the configured lambda is a candidate too
+        result = tune_ease_lambda(
+            val.data, val.data.split, (*EASE_L2_GRID, configured), evaluate, metric=metric
+        )
+        chosen = {"l2": result.best_l2}
+        scores = {str(k): float(v) for k, v in result.scores.items()}
+        method = "tune_ease_lambda"
+    else:
+        return None
+    seconds = round(time.perf_counter() - start, 4)
+    return Tuning(method, metric, chosen, scores, seconds, val.files)
