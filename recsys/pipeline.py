@@ -27,6 +27,8 @@ from recsys.config import ModelsConfig, Params
 from recsys.data import io
 from recsys.data.preprocess import load_processed
 from recsys.errors import ConfigError, DataError
+from recsys.evaluation.harness import Heldout, fit, score
+from recsys.evaluation.results import TopKResult
 from recsys.gate import dir_size, measure_latency
 from recsys.hardware import hardware
 from recsys.models import registry
@@ -102,7 +104,7 @@ def train_candidate(family: str, processed_dir: Path, out: Path, params: Params)
     """
     model = build_candidate(family, params.models)  # bad settings fail before loading data
     data = load_processed(Path(processed_dir))
-    result = model.fit(data)
+    result = fit(model, data)
     with io.atomic_dir(Path(out)) as tmp:
         model.save(tmp)
         summary = TrainSummary(
@@ -199,8 +201,6 @@ def evaluate_candidate(
     Raises:
       DataError: the model directory is missing or incomplete, or nothing can be evaluated.
     """
-    from recsys.evaluation.evaluate import evaluate_topk
-
     model_dir = Path(model_dir)
     if not (model_dir / META_FILE).is_file():
         raise DataError(
@@ -210,7 +210,7 @@ def evaluate_candidate(
     if data.split.test.empty:
         raise DataError("the test split is empty: nothing to evaluate", where=str(processed_dir))
     model = Recommender.load(model_dir)
-    result = evaluate_topk(model, data.split.train, data.split.test, ks, n_boot=n_boot, seed=seed)
+    result = score_topk(model, data, ks, n_boot, seed)
     bad = sorted(k for k, v in result.metrics.items() if not np.isfinite(v))
     if bad:
         raise DataError(f"non-finite metric(s) {bad} for {model.name}", where=str(model_dir))
@@ -250,6 +250,17 @@ def evaluate_candidate(
     return report
 
 
+def score_topk(
+    model: Recommender, data: Any, ks: Sequence[int], n_boot: int, seed: int
+) -> TopKResult:
+    """The shared harness's full-ranking score of ``model`` on the processed test split."""
+    result = score(
+        model, Heldout(data.split.train, data.split.test), "topk", ks=ks, n_boot=n_boot, seed=seed
+    )
+    assert isinstance(result, TopKResult)  # protocol "topk"
+    return result
+
+
 def two_stage_report(
     model: Any,
     data: Any,
@@ -261,10 +272,8 @@ def two_stage_report(
     """What the served ranking costs against its ranker scoring every item: the ranker's own
     full-ranking metrics on the same test split (the gate's ``max_two_stage_loss`` budget),
     the ANN's recall@M against exact retrieval, M and the index kind."""
-    from recsys.evaluation.evaluate import evaluate_topk
-
     ranker, retriever = model.parts()
-    full = evaluate_topk(ranker, data.split.train, data.split.test, ks, n_boot=n_boot, seed=seed)
+    full = score_topk(ranker, data, ks, n_boot, seed)
     return {
         "ranker": ranker.name,
         "retriever": retriever.name,
