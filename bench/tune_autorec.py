@@ -4,7 +4,8 @@ the test files are never scored.
 Each fold is preprocessed as in ``bench_rating.py`` but with ``val_fraction`` (default 0.1): a
 per-user random tenth of ``u{k}.base`` becomes ``split.val``. Every grid point is fitted on the
 remaining nine tenths with early stopping on the validation RMSE (``fit_model`` keeps the best
-epoch), and the table lists the validation RMSE (``evaluate_rating`` on ``split.val``) and the
+epoch) by ``recsys.evaluation.harness.run_trial``, and the table lists the validation RMSE
+(protocol ``rating`` on ``split.val``) and the
 epoch it was reached at. The chosen point's epoch count then becomes ``AutoRecConfig.epochs``
 for the refit on the full base file (``bench_rating.py``).
 
@@ -29,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from bench_rating import DEFAULT_ML100K, BiasedMF, load_fold
 from hardware import hardware
 
-from recsys.evaluation.evaluate import evaluate_rating
+from recsys.evaluation.harness import Heldout, run_trial
 from recsys.models.autorec import AutoRec
 from recsys.models.base import Recommender
 
@@ -64,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
                 else BiasedMF(**{**fixed, **point})
             )
             start = time.perf_counter()
-            result = model.fit(data[k])
             split = data[k].split
-            val = evaluate_rating(model, split.train, split.val, n_boot=10).metrics
+            heldout = Heldout(split.train, split.val)  # validation rows, never u{k}.test
+            trial = run_trial(model, data[k], heldout, "rating", n_boot=10)
+            result, val = trial.train, trial.evaluation.metrics
             row = {
                 "fold": k,
                 **point,

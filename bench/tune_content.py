@@ -32,7 +32,7 @@ import tuning
 from hardware import hardware
 
 from recsys.benchmark import SplitData, SplitFiles, load_split, read_side_tables
-from recsys.evaluation.evaluate import evaluate_topk
+from recsys.evaluation.harness import run_trial
 from recsys.models.registry import model_class
 
 SHARED = Path(os.environ.get("RECSYS_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
@@ -69,24 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.curve:
         split = dataclasses.replace(split, val=split_data.data.split.test)
     model = model_class(args.model)(**overrides)
-    result = model.fit(data, split)
-    out: dict[str, Any] = {
-        "model": args.model,
-        "stage": args.stage,
-        "config": model.config_dict(),
-        "fit_seconds": result.fit_seconds,
-        "epochs": result.epochs,
-        "best_epoch": result.best_epoch,
-        "samples_per_second": result.samples_per_second,
-        "device": result.device,
-        "n_parameters": result.n_parameters,
-    }
-    topk = evaluate_topk(model, split_data.train, split_data.test, ks=(10, 20), n_boot=100)
-    out["metrics"] = {k: round(v, 4) for k, v in topk.metrics.items()}
-    out["recommend_seconds"] = topk.recommend_seconds
-    if args.curve:
-        out["curve"] = [round(v, 4) for v in result.history.get("val_ndcg@10", [])]
-    out["loss"] = [round(v, 4) for v in result.history["loss"]]
+    trial = run_trial(model, data, split_data.heldout(), "topk", split=split, n_boot=100)
+    out: dict[str, Any] = {"model": args.model, "stage": args.stage}
+    out.update(tuning.record(trial, "val_ndcg@10" if args.curve else None))
     if args.speed:
         out["speed"] = tuning.speed(model)
         out["hardware"] = hardware()

@@ -31,31 +31,24 @@ import pandas as pd
 import tuning
 from hardware import hardware
 
-from recsys.config import PreprocessConfig, SplitConfig
-from recsys.data.preprocess import Processed, preprocess
-from recsys.data.sources import read_ratings_file
-from recsys.evaluation.evaluate import evaluate_loo, evaluate_topk
+from recsys.benchmark import SplitData, SplitFiles, load_split
+from recsys.evaluation.harness import run_trial
 from recsys.models.ncf import NeuMF
-from recsys.schema import Dataset
 
 SPLITS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "splits"
 
 
-def load(split: str, stage: str) -> tuple[Processed, pd.DataFrame, pd.DataFrame | None]:
-    """(processed data with the stage's test as ``split.test``, test rows, loo negatives)."""
+def load(split: str, stage: str) -> SplitData:
+    """The stage's files of ``split`` as ``recsys benchmark`` reads them (with loo negatives)."""
     root = Path(os.environ.get("RECSYS_SPLITS", SPLITS)) / split
     prefix = "val_" if stage == "val" else ""
-    train = read_ratings_file(root / f"{prefix}train.tsv")
-    test = read_ratings_file(root / f"{prefix}test.tsv")
     neg_file = root / f"{prefix}negatives.tsv"
-    negatives = read_ratings_file(neg_file) if neg_file.is_file() else None
-    ds = Dataset(pd.concat([train, test], ignore_index=True), name=f"{split}-{stage}")
-    cfg = PreprocessConfig(
-        min_user_interactions=1,
-        min_item_interactions=1,
-        split=SplitConfig(method="predefined", val_fraction=0.0),
+    files = SplitFiles(
+        root / f"{prefix}train.tsv",
+        root / f"{prefix}test.tsv",
+        neg_file if neg_file.is_file() else None,
     )
-    return preprocess(ds, cfg, test_pairs=test), test, negatives
+    return load_split(files)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     overrides = tuning.overrides(args.set)
     overrides.setdefault("eval_users", 100_000)
     overrides.setdefault("patience", 0)
-    data, test, negatives = load(args.split, args.stage)
+    split_data = load(args.split, args.stage)
+    data = split_data.fit_data()
     split = data.split
+    negatives = split_data.negatives
     if args.curve:
         val_negatives = None
         if negatives is not None:  # leave-one-out: the curve is the loo NDCG@10
@@ -81,34 +76,14 @@ def main(argv: list[str] | None = None) -> int:
             i = data.vocab.encode_items(negatives["item_id"].to_numpy())
             known = (u >= 0) & (i >= 0)  # an unknown item scores -inf in evaluate_loo anyway
             val_negatives = pd.DataFrame({"user_idx": u[known], "item_idx": i[known]})
-        split = dataclasses.replace(split, val=split.test, val_negatives=val_negatives)
+        val = split_data.data.split.test
+        split = dataclasses.replace(split, val=val, val_negatives=val_negatives)
     model = NeuMF(**overrides)
-    result = model.fit(data, split)
-    train = data.split.train
-    out: dict[str, Any] = {
-        "split": args.split,
-        "stage": args.stage,
-        "config": model.config_dict(),
-        "fit_seconds": result.fit_seconds,
-        "epochs": result.epochs,
-        "best_epoch": result.best_epoch,
-        "samples_per_second": result.samples_per_second,
-        "device": result.device,
-        "n_parameters": result.n_parameters,
-    }
-    if args.split == "ml100k-u1":
-        topk = evaluate_topk(model, train, test, ks=(10, 20), n_boot=100)
-        out["metrics"] = {k: round(v, 4) for k, v in topk.metrics.items()}
-        out["recommend_seconds"] = topk.recommend_seconds
-    else:
-        assert negatives is not None
-        loo = evaluate_loo(model, test, negatives, ks=(10,), n_boot=100)
-        out["metrics"] = {k: round(v, 4) for k, v in loo.metrics.items()}
-        out["score_seconds"] = loo.score_seconds
-    if args.curve:
-        key = "val_loo_ndcg@10" if negatives is not None else "val_ndcg@10"
-        out["curve"] = [round(v, 4) for v in result.history.get(key, [])]
-    out["loss"] = [round(v, 4) for v in result.history["loss"]]
+    protocol = "topk" if args.split == "ml100k-u1" else "loo"
+    trial = run_trial(model, data, split_data.heldout(), protocol, split=split, n_boot=100)
+    out: dict[str, Any] = {"split": args.split, "stage": args.stage}
+    key = "val_loo_ndcg@10" if negatives is not None else "val_ndcg@10"
+    out.update(tuning.record(trial, key if args.curve else None))
     if args.speed:
         out["speed"] = tuning.speed(model)
         out["hardware"] = hardware()

@@ -1,5 +1,7 @@
-"""Helpers shared by the ``bench/tune_*.py`` scripts: ``--set KEY=VALUE`` overrides and the
-scoring-speed measurement (the fast scoring path against Keras ``predict`` on every pair)."""
+"""Helpers shared by the ``bench/tune_*.py`` scripts: ``--set KEY=VALUE`` overrides, the JSON
+record of one ``recsys.evaluation.harness.run_trial`` (the fit and scoring ``recsys benchmark``
+and the pipeline share), and the scoring-speed measurement (the fast scoring path against Keras
+``predict`` on every pair)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from recsys.evaluation.harness import Trial
+from recsys.evaluation.results import TopKResult
 from recsys.models.base import Recommender
 
 
@@ -27,6 +31,19 @@ def parse_value(raw: str) -> Any:
 def overrides(pairs: Iterable[str]) -> dict[str, Any]:
     """``["epochs=30", "embedding_dim=64"]`` -> ``{"epochs": 30, "embedding_dim": 64}``."""
     return {k: parse_value(v) for k, v in (s.split("=", 1) for s in pairs)}
+
+
+def record(trial: Trial, curve: str | None = None) -> dict[str, Any]:
+    """A trial as the drivers print it: fit facts, metrics (4 decimals), the protocol's output
+    seconds, the validation curve ``curve`` of the training history (if named) and the loss."""
+    out = trial.fit_facts()
+    out["metrics"] = {k: round(v, 4) for k, v in trial.evaluation.metrics.items()}
+    seconds = "recommend_seconds" if isinstance(trial.evaluation, TopKResult) else "score_seconds"
+    out[seconds] = trial.output_seconds
+    if curve is not None:
+        out["curve"] = [round(v, 4) for v in trial.train.history.get(curve, [])]
+    out["loss"] = [round(v, 4) for v in trial.train.history["loss"]]
+    return out
 
 
 def speed(model: Recommender, n_users: int = 256) -> dict[str, float]:
