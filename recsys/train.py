@@ -2,59 +2,9 @@
 
 The code lives in ``recsys.training`` (one module per responsibility: seeds, devices, data,
 callbacks, validation, checkpoints, the loop); this facade keeps ``from recsys.train import
-...`` working for the models, ``bench/`` and the tests (issue #16).
+...`` working for the models, ``bench/`` and the tests (issue #16). It re-exports exactly
+``recsys.training.__all__``.
 """
 
-from recsys.training import (
-    ITEM,
-    USER,
-    ArrayBatches,
-    DeviceError,
-    DevicePlan,
-    EpochArrays,
-    NegativeSampler,
-    NonFiniteGuard,
-    PeriodicValidation,
-    PointwiseEpochs,
-    RankingValidation,
-    RatingValidation,
-    SampledRankingValidation,
-    TrainingError,
-    TrainSettings,
-    describe_device,
-    epoch_rng,
-    fit_model,
-    make_dataset,
-    report_epoch,
-    resolve_device,
-    set_seeds,
-    to_numpy,
-    visible_gpus,
-)
-
-__all__ = [
-    "ITEM",
-    "USER",
-    "ArrayBatches",
-    "DeviceError",
-    "DevicePlan",
-    "EpochArrays",
-    "NegativeSampler",
-    "NonFiniteGuard",
-    "PeriodicValidation",
-    "PointwiseEpochs",
-    "RankingValidation",
-    "RatingValidation",
-    "SampledRankingValidation",
-    "TrainSettings",
-    "TrainingError",
-    "describe_device",
-    "epoch_rng",
-    "fit_model",
-    "make_dataset",
-    "report_epoch",
-    "resolve_device",
-    "set_seeds",
-    "to_numpy",
-    "visible_gpus",
-]
+from recsys.training import *  # noqa: F403
+from recsys.training import __all__ as __all__
