@@ -71,7 +71,8 @@ def build_definitions(root: Path | str = REPO_ROOT, *, automation: bool = False)
     """All definitions for the DVC project at ``root`` (tests pass a temporary copy);
     ``automation``: the schedule and sensors run by default (else they start stopped)."""
     dvc = DvcProject(root=str(Path(root).resolve()))
-    families = pipeline.check_candidates(dvc.params().models)
+    params = dvc.params()
+    families = pipeline.check_candidates(params.models, params.serving)
     return dg.Definitions(
         assets=build_assets(families),
         asset_checks=list(ASSET_CHECKS),

@@ -660,6 +660,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
     from recsys import pipeline
 
     params = _params(args.params)
+    pipeline.check_candidates(params.models, params.serving)
     summary = pipeline.compose_candidate(args.ranker, args.retriever, args.inp, args.out, params)
     report = pipeline.evaluate_candidate(args.out, args.inp, args.metrics)
     two = report["two_stage"]

@@ -224,7 +224,7 @@ class ModelsConfig:
             if fields is None:
                 fields = {}
             if not isinstance(fields, dict):
-                raise ConfigError(f"'{where}.{name}' must be a mapping of model fields")
+                raise ConfigError(f"'{_key(where, str(name))}' must be a mapping of model fields")
             families[str(name)] = {str(k): v for k, v in fields.items()}
         return cls(families=families)
 
@@ -373,8 +373,18 @@ class Params:
 T = TypeVar("T")
 
 
-def load_params(path: Path | str) -> Params:
-    """Read ``params.yaml`` strictly: unknown keys, wrong types and bad values raise."""
+SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Params))
+"""The sections of a complete parameter file, one per stage, in pipeline order."""
+
+
+def load_params(path: Path | str, *, partial: bool = False) -> Params:
+    """Read ``params.yaml`` strictly: a missing section, an unknown key, a wrong type or a bad
+    value raises a ``ConfigError`` naming the file (``where``), the key path, what was found and
+    what is allowed.
+
+    ``partial``: sections may be left out (they take the library defaults): for files that
+    set one stage only, such as ``recsys benchmark --params`` model settings.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"parameter file not found: {path}", fix="pass --params PATH")
@@ -383,8 +393,19 @@ def load_params(path: Path | str) -> Params:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}", fix="fix the YAML syntax") from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping of stage names", where=str(path))
-    return from_dict(Params, raw, str(path))
+        raise ConfigError("the file must hold a mapping of stage sections", where=str(path))
+    try:
+        params = from_dict(Params, raw, "")
+    except ConfigError as exc:
+        raise ConfigError(exc.what, where=str(path), fix=exc.fix) from None
+    missing = [name for name in SECTIONS if name not in raw]
+    if missing and not partial:
+        raise ConfigError(
+            f"missing section(s) {missing}; a parameter file has the sections {list(SECTIONS)}",
+            where=str(path),
+            fix="add them (the repository's params.yaml has every section with its defaults)",
+        )
+    return params
 
 
 def from_dict(cls: type[T], raw: object, where: str) -> T:
@@ -397,15 +418,19 @@ def from_dict(cls: type[T], raw: object, where: str) -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(raw) - names)
     if unknown:
+        scope = f"'{where}'" if where else "the top level"
         raise ConfigError(
-            f"unknown key(s) {unknown} in '{where}'",
-            fix=f"valid keys are {sorted(names)}",
+            f"unknown key(s) {unknown} in {scope}", fix=f"valid keys are {sorted(names)}"
         )
-    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in raw.items()}
+    kwargs = {k: _coerce(hints[k], v, _key(where, k)) for k, v in raw.items()}
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid '{where}': {exc}") from exc
+
+
+def _key(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
 
 
 def replace(obj: T, **changes: Any) -> T:
@@ -441,7 +466,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"'{where}' must be a mapping, got {value!r}")
         value_type = (get_args(tp) or (str, str))[1]
         if value_type is not str:  # typed values (numbers, nested sections) are checked too
-            return {str(k): _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
+            return {str(k): _coerce(value_type, v, _key(where, str(k))) for k, v in value.items()}
         return {str(k): str(v) for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, list | tuple):

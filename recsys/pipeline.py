@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from recsys.config import ModelsConfig, Params
+from recsys.config import ModelsConfig, Params, ServingConfig
 from recsys.data import io
 from recsys.data.preprocess import load_processed
 from recsys.errors import ConfigError, DataError
@@ -47,13 +47,24 @@ TWO_STAGE_PREFIX: Final = "twostage-"
 """Family of the served ranking built over candidate ``<family>`` (``models/twostage-<family>``)."""
 
 
-def check_candidates(models: ModelsConfig) -> tuple[str, ...]:
-    """The candidate families, each a registered model; ``ConfigError`` otherwise."""
+def check_candidates(
+    models: ModelsConfig, serving: ServingConfig | None = None
+) -> tuple[str, ...]:
+    """The candidate families, each a registered model, the retriever among them (``serving``
+    given: every served ranking retrieves with ``serving.retriever``); ``ConfigError``
+    otherwise."""
     unknown = [name for name in models.candidates if name not in registry.MODELS]
     if unknown:
         raise ConfigError(
             f"unknown model famil{'y' if len(unknown) == 1 else 'ies'} {unknown} in 'models'",
             fix=f"choose from {', '.join(sorted(registry.MODELS))}",
+        )
+    if serving is not None and serving.retriever not in models.candidates:
+        raise ConfigError(
+            f"serving.retriever '{serving.retriever}' is not among the candidates "
+            f"{list(models.candidates)}: every served ranking retrieves with it",
+            fix=f"add '{serving.retriever}' under 'models:' or choose a candidate with user "
+            "and item vectors (twotower, bpr) as serving.retriever",
         )
     return models.candidates
 
@@ -66,7 +77,10 @@ def build_candidate(family: str, models: ModelsConfig) -> Recommender:
             fix=f"add it to the 'models' section of params.yaml (candidates: "
             f"{', '.join(models.candidates)})",
         )
-    return registry.model_class(family)(**models.settings(family))
+    try:
+        return registry.model_class(family)(**models.settings(family))
+    except ConfigError as exc:  # the model's own config class checked the fields
+        raise ConfigError(f"models.{family}: {exc.what}", where=exc.where, fix=exc.fix) from None
 
 
 def split_fingerprint(processed_dir: Path) -> dict[str, str]:

@@ -1,5 +1,7 @@
 """House rules that CI enforces: lint, formatting, types, and the dependency direction
-(../shared/STYLE.md: recsys never imports dagster; only validation.py imports GX)."""
+(../shared/STYLE.md and issue 16: recsys never imports dagster; only recsys/serving/ imports
+bentoml; only recsys/data/validation.py imports GX; orchestration imports neither bentoml,
+TensorFlow/Keras nor ``re``)."""
 
 from __future__ import annotations
 
@@ -27,17 +29,26 @@ def imported_modules(path: Path) -> set[str]:
 
 
 LIBRARY = sorted((REPO / "recsys").rglob("*.py"))
+TREE = sorted([*LIBRARY, *(REPO / "orchestration").rglob("*.py")])
+GX_MODULE = "recsys/data/validation.py"
 
 
-@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("path", TREE, ids=lambda p: str(p.relative_to(REPO)))
 def test_dependency_direction(path: Path) -> None:
+    """The house's dependency rules over the whole tree (issue 16): recsys never imports
+    dagster (nor orchestration); only recsys/serving/ imports bentoml; one module imports
+    great_expectations; orchestration, a thin layer of adapters, imports neither bentoml nor
+    TensorFlow/Keras nor ``re`` (no parsing of command output)."""
     mods = imported_modules(path)
     rel = path.relative_to(REPO).as_posix()
-    assert "dagster" not in mods and "orchestration" not in mods, rel
-    if rel != "recsys/data/validation.py":
+    if rel.startswith("recsys/"):
+        assert not mods & {"dagster", "orchestration"}, rel
+    if rel != GX_MODULE:
         assert "great_expectations" not in mods, rel
     if not rel.startswith("recsys/serving/"):
         assert "bentoml" not in mods, rel
+    if rel.startswith("orchestration/"):
+        assert not mods & {"bentoml", "tensorflow", "keras", "re"}, (rel, mods)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -33,14 +32,12 @@ from recsys.errors import ConfigError
 DVC_POOL = "dvc"
 """Concurrency pool of every step that runs DVC: DVC refuses concurrent locks on one
 repository, so the instance limits this pool to one step at a time (``dagster.yaml``)."""
-SKIPPED_MARK = "didn't change, skipping"
-"""What ``dvc repro`` prints for a stage whose deps, params and outs are unchanged."""
 VALIDATE_TIMEOUT_S = 1800
 STAGE_TIMEOUT_S = 6 * 3600
-CPU_ONLY_NOISE = re.compile(
-    r"cudart_stub\.cc:\d+\] Could not find cuda drivers"
-    r"|All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|cuda_platform\.cc:\d+\] failed call to cuInit"
+CPU_ONLY_NOISE = (
+    "] Could not find cuda drivers on your machine",
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "] failed call to cuInit",
 )
 """What TensorFlow prints on every start on a machine without an NVIDIA driver: dropped from
 the streamed log there (and only there); any other error line is kept."""
@@ -144,7 +141,7 @@ class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
             try:
                 assert popen.stdout is not None
                 for line in popen.stdout:
-                    if quiet_cuda and CPU_ONLY_NOISE.search(line):
+                    if quiet_cuda and any(noise in line for noise in CPU_ONLY_NOISE):
                         continue
                     lines.append(line)
                     if line.strip():
@@ -207,6 +204,7 @@ class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
         import time
 
         self.set_params(set_params)
+        before = self.lock()
         start = time.perf_counter()
         args = ["dvc", "repro", "--single-item", *(["--force"] if force else []), *stages]
         result = self.run(args, log=log)
@@ -216,7 +214,14 @@ class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
                 description=f"`{' '.join(args)}` failed (exit {result.returncode})",
                 metadata={"dvc output": dg.MetadataValue.md(_fenced(output[-6000:]))},
             )
-        skipped = tuple(s for s in stages if f"'{s}' {SKIPPED_MARK}" in output)
+        # Unchanged deps, params and outs leave a stage's dvc.lock entry as it was: DVC
+        # skipped it (read from dvc.lock, not from DVC's output).
+        after = self.lock()
+        skipped = tuple(
+            s
+            for s in stages
+            if not force and before.get(s) is not None and before[s] == after.get(s)
+        )
         return StageRun(stages, skipped, output, round(time.perf_counter() - start, 2))
 
     def lock(self) -> dict[str, Any]:

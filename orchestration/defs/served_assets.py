@@ -29,11 +29,12 @@ def served_rankings(
     """Each candidate as the service would answer with it (DVC stages twostage@FAMILY):
     models/twostage-FAMILY, metrics in models/metrics/twostage-FAMILY.json with the candidate's
     full-ranking NDCG@10 and the ANN's recall@M beside the served NDCG@10."""
-    families = pipeline.check_candidates(dvc.params().models)
+    params = dvc.params()
+    families = pipeline.check_candidates(params.models, params.serving)
     stages = [twostage_stage(f) for f in families]
     run = dvc.repro(*stages, force=config.force, set_params=config.set_params)
     context.log.info(run.output)
-    metric = dvc.params().gate.primary_metric
+    metric = params.gate.primary_metric
     metadata: dict[str, Any] = {
         **stage_metadata(run),
         "data version": dvc.data_version(*stages).value,

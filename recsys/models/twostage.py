@@ -14,15 +14,13 @@ Scores are the ranker's. Ties go to the lower item index at both stages
 answer equals the ranker's own full ranking. The ANN indexes are built single-threaded from a
 fixed seed: the same vectors give the same index, offline and in every service worker.
 
-An explicit ``candidates`` list replaces the first stage (the caller already chose what to
-rank): ``recommend(..., candidates=c)`` ranks exactly ``c`` with the ranker, as
-``rank_candidates`` does; this is how sampled protocols (leave-one-out with 99 negatives)
-evaluate it.
+An explicit ``candidates`` list restricts both stages to those items (as a filter does): the
+full-ranking protocol passes every training item, so what is evaluated is what is served; a
+list no longer than M (leave-one-out's 100 sampled items) is ranked whole by the ranker.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +32,8 @@ from recsys.config import RetrievalConfig
 from recsys.data import io
 from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import ConfigError, DataError, RecsysError
-from recsys.models.base import USER_BLOCK, Recommender, TrainResult, to_jsonable
-from recsys.models.baselines import resolve_config
+from recsys.models.base import USER_BLOCK, Recommender, TrainResult
+from recsys.models.model_config import resolve_config
 from recsys.retrieval import ExactIndex, ItemIndex, build_index, recall_at_k
 
 RANKER_DIR: Final = "ranker"
@@ -136,9 +134,6 @@ class TwoStage(Recommender):
     def scores_cold_items(self) -> bool:  # type: ignore[override]
         return self.ranker is not None and self.ranker.scores_cold_items
 
-    def config_dict(self) -> dict[str, Any]:
-        return to_jsonable(dataclasses.asdict(self.config))
-
     def n_parameters(self) -> int:
         ranker, retriever = self.parts()
         return ranker.n_parameters() + (0 if retriever is ranker else retriever.n_parameters())
@@ -180,13 +175,13 @@ class TwoStage(Recommender):
         """Top-``k`` per user by the two stages (``Recommender.recommend``'s contract).
 
         Args:
-          allowed: [n_items] bool filter (genres, ...): only these items are retrieved.
-          candidates: raw item ids to rank instead of retrieving (see the module docstring).
+          candidates: raw item ids: only these may be retrieved (and so ranked).
+          allowed: [n_items] bool filter (genres, ...), combined with ``candidates``.
         """
         if candidates is not None:
-            if allowed is not None:
-                raise ValueError("pass either candidates or allowed, not both")
-            return super().recommend(user_ids, k, exclude_seen=exclude_seen, candidates=candidates)
+            mask = np.zeros(len(self.item_ids), dtype=bool)
+            mask[self.encode_items(candidates)] = True
+            allowed = mask if allowed is None else mask & np.asarray(allowed, dtype=bool)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         raw = np.asarray(user_ids, dtype=np.int64).ravel()

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from recsys.cli import main
+from tests.params import complete_params
 
 HEADER = "user,item,stars,ts\n"
 GOOD_ROWS = [
@@ -105,7 +106,7 @@ def project(tmp_path: Path) -> Path:
         },
         "validation": {"min_interactions_per_user": 1},
     }
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(complete_params(params)))
     (tmp_path / "log.csv").write_text(HEADER + "".join(GOOD_ROWS))
     assert prepare(tmp_path) == 0, "the good file must pass"
     return tmp_path

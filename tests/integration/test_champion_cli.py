@@ -22,6 +22,7 @@ from recsys.gate import ModelEvaluation, dir_size, measure_latency, split_finger
 from recsys.models.base import Recommender
 from recsys.models.baselines import EASE, MostPopular
 from recsys.serving import store
+from tests.params import complete_params
 from tests.recsys.test_models_contract import synthetic_data
 
 pytestmark = [
@@ -74,7 +75,9 @@ def test_gate_promote_champion_rollback(tmp_path: Path, env: dict[str, str]) -> 
     params = tmp_path / "params.yaml"
     params.write_text(
         yaml.safe_dump(
-            {"gate": {"min_metrics": {"ndcg@10": 0.01}, "min_gain": 0.005, "n_bootstrap": 300}}
+            complete_params(
+                {"gate": {"min_metrics": {"ndcg@10": 0.01}, "min_gain": 0.005, "n_bootstrap": 300}}
+            )
         )
     )
     pop = save_and_evaluate(MostPopular(), "recsys-mostpop", home, tmp_path / "pop.json")

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from recsys.cli import build_parser, main
+from tests.params import complete_params
 
 SMALL_PARAMS = {
     "data": {"source": "synthetic", "synthetic": {"n_interactions": 3000, "seed": 7}},
@@ -27,7 +28,7 @@ def write_params(tmp_path: Path, **overrides: dict) -> Path:
     for section, values in overrides.items():
         params.setdefault(section, {}).update(values)
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
+    path.write_text(yaml.safe_dump(complete_params(params)))
     return path
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from recsys.cli import main
+from tests.params import complete_params
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def prepared(ml100k_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
             "split": {"method": "predefined", "test_file": str(ml100k_dir / "u1.test")},
         },
     }
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    (root / "params.yaml").write_text(yaml.safe_dump(complete_params(params)))
     argv = ["--params", str(root / "params.yaml"), "--report-dir", str(root / "reports")]
     code = main(["data", "prepare", *argv, "--path", str(ml100k_dir), "--out", str(root / "prep")])
     assert code == 0

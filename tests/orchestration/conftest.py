@@ -13,26 +13,32 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.params import complete_params
 
 BIN = Path(sys.executable).parent
 RAW_FILE = Path("data") / "raw" / "interactions.csv"
-TINY_PARAMS = {
-    "data": {
-        "source": "csv",
-        "path": str(RAW_FILE),
-        "csv": {"implicit": False, "rating_scale": [1.0, 5.0]},
-    },
-    "validation": {"min_interactions_per_user": 5},
-    "preprocess": {"min_user_interactions": 3, "min_item_interactions": 2},
-    # Classic models only: no TensorFlow start-up in these tests (the deep ones have their own).
-    "models": {"mostpop": {}, "ease": {"l2": 50.0}},
-    "gate": {
-        "primary_metric": "ndcg@10",
-        "min_metrics": {"ndcg@10": 0.0},
-        "min_gain": 0.002,
-        "max_latency_p99_ms": 1000.0,
-    },
-}
+TINY_PARAMS = complete_params(
+    {
+        "data": {
+            "source": "csv",
+            "path": str(RAW_FILE),
+            "csv": {"implicit": False, "rating_scale": [1.0, 5.0]},
+        },
+        "validation": {"min_interactions_per_user": 5},
+        "preprocess": {"min_user_interactions": 3, "min_item_interactions": 2},
+        # Classic models only: no TensorFlow start-up in these tests (the deep ones have their own);
+        # BPR-MF has user and item vectors, so it retrieves for the served rankings.
+        "models": {"mostpop": {}, "ease": {"l2": 50.0}, "bpr": {"epochs": 2}},
+        "gate": {
+            "primary_metric": "ndcg@10",
+            "min_metrics": {"ndcg@10": 0.0},
+            "min_gain": 0.002,
+            "max_latency_p99_ms": 1000.0,
+        },
+        "serving": {"retriever": "bpr", "rerank_top": 50},
+    }
+)
+"""Every section the strict loader wants: the repository's params.yaml with these changes."""
 
 
 def write_raw_log(path: Path, n_interactions: int = 3000, seed: int = 1) -> None:

@@ -4,6 +4,7 @@ corrupted raw file that the blocking check stops (RELIABILITY.md 1-3, 17, 26, 28
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -24,7 +25,9 @@ DVC_ASSETS = (
     "processed_interactions",
     "mostpop_model",
     "ease_model",
+    "bpr_model",
     "model_metrics",
+    "served_rankings",
 )
 
 
@@ -89,9 +92,16 @@ def test_whole_graph_materializes_through_dvc(project: Path, first_run) -> None:
     processed_md5 = lock["preprocess"]["outs"][0]["md5"]
     assert mats["processed_interactions"]["__version"] == processed_md5
     assert mats["ease_model"]["__version"] == lock["train@ease"]["outs"][0]["md5"]
-    for family in ("mostpop", "ease"):
+    for family in ("mostpop", "ease", "bpr"):
         assert (project / "models" / family / "train.json").is_file()
         assert (project / "models" / "metrics" / f"{family}.json").is_file()
+        # the served ranking over each candidate, retrieved by BPR (serving.retriever)
+        assert (project / "models" / f"twostage-{family}" / "twostage.json").is_file()
+        served = json.loads(
+            (project / "models" / "metrics" / f"twostage-{family}.json").read_text()
+        )
+        assert served["two_stage"]["retriever"] == "bpr"
+    assert mats["gate_decision"]["challenger"].startswith("recsys-twostage:")
     assert mats["processed_interactions"]["rows: test"] > 0
     # Dagster's standard table metadata (issue #16): row counts and the prepared columns.
     rows = mats["prepared_interactions"]["dagster/row_count"]
@@ -152,7 +162,8 @@ def test_worse_challenger_is_rejected_and_the_champion_stays(project: Path, firs
     copy = project.parent / "worse"
     shutil.copytree(project, copy, symlinks=True)
     params = yaml.safe_load((copy / "params.yaml").read_text())
-    params["models"] = {"mostpop": {}}  # the weaker candidate alone challenges the champion
+    # the weaker candidates alone challenge the champion (BPR stays: it retrieves)
+    params["models"] = {"mostpop": {}, "bpr": params["models"]["bpr"]}
     (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     champion = copy / "data" / "registry" / "champion.json"
     before = champion.read_bytes()

@@ -90,7 +90,7 @@ AUTOMATION = ("nightly_training_schedule", "new_raw_data_sensor", "pipeline_fail
 
 def test_automation_is_off_by_default(tmp_path: Path) -> None:
     # Issue #16: starting `dagster dev` to look around must not start training runs.
-    write_params(tmp_path, {"mostpop": {}})
+    write_params(tmp_path, {"mostpop": {}, "bpr": {}})
     assert automation_statuses(build_definitions(tmp_path)) == dict.fromkeys(AUTOMATION, "STOPPED")
     if not os.environ.get(AUTOMATION_ENV):
         assert automation_statuses(defs) == dict.fromkeys(AUTOMATION, "STOPPED")

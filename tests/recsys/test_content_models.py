@@ -36,7 +36,7 @@ from recsys.schema import GENRES, INTERACTION_DTYPES, ITEM_ID, RATING, TIMESTAMP
 from recsys.schema import Dataset as RawDataset
 from recsys.train import PointwiseEpochs, TrainingError, to_numpy
 from tests.conftest import REPO
-from tests.recsys.test_models_contract import RecommenderContract
+from tests.recsys.test_models_contract import RecommenderContract, float32_tolerance
 
 SMALL: dict[str, Any] = {
     "embedding_dim": 16,
@@ -213,7 +213,9 @@ def test_fast_scores_equal_keras_predict(which: str, request: pytest.FixtureRequ
     np.testing.assert_allclose(fast[users, items], slow, rtol=1e-5, atol=1e-5)
     # A block of users against items in any order matches too.
     sub_u, sub_i = np.array([5, 1, 7]), np.array([9, 0, 3, 3, 29])
-    np.testing.assert_allclose(model._scores(sub_u, sub_i), fast[sub_u][:, sub_i], rtol=1e-5)
+    block = model._scores(sub_u, sub_i)
+    # Same pairs in a smaller batch: equal up to float32 reordering (the contract's bound).
+    np.testing.assert_allclose(block, fast[sub_u][:, sub_i], rtol=0, atol=float32_tolerance(fast))
 
 
 def test_softmax_hybrid_scores_equal_its_in_batch_logits(world: Processed) -> None:

@@ -404,7 +404,7 @@ def test_gate_config_is_strict(tmp_path: Path) -> None:
             }
         )
     )
-    cfg = load_params(path).gate
+    cfg = load_params(path, partial=True).gate
     assert cfg.min_metrics == {"ndcg@10": 0.2}
     assert cfg.slices == {"cold_users": SliceGate(metric="ndcg@10", max_regression=0.01)}
     for bad in (
@@ -415,7 +415,7 @@ def test_gate_config_is_strict(tmp_path: Path) -> None:
     ):
         path.write_text(yaml.safe_dump({"gate": bad}))
         with pytest.raises(ConfigError):
-            load_params(path)
+            load_params(path, partial=True)
 
 
 # --- cost measurements ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def processed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_models_section_lists_candidates_in_order(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text("models:\n  ease: {l2: 50.0}\n  mostpop:\n")
-    models = load_params(path).models
+    models = load_params(path, partial=True).models
     assert models.candidates == ("ease", "mostpop")
     assert models.settings("ease") == {"l2": 50.0} and models.settings("mostpop") == {}
     assert Params().models.candidates == ("ease", "neumf", "twotower")
@@ -39,7 +39,7 @@ def test_malformed_models_section_is_an_error(tmp_path: Path, text: str) -> None
     path = tmp_path / "params.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match="models"):
-        load_params(path)
+        load_params(path, partial=True)
 
 
 def test_unknown_family_or_setting_fails_before_training(tmp_path: Path) -> None:

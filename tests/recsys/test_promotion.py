@@ -4,6 +4,7 @@ earlier rejection stands; the outcome is one validated JSON file."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,13 @@ from recsys.serving.store import Registry
 TWOTOWER = {"embedding_dim": 16, "epochs": 2, "batch_size": 128, "seed": 0, "eval_users": 50}
 PARAMS = Params(
     models=ModelsConfig(families={"ease": {"l2": 50.0}, "twotower": TWOTOWER}),
-    gate=GateConfig(min_metrics={"ndcg@10": 0.0}, n_bootstrap=200, max_latency_p99_ms=None),
+    # The two-stage budget has its own test below: M=20 and a 2-epoch retriever lose to EASE.
+    gate=GateConfig(
+        min_metrics={"ndcg@10": 0.0},
+        n_bootstrap=200,
+        max_latency_p99_ms=None,
+        max_two_stage_loss=None,
+    ),
     serving=ServingConfig(rerank_top=20, retrieval=RetrievalConfig(kind="exact")),
 )
 
@@ -138,7 +145,7 @@ def test_a_rejected_challenger_is_not_gated_again(project: Path, tmp_path: Path)
     strict = Params(
         models=PARAMS.models,
         serving=PARAMS.serving,
-        gate=GateConfig(min_metrics={"ndcg@10": 0.0}, min_gain=1.0, max_latency_p99_ms=None),
+        gate=dataclasses.replace(PARAMS.gate, min_gain=1.0),
     )
     rejected = promotion.gate_candidates(
         project / "models", project / "processed", strict, registry, **run
@@ -150,3 +157,36 @@ def test_a_rejected_challenger_is_not_gated_again(project: Path, tmp_path: Path)
         project / "models", project / "processed", strict, registry, **run
     )
     assert again.already_rejected and not again.promote and "rejected earlier" in again.report
+
+
+def test_a_served_ranking_that_loses_too_much_to_its_ranker_is_refused(
+    project: Path, tmp_path: Path
+) -> None:
+    """What the gate measures is what would be served: with M=20 of the catalogue and a
+    retriever trained for two epochs, the served ranking scores below its ranker's full
+    ranking, and a tight two-stage budget refuses it, saying by how much."""
+    models = project / "models"
+    reports = {
+        f: json.loads(promotion.served_metrics_file(models, f).read_text())
+        for f in PARAMS.models.candidates
+    }
+    losses = {
+        f: r["two_stage"]["ranker_metrics"]["ndcg@10"] - r["metrics"]["ndcg@10"]
+        for f, r in reports.items()
+    }
+    assert losses["twotower"] == pytest.approx(0.0, abs=1e-9)  # it retrieves for itself
+    best = promotion.best_candidate(reports, "ndcg@10")
+    tight = Params(
+        models=PARAMS.models,
+        serving=PARAMS.serving,
+        gate=dataclasses.replace(PARAMS.gate, max_two_stage_loss=losses[best] / 2),
+    )
+    registry = Registry(tmp_path / "registry")
+    outcome = promotion.gate_candidates(
+        models, project / "processed", tight, registry, data_version="v1", work_dir=tmp_path
+    )
+    if losses[best] > 0:
+        assert not outcome.promote and "two_stage" in outcome.report
+        assert "ranker alone" in outcome.report
+    else:
+        assert outcome.promote

@@ -97,14 +97,25 @@ def test_ann_recall_against_exact_retrieval(fitted: TwoStage) -> None:
     assert 0.0 < recall <= 1.0
 
 
-def test_explicit_candidates_replace_retrieval(fitted: TwoStage) -> None:
-    """Sampled protocols pass the candidates: they are ranked as the ranker ranks them."""
+def test_explicit_candidates_restrict_both_stages(fitted: TwoStage) -> None:
+    """The full-ranking protocol passes every training item as candidates: the evaluated
+    answers must be the served ones (the bug this guards: candidates once skipped retrieval,
+    so the gate scored the ranker alone). A list no longer than M is ranked whole, as the
+    sampled leave-one-out protocol needs."""
     ranker = fitted.parts()[0]
-    users = synthetic_data().vocab.user_ids[:20]
-    cand = ranker.train_item_ids[::2]
-    got = fitted.recommend(users, 10, candidates=cand)
-    want = ranker.recommend(users, 10, candidates=cand)
-    np.testing.assert_array_equal(got[0], want[0])
+    users = synthetic_data().vocab.user_ids
+    served = fitted.recommend(users, 10)
+    np.testing.assert_array_equal(
+        fitted.recommend(users, 10, candidates=ranker.train_item_ids)[0], served[0]
+    )
+    few = ranker.train_item_ids[::4][:M]
+    np.testing.assert_array_equal(
+        fitted.recommend(users, 10, candidates=few)[0],
+        ranker.recommend(users, 10, candidates=few)[0],
+    )
+    many = ranker.train_item_ids[::2]
+    got = fitted.recommend(users, 10, candidates=many)[0]
+    assert np.isin(got, np.r_[many, -1]).all()
 
 
 def test_parts_must_fit_together() -> None:
