@@ -47,9 +47,7 @@ TWO_STAGE_PREFIX: Final = "twostage-"
 """Family of the served ranking built over candidate ``<family>`` (``models/twostage-<family>``)."""
 
 
-def check_candidates(
-    models: ModelsConfig, serving: ServingConfig | None = None
-) -> tuple[str, ...]:
+def check_candidates(models: ModelsConfig, serving: ServingConfig | None = None) -> tuple[str, ...]:
     """The candidate families, each a registered model, the retriever among them (``serving``
     given: every served ranking retrieves with ``serving.retriever``); ``ConfigError``
     otherwise."""
