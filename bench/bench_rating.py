@@ -4,7 +4,7 @@ For each fold k in 1..5, ``u{k}.base`` / ``u{k}.test`` are preprocessed with a p
 (``test_pairs`` = the test file, no validation, no k-core), a fresh AutoRec is fitted on the base
 file, and ``evaluate_rating`` scores every test row (the global training mean for users or items
 absent from the base file, as PROTOCOL.md requires). A plain biased matrix factorisation fitted
-by alternating least squares (``BiasedMF`` below, numpy, not a registered model) runs on the same
+by alternating least squares (``recsys.models.biased_mf.BiasedMF``, numpy) runs on the same
 folds for comparison. Prints per-fold and mean RMSE/MAE with fit seconds and the hardware.
 
     .venv/bin/python bench/bench_rating.py [--folds 1,2,3,4,5] [--autorec '{"epochs": 80}']
@@ -16,26 +16,25 @@ Target (REFERENCE.md): mean RMSE <= 0.919, Surprise SVD++'s published 5-fold fig
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from hardware import hardware
 
 from recsys.config import PreprocessConfig, SplitConfig
-from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed, preprocess
+from recsys.data.preprocess import Processed, preprocess
 from recsys.data.sources import read_movielens, read_ratings_file
 from recsys.evaluation.evaluate import evaluate_rating
 from recsys.models.base import Recommender
-from recsys.schema import RATING, Dataset
+from recsys.models.biased_mf import BiasedMF
+from recsys.schema import Dataset
 
 DEFAULT_ML100K = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
 SURPRISE = {"svd": 0.934, "svdpp": 0.919}
@@ -66,90 +65,6 @@ def load_fold(
     if len(split.train) + len(split.val) != len(base) or len(split.test) != len(test):
         raise RuntimeError(f"fold u{k}: split sizes differ from the files")
     return data
-
-
-# --- the biased-MF baseline ----------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class BiasedMFConfig:
-    factors: int = 10
-    l2: float = 0.1
-    """ALS-WR: each user's (item's) ridge penalty is l2 times its number of ratings.
-    factors and l2 were picked on the u1.base validation tenth (``tune_autorec.py --model
-    biased_mf``): l2 in {0.03, 0.06, 0.1, 0.2} x factors in {10, 30}."""
-    iterations: int = 15
-    seed: int = 0
-
-
-class BiasedMF(Recommender):
-    """``r^_ui = mu + b_u + b_i + p_u . q_i`` by alternating least squares (Zhou et al. 2008,
-    weighted-lambda), predictions clipped to the training ratings' range. Bench-only."""
-
-    name: ClassVar[str] = "biased_mf"
-
-    def __init__(self, **fields: Any) -> None:
-        super().__init__()
-        self.config = BiasedMFConfig(**fields)
-        self.params: tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-        self.range = (1.0, 5.0)
-
-    def config_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.config)
-
-    def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
-        cfg = self.config
-        train = split.train
-        u = train[USER_IDX].to_numpy()
-        i = train[ITEM_IDX].to_numpy()
-        r = train[RATING].to_numpy(dtype=np.float64)
-        n_u, n_i = data.vocab.n_users, data.vocab.n_items
-        mu = float(r.mean())
-        self.range = (float(r.min()), float(r.max()))
-        rng = np.random.default_rng(cfg.seed)
-        p = rng.normal(0, 0.1, (n_u, cfg.factors))
-        q = rng.normal(0, 0.1, (n_i, cfg.factors))
-        bu, bi = np.zeros(n_u), np.zeros(n_i)
-        # Stored values are rating positions + 1 (an explicit 0 could be dropped).
-        pos = np.arange(1, len(r) + 1)
-        by_user = sp.csr_matrix((pos, (u, i)), shape=(n_u, n_i))
-        by_item = sp.csr_matrix((pos, (i, u)), shape=(n_i, n_u))
-        for _ in range(cfg.iterations):
-            _als_side(by_user, r - mu - bi[i], q, p, bu, cfg.l2)
-            _als_side(by_item, r - mu - bu[u], p, q, bi, cfg.l2)
-        self.params = (mu, bu, bi, p, q)
-        return {"epochs": cfg.iterations}
-
-    def _scores(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        assert self.params is not None
-        mu, bu, bi, p, q = self.params
-        out = mu + bu[user_idx, None] + bi[None, item_idx] + p[user_idx] @ q[item_idx].T
-        return np.clip(out, *self.range).astype(np.float32)
-
-    def _save(self, path: Path) -> None:
-        raise NotImplementedError("bench-only model")
-
-    def _load(self, path: Path) -> None:
-        raise NotImplementedError("bench-only model")
-
-
-def _als_side(
-    rows: sp.csr_matrix,
-    target: np.ndarray,
-    fixed: np.ndarray,
-    solve: np.ndarray,
-    bias: np.ndarray,
-    l2: float,
-) -> None:
-    """Solve ``[bias_j, solve_j]`` of every row j in place: ridge regression of ``target`` on
-    ``[1, fixed]`` over the row's ratings (``rows.data`` holds rating positions + 1)."""
-    k = fixed.shape[1]
-    for j in range(rows.shape[0]):
-        lo, hi = rows.indptr[j], rows.indptr[j + 1]
-        if lo == hi:
-            continue
-        x = np.hstack([np.ones((hi - lo, 1)), fixed[rows.indices[lo:hi]]])
-        a = x.T @ x + l2 * (hi - lo) * np.eye(k + 1)
-        sol = np.linalg.solve(a, x.T @ target[rows.data[lo:hi] - 1])
-        bias[j], solve[j] = sol[0], sol[1:]
 
 
 # --- the benchmark -------------------------------------------------------------------------------

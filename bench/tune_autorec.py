@@ -27,12 +27,13 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench_rating import DEFAULT_ML100K, BiasedMF, load_fold
+from bench_rating import DEFAULT_ML100K, load_fold
 from hardware import hardware
 
 from recsys.evaluation.harness import Heldout, run_trial
 from recsys.models.autorec import AutoRec
 from recsys.models.base import Recommender
+from recsys.models.biased_mf import BiasedMF
 
 DEFAULT_GRID: dict[str, list[Any]] = {
     "l2": [100.0, 200.0, 300.0],

@@ -39,9 +39,10 @@ from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit
 from recsys.models.keras_base import MODEL_FILE, pair_model, predict_pairs
 from recsys.models.layers import GMF, MLPTower
 from recsys.models.model_config import check_config_fields
+from recsys.models.negatives import NegativeSampler
 from recsys.models.scoring import GmfMlpHead
 from recsys.models.tower_base import NET, TowerNet, TowerRecommender
-from recsys.train import EpochArrays, NegativeSampler, PointwiseEpochs
+from recsys.train import EpochArrays, PointwiseEpochs
 
 __all__ = [
     "MODEL_FILE",
