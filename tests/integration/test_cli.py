@@ -356,7 +356,7 @@ def test_a_bug_exits_3_with_its_traceback(
     def broken(_args: object) -> int:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "cmd_validate", broken)
+    monkeypatch.setattr(cli.data, "cmd_validate", broken)
     assert cli.main(["data", "validate"]) == cli.INTERNAL_ERROR == 3
     err = capsys.readouterr().err
     assert "Traceback" in err and "boom" in err and "bug in recsys" in err

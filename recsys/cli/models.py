@@ -1,0 +1,218 @@
+"""``recsys benchmark``, ``train``, ``evaluate`` and ``compose``: fit and score models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from recsys.cli.common import (
+    Commands,
+    add_command,
+    add_in_option,
+    add_out_option,
+    add_params_option,
+    params_from,
+)
+from recsys.errors import ConfigError
+
+BENCHMARK_DESCRIPTION = """\
+Fit each model on --train and score it on --test under one protocol of
+shared/benchmarks/PROTOCOL.md, then write
+  OUT/<model>/recommendations.csv  topk: user_id,item_id,rank,score (top 50 per
+                                   evaluated user, its training items excluded)
+  OUT/<model>/scores.csv           loo: user_id,item_id,score (held-out item, negatives)
+  OUT/<model>/predictions.csv      rating: user_id,item_id,prediction (one per test row)
+  OUT/<model>/metrics.json         metrics, bootstrap CIs, train facts, chosen params
+  OUT/results.json, results.md     all models: metrics, fit/recommend seconds, samples/s,
+                                   parameters, file checksums, hardware, versions
+OUT is built beside itself and replaced only when every model finished.
+
+Split files: u.data format (tab-separated user, item, rating, timestamp; no header)
+for .tsv .tab .data .base .test; CSV with a header user_id,item_id[,rating,timestamp]
+for .csv. --format overrides the suffix.
+
+Tuning reads only --val-train/--val-test (and --val-negatives for loo): EASE's
+lambda, and any model class with a tune() hook. The chosen values are recorded in
+metrics.json and the final model is refit on --train.
+
+Rating cross-validation (protocol 3): --protocol rating --data-dir ml-100k
+--folds u1,u2,u3,u4,u5 reads DIR/<fold>.base and DIR/<fold>.test, writes
+OUT/<model>/<fold>/predictions.csv, and reports the mean and std over folds.
+
+Exit status: 0 done; 2 bad option, unknown model, or unreadable input."""
+
+
+def add_benchmark_parser(commands: Commands) -> None:
+    """Add ``recsys benchmark``."""
+    from recsys.models.registry import MODELS
+
+    bench = add_command(
+        commands,
+        "benchmark",
+        cmd_benchmark,
+        help="train and score models on benchmark split files (PROTOCOL.md)",
+        description=BENCHMARK_DESCRIPTION,
+        raw=True,
+    )
+    split_files = (
+        ("--train", "training interactions"),
+        ("--test", "test interactions (never used for tuning)"),
+        ("--negatives", "loo: sampled negatives per test user"),
+        ("--items", "MovieLens u.item: item content features"),
+        ("--users", "MovieLens u.user: user attributes"),
+    )
+    for flag, text in split_files:
+        bench.add_argument(flag, type=Path, metavar="FILE", help=text)
+    bench.add_argument(
+        "--format", dest="file_format", choices=("uidata", "csv"), help="split file format"
+    )
+    bench.add_argument(
+        "--protocol", choices=("topk", "loo", "rating"), default="topk", help="default: topk"
+    )
+    bench.add_argument(
+        "--models",
+        metavar="LIST",
+        help=f"comma-separated, run in this order (default: every registered model that "
+        f"imports; registered: {', '.join(MODELS)})",
+    )
+    tuning_files = (
+        ("--params", "FILE", "YAML whose models.<name> sets each model"),
+        ("--val-train", "FILE", "validation training file (tuning)"),
+        ("--val-test", "FILE", "validation held-out file (tuning)"),
+        ("--val-negatives", "FILE", "loo: validation negatives"),
+        ("--data-dir", "DIR", "directory of <fold>.base/<fold>.test"),
+    )
+    for flag, metavar, text in tuning_files:
+        bench.add_argument(flag, type=Path, metavar=metavar, help=text)
+    bench.add_argument(
+        "--folds", metavar="LIST", help="comma-separated fold names, e.g. u1,u2,u3,u4,u5"
+    )
+    bench.add_argument("--save-models", action="store_true", help="also save OUT/<model>/model")
+    bench.add_argument(
+        "--n-boot", type=int, metavar="N", default=1000, help="bootstrap resamples for CIs"
+    )
+    bench.add_argument("--seed", type=int, metavar="N", default=0, help="bootstrap seed")
+    add_out_option(bench, "output directory", metavar="OUT")
+
+
+def add_parsers(commands: Commands) -> None:
+    """Add ``recsys train``, ``evaluate`` and ``compose``: the DVC stages that fit and score."""
+    train = add_command(
+        commands,
+        "train",
+        cmd_train,
+        help="train one candidate model family on the processed split",
+        description="Fit the candidate --model (a key of the 'models' section of the parameter "
+        "file, with its settings) on the processed split's train rows, early-stopping on its "
+        "validation rows, and write --out atomically: the saved model plus train.json. "
+        "Exit status: 0 written, 2 bad input or configuration.",
+    )
+    train.add_argument("--model", required=True, help="candidate family, e.g. ease, neumf")
+    add_in_option(train, "processed directory")
+    add_out_option(train, "model directory to write")
+    add_params_option(train)
+
+    evaluate = add_command(
+        commands,
+        "evaluate",
+        cmd_evaluate,
+        help="score a trained model on the processed test split (metrics JSON)",
+        description="Rank every training item for each test user (seen items excluded) and "
+        "write --out: metrics with 95%% bootstrap CIs, per-user values for paired tests, fit "
+        "seconds, model size, p99 single-request latency and the split's checksums.",
+    )
+    evaluate.add_argument("--model", type=Path, required=True, help="trained model directory")
+    add_in_option(evaluate)
+    add_out_option(evaluate, "metrics JSON file to write")
+    evaluate.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for CIs")
+    evaluate.add_argument("--seed", type=int, default=0, help="bootstrap and latency-sample seed")
+
+    compose = add_command(
+        commands,
+        "compose",
+        cmd_compose,
+        help="build and score the served two-stage ranking of a trained candidate",
+        description="The ranking the service answers with: retrieve M candidates per user by "
+        "the retriever's vectors (exact or ANN search, `serving:` in the parameter file), then "
+        "rank them by the trained candidate. Saves it as one model to --out (no training) and "
+        "scores it like `recsys evaluate` on the processed test split, with the candidate's own "
+        "full ranking and the ANN's recall@M beside it (the gate's two-stage budget).",
+    )
+    compose.add_argument("--ranker", type=Path, required=True, help="trained candidate dir")
+    compose.add_argument("--retriever", type=Path, required=True, help="trained retriever dir")
+    add_in_option(compose)
+    add_out_option(compose, "two-stage model dir to write")
+    compose.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
+    add_params_option(compose)
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from recsys import benchmark as bm
+
+    val = None
+    if args.val_train or args.val_test or args.val_negatives:
+        if not (args.val_train and args.val_test):
+            raise ConfigError("tuning needs both --val-train and --val-test")
+        val = bm.SplitFiles(args.val_train, args.val_test, args.val_negatives)
+    cfg = bm.BenchmarkConfig(
+        splits=bm.split_files(
+            args.train, args.test, args.negatives,
+            data_dir=args.data_dir, folds=bm.parse_names(args.folds),
+        ),
+        protocol=args.protocol,
+        models=bm.parse_names(args.models),
+        model_params=bm.load_model_params(args.params),
+        val=val, items=args.items, users=args.users, file_format=args.file_format,
+        save_models=args.save_models, n_boot=args.n_boot, seed=args.seed,
+    )  # fmt: skip
+    report = bm.run_benchmark(
+        cfg, args.out, log=print, warn=lambda m: print(f"warning: {m}", file=sys.stderr)
+    )
+    print(f"{len(report.models)} model(s) -> {args.out / bm.RESULTS_MD}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from recsys import pipeline
+
+    summary = pipeline.train_candidate(args.model, args.inp, args.out, params_from(args.params))
+    train = summary.train
+    print(
+        f"trained {args.model}: {train['fit_seconds']:.1f} s, {train['epochs']} epoch(s), "
+        f"{train['n_parameters']:,} parameters on {train['device']}, "
+        f"{summary.size_bytes / 1e6:.2f} MB -> {args.out}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from recsys import pipeline
+
+    report = pipeline.evaluate_candidate(
+        args.model, args.inp, args.out, n_boot=args.n_boot, seed=args.seed
+    )
+    m, ci = report["metrics"], report["ci"]["ndcg@10"]
+    print(
+        f"evaluated {report['family']} on {report['n_users']:,} test users: NDCG@10 "
+        f"{m['ndcg@10']:.4f} ({ci[0]:.4f}-{ci[1]:.4f}), recall@10 {m['recall@10']:.4f}, "
+        f"p99 {report['latency_ms']['p99']:.2f} ms -> {args.out}"
+    )
+    return 0
+
+
+def cmd_compose(args: argparse.Namespace) -> int:
+    from recsys import pipeline
+
+    params = params_from(args.params)
+    pipeline.check_candidates(params.models, params.serving)
+    summary = pipeline.compose_candidate(args.ranker, args.retriever, args.inp, args.out, params)
+    report = pipeline.evaluate_candidate(args.out, args.inp, args.metrics)
+    two = report["two_stage"]
+    primary = params.gate.primary_metric
+    print(
+        f"composed {summary.family} (M={two['rerank_top']}, {two['index']} index, recall@M "
+        f"{two['recall@M']:.4f}): {primary} {report['metrics'][primary]:.4f} served, "
+        f"{two['ranker_metrics'][primary]:.4f} ranking every item -> {args.out}, {args.metrics}"
+    )
+    return 0
