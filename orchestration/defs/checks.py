@@ -5,23 +5,25 @@
 recorded (``recsys gate``, the pure ``recsys.gate.decide``).
 """
 
-import dataclasses
-import re
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from orchestration.defs.data_assets import raw_input_paths, raw_interactions
+from orchestration.defs.data_assets import raw_interactions
 from orchestration.defs.promotion_assets import REGISTRY_DIR, read_handoff
 from orchestration.defs.resources import VALIDATE_TIMEOUT_S, DvcProject
 from orchestration.defs.serving_assets import BENTO_DIR, HANDOFF_FILE, read_bento_handoff
+from recsys.data.validation_verdict import ValidationResult
 
 REPORT_DIR = Path("reports") / "validation"
 PREPARED_DIR = Path("data") / "prepared"
-LAST_PASS_FILE = "last_pass.json"
-"""The key and report of the last passing validation (``validation_key``)."""
-_REPORT_LINE = re.compile(r"^report: (.+)$", re.MULTILINE)
+RESULT_FILE = REPORT_DIR / "latest.json"
+"""The ``ValidationResult`` of the check's last ``recsys data validate``."""
+LAST_PASS_FILE = REPORT_DIR / "last_pass.json"
+"""The last passing verdict and its key (``recsys.data.validation_verdict``): the check reuses
+it for an identical input, and the DVC stage ``prepare`` reuses it instead of validating the
+same input a second time (``--reuse-verdict``, dvc.yaml)."""
 
 
 @dg.asset_check(asset=raw_interactions, blocking=True)
@@ -31,63 +33,46 @@ def check_raw_interactions(
     """The raw data passes every blocking expectation of the validation suites (schema, ids,
     ratings, timestamps, duplicates, referential integrity, minimum counts); drift against the
     last accepted version is reported as a warning. Links the report and its Data Docs."""
-    from recsys.data import io
-
-    key = validation_key(dvc)
-    cache = dvc.path / REPORT_DIR / LAST_PASS_FILE
-    last = io.read_json(cache) if cache.is_file() else {}
-    if last.get("key") == key and (dvc.path / str(last.get("report", ""))).is_file():
-        # The very same input, suites and baseline passed before: the verdict cannot differ.
-        return dg.AssetCheckResult(
-            passed=True,
-            metadata={
-                "summary": f"identical input already validated: {last['report']}",
-                **_report_metadata(dvc.path / last["report"]),
-            },
-        )
-    result = dvc.run(
+    (dvc.path / RESULT_FILE).unlink(missing_ok=True)
+    run = dvc.run(
         [
             "recsys", "data", "validate", "--params", dvc.params_file,
             "--against", str(PREPARED_DIR), "--report-dir", str(REPORT_DIR),
+            "--result", str(RESULT_FILE), "--reuse-verdict", str(LAST_PASS_FILE),
         ],
         timeout=VALIDATE_TIMEOUT_S,
         log=context.log.info,
     )  # fmt: skip
-    output = (result.stdout + result.stderr).strip()
-    metadata: dict[str, Any] = {"summary": dg.MetadataValue.md(f"```\n{output[-6000:]}\n```")}
-    match = _REPORT_LINE.search(result.stdout)
-    if match:
-        report_json = dvc.path / match.group(1).strip()
-        metadata.update(_report_metadata(report_json))
-        if result.returncode == 0:
-            io.write_json({"key": key, "report": match.group(1).strip()}, cache)
-    if result.returncode not in (0, 1):
-        # Exit 2: the input could not be read at all (missing file, bad config).
-        metadata["error"] = output.splitlines()[-1] if output else f"exit {result.returncode}"
-    return dg.AssetCheckResult(
-        passed=result.returncode == 0,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata=metadata,
+    output = (run.stdout + run.stderr).strip()
+    if not (dvc.path / RESULT_FILE).is_file():
+        # Exit 2: the input could not be read at all (missing file, bad config); no verdict.
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "exit status": run.returncode,
+                "output": dg.MetadataValue.md(f"```\n{output[-6000:]}\n```"),
+            },
+        )
+    result = ValidationResult.read(dvc.path / RESULT_FILE)
+    summary = (
+        f"identical input already validated: {result.report}"
+        if result.reused
+        else dg.MetadataValue.md(f"```\n{output[-6000:]}\n```")
     )
-
-
-def validation_key(dvc: DvcProject) -> str:
-    """What a validation verdict depends on: the raw input, the ``data`` and ``validation``
-    params, the suites' code and the accepted baseline profile that drift is measured against."""
-    params = dvc.params()
-    paths = [
-        *raw_input_paths(dvc),
-        *(
-            dvc.path / "recsys" / "data" / f
-            for f in ("validation.py", "sources.py", "synthetic.py")
-        ),
-        dvc.path / PREPARED_DIR / "profile.json",
-    ]
-    extra = {
-        "data": dataclasses.asdict(params.data),
-        "validation": dataclasses.asdict(params.validation),
-    }
-    return dvc.fingerprint(paths, extra)
+    return dg.AssetCheckResult(
+        passed=result.passed and run.returncode == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "summary": summary,
+            "reused verdict": result.reused,
+            "failures": result.failures,
+            "warnings": result.warnings,
+            "validation key": result.key,
+            **_report_metadata(dvc.path / result.report),
+            "data docs (file)": dg.MetadataValue.path(str(dvc.path / result.data_docs)),
+        },
+    )
 
 
 def _report_metadata(report_json: Path) -> dict[str, Any]:
@@ -96,7 +81,6 @@ def _report_metadata(report_json: Path) -> dict[str, Any]:
     if not report_json.is_file():
         return {}
     report = io.read_json(report_json)
-    stats = report.get("statistics", {})
     failed = [
         f"{o.get('table')}: {o.get('description') or o.get('expectation')} "
         f"({o.get('unexpected_count') or 0} row(s))"
@@ -106,9 +90,7 @@ def _report_metadata(report_json: Path) -> dict[str, Any]:
     # Served by `recsys data docs` (reports/validation, port 8000); readable without network.
     docs = f"http://127.0.0.1:8000/{report_json.parent.name}/data_docs/report.html"
     out: dict[str, Any] = {
-        "expectations evaluated": int(stats.get("evaluated", 0)),
-        "failures": int(stats.get("failures", 0)),
-        "warnings": int(stats.get("warnings", 0)),
+        "expectations evaluated": int(report.get("statistics", {}).get("evaluated", 0)),
         **{f"rows: {t}": int(n) for t, n in report.get("row_counts", {}).items()},
         "report": dg.MetadataValue.path(str(report_json)),
         "data docs": dg.MetadataValue.url(docs),

@@ -18,11 +18,12 @@ from recsys.cli.common import (
     add_params_option,
     params_from,
 )
-from recsys.config import Params, SourceName
+from recsys.config import DataConfig, Params, SourceName
 from recsys.errors import ConfigError, ValidationFailed
 
 if TYPE_CHECKING:  # heavy modules are imported by the commands that use them
     from recsys.data.validation import ValidationReport
+    from recsys.data.validation_verdict import ValidationResult
     from recsys.schema import Dataset
 
 
@@ -38,8 +39,11 @@ def add_parsers(commands: Commands) -> None:
         description=(
             "Read a data source into the canonical tables, validate them with the Great "
             "Expectations suites, and write them to --out only when they pass. The validation "
-            "report (JSON and Data Docs HTML) is always written under --report-dir. Exit status: "
-            "0 written, 1 validation failed, 2 unreadable input or bad configuration."
+            "report (JSON and Data Docs HTML) is always written under --report-dir. With "
+            "--reuse-verdict, a passing verdict recorded for the identical input (same files, "
+            "params, validation code and baseline profile) stands instead of a second "
+            "validation. Exit status: 0 written, 1 validation failed, 2 unreadable input or bad "
+            "configuration (then no --result is written)."
         ),
     )
     source_options(prepare)
@@ -51,7 +55,8 @@ def add_parsers(commands: Commands) -> None:
         cmd_validate,
         help="validate a source; exit 0 when valid, 1 with a report when not",
         description="Validate a data source without writing any data. Exit status: 0 valid, "
-        "1 a blocking expectation failed (the report names it), 2 unreadable input.",
+        "1 a blocking expectation failed (the report names it), 2 unreadable input (then no "
+        "--result is written).",
     )
     source_options(validate)
     validate.add_argument(
@@ -104,7 +109,7 @@ def add_parsers(commands: Commands) -> None:
 
 
 def source_options(parser: argparse.ArgumentParser) -> None:
-    """The options naming a data source, and where its validation reports go."""
+    """The options naming a data source, where its validation reports and verdicts go."""
     parser.add_argument(
         "--source",
         choices=get_args(SourceName),
@@ -120,17 +125,22 @@ def source_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_REPORTS,
         help="where validation reports are kept (default: %(default)s)",
     )
+    parser.add_argument(
+        "--result",
+        type=Path,
+        help="write the verdict here as JSON (key, passed, failures, report, data docs)",
+    )
+    parser.add_argument(
+        "--reuse-verdict",
+        type=Path,
+        metavar="FILE",
+        help="reuse the passing verdict recorded in FILE for identical input, params, code and "
+        "baseline instead of validating again; a new passing verdict is recorded there",
+    )
 
 
-def _load_and_validate(
-    args: argparse.Namespace, previous_dir: Path | None
-) -> tuple[Params, Dataset, ValidationReport, Path]:
-    """Read the source, validate it and write the report.
-
-    Returns (params, dataset, report, report_dir); the report is written whatever its verdict.
-    """
-    from recsys.data import io, sources, validation
-
+def _data_config(args: argparse.Namespace) -> tuple[Params, DataConfig]:
+    """The params and their data section with ``--source`` / ``--path`` applied."""
     params = params_from(args.params)
     data_cfg = params.data
     if args.source:
@@ -141,7 +151,35 @@ def _load_and_validate(
         raise ConfigError(
             f"source '{data_cfg.source}' needs a path", fix="pass --path or set data.path"
         )
-    dataset = sources.load_source(data_cfg)
+    return params, data_cfg
+
+
+def _verdict(
+    args: argparse.Namespace, params: Params, data_cfg: DataConfig, previous_dir: Path | None
+) -> tuple[str, ValidationResult | None]:
+    """The validation key of this input and a passing verdict recorded for it (or None)."""
+    from recsys.data import validation_verdict
+
+    if args.result is not None:  # never leave the result of an earlier run behind
+        args.result.unlink(missing_ok=True)
+    baseline = previous_dir / PROFILE_FILE if previous_dir is not None else None
+    key = validation_verdict.validation_key(data_cfg, params.validation, baseline=baseline)
+    reused = validation_verdict.reusable_verdict(args.reuse_verdict, key)
+    if reused is not None:
+        print(f"validation: identical input already passed; reusing {reused.report}")
+        if args.result is not None:
+            reused.write(args.result)
+    return key, reused
+
+
+def _validate(
+    args: argparse.Namespace, params: Params, dataset: Dataset, previous_dir: Path | None, key: str
+) -> tuple[ValidationReport, Path]:
+    """Validate, write the report (whatever its verdict) and the ``--result``; a pass is
+    recorded in ``--reuse-verdict``. Returns (report, report_dir)."""
+    from recsys.data import io, validation
+    from recsys.data.validation_verdict import ValidationResult
+
     previous = None
     if previous_dir is not None and (previous_dir / PROFILE_FILE).is_file():
         previous = io.read_json(previous_dir / PROFILE_FILE)
@@ -152,42 +190,80 @@ def _load_and_validate(
     print(report.summary())
     print(f"report: {report_dir / 'report.json'}")
     print(f"data docs: {report_dir / 'data_docs' / 'index.html'}")
-    return params, dataset, report, report_dir
+    result = ValidationResult(
+        key=key,
+        passed=report.success,
+        failures=len(report.failures),
+        warnings=len(report.warnings),
+        report=(report_dir / "report.json").as_posix(),
+        data_docs=(report_dir / "data_docs" / "index.html").as_posix(),
+        dataset=dataset.name,
+    )
+    if args.result is not None:
+        result.write(args.result)
+    if report.success and args.reuse_verdict is not None:
+        result.write(args.reuse_verdict)
+    return report, report_dir
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    _, _, report, _ = _load_and_validate(args, args.against)
+    from recsys.data import sources
+
+    params, data_cfg = _data_config(args)
+    key, reused = _verdict(args, params, data_cfg, args.against)
+    if reused is not None:
+        return 0
+    report, _ = _validate(args, params, sources.load_source(data_cfg), args.against, key)
     return 0 if report.success else 1
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from recsys.data import io, validation
+    from recsys.data import io, sources, validation
 
-    params, dataset, report, report_dir = _load_and_validate(args, args.out)
-    if not report.success:
-        if not params.validation.quarantine:
-            raise ValidationFailed(
-                f"validation failed: {len(report.failures)} blocking expectation(s); "
-                f"nothing was written to {args.out}",
-                report=report,
-            )
-        dataset, quarantined = validation.split_quarantine(dataset, report)
-        recheck = validation.validate(dataset, params.validation)
-        recheck.write(report_dir / "after_quarantine")
-        print(recheck.summary())
-        if not recheck.success:
-            raise ValidationFailed(
-                "validation still fails after quarantining the offending rows (a table-level "
-                f"expectation failed); nothing was written to {args.out}",
-                report=recheck,
-            )
-        io.write_table(quarantined, report_dir / "quarantine.parquet")
-        print(f"quarantined {len(quarantined)} row(s) to {report_dir / 'quarantine.parquet'}")
+    params, data_cfg = _data_config(args)
+    key, reused = _verdict(args, params, data_cfg, args.out)
+    dataset = sources.load_source(data_cfg)
+    if reused is None:  # no passing verdict for this very input: validate it here
+        report, report_dir = _validate(args, params, dataset, args.out, key)
+        if not report.success:
+            dataset = _quarantine(args, params, dataset, report, report_dir)
     profile = validation.profile(dataset)
     io.save_dataset(dataset, args.out, extra_files={PROFILE_FILE: profile})
     rows = ", ".join(f"{name} {len(t):,}" for name, t in dataset.tables().items())
     print(f"prepared {dataset.name}: {rows} -> {args.out}")
     return 0
+
+
+def _quarantine(
+    args: argparse.Namespace,
+    params: Params,
+    dataset: Dataset,
+    report: ValidationReport,
+    report_dir: Path,
+) -> Dataset:
+    """The data set without the rows failing row-level expectations, when
+    ``validation.quarantine`` allows it and the rest then passes; ``ValidationFailed`` else."""
+    from recsys.data import io, validation
+
+    if not params.validation.quarantine:
+        raise ValidationFailed(
+            f"validation failed: {len(report.failures)} blocking expectation(s); "
+            f"nothing was written to {args.out}",
+            report=report,
+        )
+    dataset, quarantined = validation.split_quarantine(dataset, report)
+    recheck = validation.validate(dataset, params.validation)
+    recheck.write(report_dir / "after_quarantine")
+    print(recheck.summary())
+    if not recheck.success:
+        raise ValidationFailed(
+            "validation still fails after quarantining the offending rows (a table-level "
+            f"expectation failed); nothing was written to {args.out}",
+            report=recheck,
+        )
+    io.write_table(quarantined, report_dir / "quarantine.parquet")
+    print(f"quarantined {len(quarantined)} row(s) to {report_dir / 'quarantine.parquet'}")
+    return dataset
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:

@@ -109,10 +109,13 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(complete_params(params)))
     (tmp_path / "log.csv").write_text(HEADER + "".join(GOOD_ROWS))
     assert prepare(tmp_path) == 0, "the good file must pass"
+    assert (tmp_path / "last_pass.json").is_file()  # its passing verdict, recorded
     return tmp_path
 
 
 def prepare(project: Path) -> int:
+    """``recsys data prepare`` as dvc.yaml runs it: with the verdict the good file recorded
+    (issue #16, part 2), which must not let any other input through unvalidated."""
     return main(
         [
             "data", "prepare",
@@ -120,6 +123,7 @@ def prepare(project: Path) -> int:
             "--path", str(project / "log.csv"),
             "--out", str(project / "prepared"),
             "--report-dir", str(project / "reports"),
+            "--reuse-verdict", str(project / "last_pass.json"),
         ]
     )  # fmt: skip
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -15,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from recsys.config import DriftConfig, ValidationConfig
-from recsys.data.io import read_json
+from recsys.config import CsvConfig, DataConfig, DriftConfig, ValidationConfig
+from recsys.data.io import read_json, read_yaml
 from recsys.data.sources import read_movielens
 from recsys.data.validation import (
     ExpectationOutcome,
@@ -28,8 +30,17 @@ from recsys.data.validation import (
     total_variation,
     validate,
 )
-from recsys.errors import ValidationFailed
+from recsys.data.validation_verdict import (
+    PACKAGE_ROOT,
+    ValidationResult,
+    code_files,
+    reusable_verdict,
+    validation_key,
+)
+from recsys.errors import DataError, ValidationFailed
 from recsys.schema import IMPLICIT, Dataset
+from tests.conftest import REPO
+from tests.params import complete_params
 
 NOW = 1_700_000_000.0  # 2023-11-14; every tiny timestamp is in 1998
 T0 = 900_000_000
@@ -568,3 +579,152 @@ def test_ml100k_corruptions_fail_on_the_right_check(ml100k: Dataset) -> None:
             assert out.sample_rows, name
             for sample in out.sample_rows:  # the samples are really the offending rows
                 assert sample["row"] - 1 in np.flatnonzero(report.row_mask("interactions"))
+
+
+# --- the verdict key and its reuse (issue #16, part 2) ---------------------------------------
+def copy_package(dest: Path) -> Path:
+    shutil.copytree(PACKAGE_ROOT, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def test_any_validation_code_change_changes_the_key(tmp_path: Path) -> None:
+    code = copy_package(tmp_path / "recsys")
+    data, cfg = DataConfig(), ValidationConfig()
+
+    def key() -> str:
+        return validation_key(data, cfg, baseline=None, code_root=code)
+
+    before = key()
+    assert key() == before  # deterministic
+    for changed in (
+        "data/validation_suites.py",
+        "data/validation_drift.py",
+        "data/validation_verdict.py",
+        "data/sources/csv_source.py",
+        "data/synthetic/latent.py",
+        "schema.py",
+    ):
+        with (code / changed).open("a") as fh:
+            fh.write("\n# changed\n")
+        assert key() != before, changed
+        before = key()
+    (code / "data" / "sources" / "parquet_source.py").write_text("# a new reader\n")
+    assert key() != before
+    before = key()
+    with (code / "models" / "base.py").open("a") as fh:  # not validation code
+        fh.write("\n# changed\n")
+    assert key() == before
+
+
+def test_key_follows_input_params_and_baseline(tmp_path: Path) -> None:
+    log, items, baseline = tmp_path / "log.csv", tmp_path / "items.csv", tmp_path / "profile.json"
+    log.write_text("user_id,item_id\n1,2\n")
+    items.write_text("item_id,title\n2,Heat\n")
+    data = DataConfig(source="csv", path=str(log), csv=CsvConfig(items_path="items.csv"))
+    cfg = ValidationConfig()
+    first = validation_key(data, cfg, baseline=baseline)
+    baseline.write_text("{}")
+    with_baseline = validation_key(data, cfg, baseline=baseline)
+    assert with_baseline != first
+    items.write_text("item_id,title\n2,Fargo\n")  # the side table, found beside the log
+    assert validation_key(data, cfg, baseline=baseline) != with_baseline
+    stricter = dataclasses.replace(cfg, min_interactions_per_user=9)
+    assert validation_key(data, stricter, baseline=baseline) != validation_key(
+        data, cfg, baseline=baseline
+    )
+    log.write_text("user_id,item_id\n1,3\n")
+    assert validation_key(data, cfg, baseline=baseline) != with_baseline
+
+
+def test_key_covers_the_code_the_prepare_stage_depends_on() -> None:
+    """dvc.yaml re-runs `prepare` when these change; the verdict must not outlive them either."""
+    stage = read_yaml(REPO / "dvc.yaml")["stages"]["prepare"]
+    named = {name for name, _ in code_files()}
+    for dep in stage["deps"]:
+        if not dep.startswith("recsys/") or dep.startswith("recsys/cli"):
+            continue  # the CLI only reads options into the params the key holds
+        rel = Path(dep).relative_to("recsys")
+        under = PACKAGE_ROOT / rel
+        files = (
+            [rel.as_posix()]
+            if under.is_file()
+            else [
+                (rel / f.relative_to(under)).as_posix()
+                for f in under.rglob("*")
+                if f.is_file() and "__pycache__" not in f.parts
+            ]
+        )
+        assert files and set(files) <= named, dep
+    assert {f.name for f in (PACKAGE_ROOT / "data").glob("validation*.py")} <= {
+        Path(n).name for n in named
+    }
+
+
+def test_result_round_trip_and_malformed(tmp_path: Path) -> None:
+    result = ValidationResult(
+        key="k", passed=True, failures=0, warnings=1, report="r/report.json",
+        data_docs="r/data_docs/index.html", dataset="tiny",
+    )  # fmt: skip
+    result.write(tmp_path / "result.json")
+    assert ValidationResult.read(tmp_path / "result.json") == result
+    (tmp_path / "bad.json").write_text(json.dumps({**result.to_dict(), "extra": 1}))
+    with pytest.raises(DataError, match="unknown"):
+        ValidationResult.read(tmp_path / "bad.json")
+    # A recorded pass is reused only for the same key and while its report exists.
+    assert reusable_verdict(tmp_path / "result.json", "k") is None  # no report file
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "report.json").write_text("{}")
+    result = dataclasses.replace(result, report=str(tmp_path / "r" / "report.json"))
+    result.write(tmp_path / "result.json")
+    reused = reusable_verdict(tmp_path / "result.json", "k")
+    assert reused is not None and reused.reused and reused.report == result.report
+    assert reusable_verdict(tmp_path / "result.json", "other") is None
+    assert reusable_verdict(tmp_path / "bad.json", "k") is None
+    assert reusable_verdict(None, "k") is None
+
+
+def test_prepare_reuses_the_verdict_of_validate_once(
+    tiny: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`recsys data validate` then `recsys data prepare` on the same input: one validation
+    (one report directory); a changed input is validated again and, failing, writes nothing."""
+    from recsys.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    tiny.interactions.to_csv("log.csv", index=False)
+    params = complete_params(
+        {
+            "data": {
+                "source": "csv",
+                "path": "log.csv",
+                "csv": {"implicit": False, "rating_scale": [1.0, 5.0]},
+            },
+            "validation": {"min_interactions_per_user": 2, "min_interactions_per_item": 2},
+        }
+    )
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    verdict = Path("reports/last_pass.json")
+    common = ["--params", "params.yaml", "--report-dir", "reports", "--reuse-verdict", str(verdict)]
+    assert main(["data", "validate", *common, "--against", "prepared", "--result", "v.json"]) == 0
+    validated = ValidationResult.read(Path("v.json"))
+    assert validated.passed and not validated.reused and validated.failures == 0
+    assert ValidationResult.read(verdict) == validated
+    assert Path(validated.report).is_file() and Path(validated.data_docs).is_file()
+
+    assert main(["data", "prepare", *common, "--out", "prepared", "--result", "p.json"]) == 0
+    prepared = ValidationResult.read(Path("p.json"))
+    assert prepared.reused and prepared.key == validated.key
+    assert prepared.report == validated.report
+    assert len([d for d in Path("reports").iterdir() if d.is_dir()]) == 1  # validated once
+    assert Path("prepared/profile.json").is_file()
+    written = Path("prepared/interactions.parquet").read_bytes()
+
+    bad = tiny.interactions.copy()
+    bad.loc[0, "rating"] = 9.0  # outside the rating scale: a blocking failure
+    bad.to_csv("log.csv", index=False)
+    assert main(["data", "prepare", *common, "--out", "prepared", "--result", "p.json"]) == 1
+    failed = ValidationResult.read(Path("p.json"))
+    assert not failed.passed and not failed.reused and failed.failures >= 1
+    assert failed.key != validated.key
+    assert Path("prepared/interactions.parquet").read_bytes() == written  # nothing overwritten
+    assert ValidationResult.read(verdict) == validated  # a failure is not recorded as a pass
