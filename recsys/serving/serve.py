@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from recsys.errors import ConfigError, RecsysError
-from recsys.serving import package, store
+from recsys.serving import infra, store
+from recsys.serving.bentoml_cli import bentoml_command, load_bento
 from recsys.serving.store import Registry
 
 BUILD_AND_VALIDATE = (
@@ -39,8 +40,8 @@ def deployable_bento(registry: Registry) -> str:
             fix="train and evaluate models and promote one (`recsys promote TAG`, or run the "
             f"pipeline), then {BUILD_AND_VALIDATE}",
         )
-    deployable_file = registry.root / package.DEPLOYABLE_FILE
-    tag = package.deployable(registry.root)
+    deployable_file = registry.root / infra.DEPLOYABLE_FILE
+    tag = infra.deployable(registry.root)
     if tag is None:
         raise ConfigError(
             f"the champion {champion.tag} has no deployable bento yet",
@@ -60,7 +61,7 @@ def deployable_bento(registry: Registry) -> str:
 def bento_champion(tag: str, *, home: Path | str | None = None) -> str:
     """The champion model tag a bento was built with (its ``champion`` bento argument);
     ``DataError`` naming the fix when the bento is not in the store."""
-    bento = package._bento(tag, home)  # the store lookup package.py uses
+    bento = load_bento(tag, home)
     return str(bento.info.args.get("champion", ""))
 
 
@@ -76,7 +77,7 @@ def serve_command(tag: str, *, host: str | None = None, port: int | None = None)
     """``bentoml serve TAG`` with ``--host``/``--port`` when given (else BentoML's configured
     ``api_server.http`` host and port: 0.0.0.0:3000 unless ``BENTOML_CONFIG`` says
     otherwise)."""
-    cmd = [*package._bentoml(), "serve", tag]  # this environment's bentoml
+    cmd = [*bentoml_command(), "serve", tag]  # this environment's bentoml
     if host is not None:
         cmd += ["--host", host]
     if port is not None:
