@@ -24,15 +24,20 @@ from orchestration.defs.checks import (
     check_metric_gate,
     check_raw_interactions,
 )
-from orchestration.defs.eval_assets import build_model_metrics
+from orchestration.defs.eval_assets import build_model_metrics, evaluate_stage
 from orchestration.defs.jobs import training_job
-from orchestration.defs.model_assets import build_model_assets
-from orchestration.defs.promotion_assets import build_gate_decision, champion_model
+from orchestration.defs.model_assets import build_model_assets, model_asset_name, train_stage
+from orchestration.defs.promotion_assets import (
+    GATE_CODE,
+    PROMOTE_CODE,
+    build_gate_decision,
+    champion_model,
+)
 from orchestration.defs.resources import DvcProject
 from orchestration.defs.schedules import build_nightly_training_schedule
 from orchestration.defs.sensors import build_failure_sensor, build_new_raw_data_sensor
-from orchestration.defs.served_assets import served_rankings
-from orchestration.defs.serving_assets import recommender_bento
+from orchestration.defs.served_assets import served_rankings, twostage_stage
+from orchestration.defs.serving_assets import BENTO_CODE, recommender_bento
 from recsys import pipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -52,9 +57,42 @@ def automation_enabled(value: str | None) -> bool:
 ASSET_CHECKS = (check_raw_interactions, check_metric_gate, check_bento_deployable)
 
 
-def build_assets(families: Sequence[str]) -> list[dg.AssetsDefinition]:
-    """The asset graph for these candidate families (raw data to champion)."""
-    return [
+def asset_code(families: Sequence[str]) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Asset -> (its DVC stages, further code paths): what its ``code_version`` digests. A DVC
+    asset's code is what ``dvc.yaml`` lists for its stages; the others name theirs."""
+    return {
+        "raw_interactions": ((), data_assets.RAW_CODE),
+        "prepared_interactions": ((data_assets.PREPARE_STAGE,), ()),
+        "processed_interactions": ((data_assets.PREPROCESS_STAGE,), ()),
+        **{model_asset_name(f): ((train_stage(f),), ()) for f in families},
+        "model_metrics": (tuple(evaluate_stage(f) for f in families), ()),
+        "served_rankings": (tuple(twostage_stage(f) for f in families), ()),
+        "gate_decision": ((), GATE_CODE),
+        "champion_model": ((), PROMOTE_CODE),
+        "recommender_bento": ((), BENTO_CODE),
+    }
+
+
+def with_code_versions(
+    assets: Sequence[dg.AssetsDefinition], dvc: DvcProject, families: Sequence[str]
+) -> list[dg.AssetsDefinition]:
+    """``assets`` with the ``code_version`` of their code in the project at ``dvc.root``
+    (``DvcProject.code_version``): Dagster marks an asset stale when its code changed."""
+    code = asset_code(families)
+
+    def versioned(spec: dg.AssetSpec) -> dg.AssetSpec:
+        stages, paths = code[spec.key.to_user_string()]
+        return spec.replace_attributes(code_version=dvc.code_version(stages, paths))
+
+    return [a.map_asset_specs(versioned) for a in assets]
+
+
+def build_assets(
+    families: Sequence[str], dvc: DvcProject | None = None
+) -> list[dg.AssetsDefinition]:
+    """The asset graph for these candidate families (raw data to champion); with ``dvc``, each
+    asset carries the code version of its code in that project."""
+    assets = [
         data_assets.raw_interactions,
         data_assets.prepared_interactions,
         data_assets.processed_interactions,
@@ -65,6 +103,7 @@ def build_assets(families: Sequence[str]) -> list[dg.AssetsDefinition]:
         champion_model,
         recommender_bento,
     ]
+    return assets if dvc is None else with_code_versions(assets, dvc, families)
 
 
 def build_definitions(root: Path | str = REPO_ROOT, *, automation: bool = False) -> dg.Definitions:
@@ -74,7 +113,7 @@ def build_definitions(root: Path | str = REPO_ROOT, *, automation: bool = False)
     params = dvc.params()
     families = pipeline.check_candidates(params.models, params.serving)
     return dg.Definitions(
-        assets=build_assets(families),
+        assets=build_assets(families, dvc),
         asset_checks=list(ASSET_CHECKS),
         jobs=[training_job],
         schedules=[build_nightly_training_schedule(automation)],

@@ -13,9 +13,13 @@ from typing import Any
 import dagster as dg
 
 from orchestration.defs.config import StageConfig
-from orchestration.defs.resources import DVC_POOL, DvcProject, StageRun
+from orchestration.defs.resources import DVC_POOL, OWNERS, DvcProject, StageRun
 
 RAW_DIR = Path("data") / "raw"
+RAW_CODE = ("recsys/data/sources", "recsys/data/synthetic")
+"""What gives the raw input its meaning (the readers, the synthetic generator): the code version
+of ``raw_interactions``, which runs no DVC stage."""
+PREPARE_STAGE, PREPROCESS_STAGE = "prepare", "preprocess"
 
 
 def stage_metadata(run: StageRun) -> dict[str, Any]:
@@ -38,7 +42,7 @@ def raw_input_paths(dvc: DvcProject) -> list[Path]:
     return paths
 
 
-@dg.asset(group_name="data", kinds={"dvc"})
+@dg.asset(group_name="data", kinds={"dvc"}, owners=OWNERS)
 def raw_interactions(dvc: DvcProject) -> dg.MaterializeResult:
     """The raw input named by ``data`` in params.yaml (the embedded synthetic generator, or
     files under data/raw). Its data version fingerprints the files and the ``data`` params."""
@@ -58,13 +62,19 @@ def raw_interactions(dvc: DvcProject) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(group_name="data", kinds={"dvc", "parquet"}, deps=[raw_interactions], pool=DVC_POOL)
+@dg.asset(
+    group_name="data",
+    kinds={"dvc", "parquet"},
+    deps=[raw_interactions],
+    pool=DVC_POOL,
+    owners=OWNERS,
+)
 def prepared_interactions(
     context: dg.AssetExecutionContext, config: StageConfig, dvc: DvcProject
 ) -> dg.MaterializeResult:
     """Validated canonical tables (DVC stage ``prepare``): data/prepared."""
     run = dvc.repro(
-        "prepare", force=config.force, set_params=config.set_params, log=context.log.info
+        PREPARE_STAGE, force=config.force, set_params=config.set_params, log=context.log.info
     )
     meta = _read_json(dvc.path / "data" / "prepared" / "dataset.json")
     rows = meta.get("rows", {})
@@ -84,14 +94,20 @@ def prepared_interactions(
     )
 
 
-@dg.asset(group_name="data", kinds={"dvc", "parquet"}, deps=[prepared_interactions], pool=DVC_POOL)
+@dg.asset(
+    group_name="data",
+    kinds={"dvc", "parquet"},
+    deps=[prepared_interactions],
+    pool=DVC_POOL,
+    owners=OWNERS,
+)
 def processed_interactions(
     context: dg.AssetExecutionContext, config: StageConfig, dvc: DvcProject
 ) -> dg.MaterializeResult:
     """Cleaned interactions, id vocabularies, content features and the train/val/test split
     (DVC stage ``preprocess``): data/processed."""
     run = dvc.repro(
-        "preprocess", force=config.force, set_params=config.set_params, log=context.log.info
+        PREPROCESS_STAGE, force=config.force, set_params=config.set_params, log=context.log.info
     )
     meta = _read_json(dvc.path / "data" / "processed" / "meta.json")
     info = meta.get("split", {}).get("info", {})

@@ -13,7 +13,7 @@ from orchestration.defs.config import StageConfig
 from orchestration.defs.data_assets import stage_metadata
 from orchestration.defs.model_assets import model_asset_name
 from orchestration.defs.plots import bar_chart, image_metadata
-from orchestration.defs.resources import DVC_POOL, DvcProject
+from orchestration.defs.resources import DVC_POOL, OWNERS, DvcProject
 from recsys import pipeline
 
 METRICS_DIR = "models/metrics"
@@ -38,6 +38,7 @@ def build_model_metrics(families: Sequence[str]) -> dg.AssetsDefinition:
         kinds={"dvc", "json"},
         deps=[model_asset_name(f) for f in families],
         pool=DVC_POOL,
+        owners=OWNERS,
     )
     def model_metrics(
         context: dg.AssetExecutionContext, config: StageConfig, dvc: DvcProject

@@ -11,7 +11,7 @@ import dagster as dg
 from orchestration.defs.config import StageConfig
 from orchestration.defs.data_assets import processed_interactions, stage_metadata
 from orchestration.defs.plots import image_metadata, line_chart
-from orchestration.defs.resources import DVC_POOL, DvcProject
+from orchestration.defs.resources import DVC_POOL, OWNERS, DvcProject
 from recsys import pipeline
 from recsys.models.registry import MODELS
 
@@ -38,6 +38,7 @@ def build_model_asset(family: str) -> dg.AssetsDefinition:
         kinds={"dvc", kind},
         deps=[processed_interactions],
         pool=DVC_POOL,
+        owners=OWNERS,
         description=f"The '{family}' candidate trained on the processed split "
         f"(DVC stage {train_stage(family)}): models/{family}.",
     )

@@ -9,19 +9,39 @@ promote), then the registry is versioned with DVC.
 """
 
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from orchestration.defs.plots import bar_chart, markdown_image
-from orchestration.defs.resources import DVC_POOL, DvcProject
+from orchestration.defs.plots import bar_chart, image_metadata
+from orchestration.defs.resources import DVC_POOL, OWNERS, DvcProject
 from orchestration.defs.served_assets import served_rankings
 from recsys.promotion import GateOutcome
 
 GATE_DIR = Path("reports") / "gate"
 OUTCOME_FILE = GATE_DIR / "latest.json"
 REGISTRY_DIR = Path("data") / "registry"
+GATE_CODE = (
+    "recsys/cli",
+    "recsys/config.py",
+    "recsys/gate.py",
+    "recsys/promotion.py",
+    "recsys/pipeline.py",
+    "recsys/evaluation",
+    "recsys/serving/store.py",
+)
+"""The code ``recsys gate-candidates`` runs (``gate_decision`` is no DVC stage)."""
+PROMOTE_CODE = ("recsys/cli", "recsys/promotion.py", "recsys/serving/store.py")
+"""The code ``recsys promote`` and ``recsys champion`` run (``champion_model``)."""
+NIGHTLY_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=24 + 6), warn_window=timedelta(hours=24 + 2)
+)
+"""The nightly schedule (``nightly_training_schedule``, 02:00 UTC) refreshes the champion and
+its bento every 24 h: 2 h late warns (a slow or failed run), 6 h late fails (a night without
+a successful run). An unchanged night still materializes both (nothing promoted, the same
+bento reused), so a fresh asset means "the latest run reached it"."""
 
 
 def read_handoff(dvc: DvcProject) -> dict[str, Any]:
@@ -37,6 +57,7 @@ def build_gate_decision(families: Sequence[str]) -> dg.AssetsDefinition:
         group_name="promotion",
         kinds={"bentoml"},
         deps=[served_rankings],
+        owners=OWNERS,
         description="The metric gate on the best served ranking against the current champion, "
         "both evaluated on the same test split (`recsys gate-candidates`): absolute floors, "
         "min gain with a paired bootstrap, latency, size and two-stage budgets. Every served "
@@ -70,8 +91,11 @@ def build_gate_decision(families: Sequence[str]) -> dg.AssetsDefinition:
                 "decision": dg.MetadataValue.md(f"```\n{outcome.report}\n```"),
                 "registered": dg.MetadataValue.json(outcome.registered),
                 "served rankings": dg.MetadataValue.json(outcome.candidates),
-                f"{metric} served, by candidate": dg.MetadataValue.md(
-                    markdown_image(bar_chart(chart, f"{metric} (95 % CI)"), "gate")
+                f"{metric} served, by candidate": image_metadata(
+                    context,
+                    bar_chart(chart, f"{metric} served (95 % CI)", ylabel=metric),
+                    "gate-decision",
+                    "served rankings",
                 ),
             }
         )
@@ -79,7 +103,14 @@ def build_gate_decision(families: Sequence[str]) -> dg.AssetsDefinition:
     return gate_decision
 
 
-@dg.asset(group_name="promotion", kinds={"bentoml", "dvc"}, deps=["gate_decision"], pool=DVC_POOL)
+@dg.asset(
+    group_name="promotion",
+    kinds={"bentoml", "dvc"},
+    deps=["gate_decision"],
+    pool=DVC_POOL,
+    owners=OWNERS,
+    freshness_policy=NIGHTLY_FRESHNESS,
+)
 def champion_model(context: dg.AssetExecutionContext, dvc: DvcProject) -> dg.MaterializeResult:
     """The champion pointer (data/registry/champion.json, with history for rollback): the gated
     challenger is promoted through ``recsys promote``, which re-checks the recorded decision.

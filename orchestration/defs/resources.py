@@ -32,6 +32,10 @@ from recsys.errors import ConfigError
 DVC_POOL = "dvc"
 """Concurrency pool of every step that runs DVC: DVC refuses concurrent locks on one
 repository, so the instance limits this pool to one step at a time (``dagster.yaml``)."""
+CODE_DIR = "recsys/"
+"""Where the code the DVC stages run lives; their other dependencies are data."""
+OWNERS = ["team:recsys"]
+"""Owners of every asset (shown in the UI; alerting routes by them)."""
 VALIDATE_TIMEOUT_S = 1800
 STAGE_TIMEOUT_S = 6 * 3600
 CPU_ONLY_NOISE = (
@@ -247,12 +251,39 @@ class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
         digest = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
         return dg.DataVersion(digest[:32])
 
+    def stage_code(self, stage: str) -> list[str]:
+        """The code dependencies (paths under ``recsys/``) that ``dvc.yaml`` lists for
+        ``stage`` (``prepare``, ``train@ease``: a ``foreach`` stage's ``${key}`` filled in);
+        none without a ``dvc.yaml``. Data dependencies and outputs are not code."""
+        dvc_yaml = self.path / "dvc.yaml"
+        if not dvc_yaml.is_file():
+            return []
+        name, _, key = stage.partition("@")
+        stages = (yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")) or {}).get("stages", {})
+        if name not in stages:
+            raise KeyError(f"no stage '{name}' in {dvc_yaml}")
+        body = stages[name].get("do", stages[name])
+        deps = [str(d).replace("${key}", key) for d in body.get("deps", [])]
+        return [d for d in deps if d.startswith(CODE_DIR) and "${" not in d]
+
+    def code_version(self, stages: Sequence[str] = (), paths: Sequence[str] = ()) -> str:
+        """Digest of the code an asset runs: its DVC stages' code dependencies (``stage_code``)
+        and further ``paths`` (relative to the root; directories with every file under them).
+        Dagster's ``code_version``: it changes exactly when one of those files changes."""
+        files = sorted({*(c for s in stages for c in self.stage_code(s)), *paths})
+        return self.fingerprint([self.path / f for f in files], None)[:16]
+
     def fingerprint(self, paths: list[Path], extra: Any) -> str:
         """md5 over the files under ``paths`` (relative names and bytes) and ``extra`` (JSON):
         the version of inputs that no DVC stage produces (the raw data)."""
         digest = hashlib.md5()
         for base in paths:
-            files = sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else [base]
+            files = (
+                # Byte-code caches come and go with imports: not part of any version.
+                sorted(p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+                if base.is_dir()
+                else [base]
+            )
             for f in files:
                 if not f.exists():
                     continue

@@ -8,7 +8,7 @@ import dagster as dg
 
 from orchestration.defs.config import StageConfig
 from orchestration.defs.data_assets import stage_metadata
-from orchestration.defs.resources import DVC_POOL, DvcProject
+from orchestration.defs.resources import DVC_POOL, OWNERS, DvcProject
 from recsys import pipeline, promotion
 from recsys.data import io
 
@@ -22,6 +22,7 @@ def twostage_stage(family: str) -> str:
     kinds={"dvc", "json"},
     deps=["model_metrics"],
     pool=DVC_POOL,
+    owners=OWNERS,
 )
 def served_rankings(
     context: dg.AssetExecutionContext, config: StageConfig, dvc: DvcProject

@@ -12,13 +12,15 @@ from typing import Any
 
 import dagster as dg
 
-from orchestration.defs.promotion_assets import REGISTRY_DIR
-from orchestration.defs.resources import DvcProject
+from orchestration.defs.promotion_assets import NIGHTLY_FRESHNESS, REGISTRY_DIR
+from orchestration.defs.resources import OWNERS, DvcProject
 from recsys.data import io
 from recsys.serving.package import BentoResult
 
 BENTO_DIR = Path("reports") / "bento"
 BUILD_FILE = BENTO_DIR / "build.json"
+BENTO_CODE = ("recsys/cli", "recsys/config.py", "recsys/serving", "bentofile.yaml")
+"""The code ``recsys bento build`` runs and packages (``recommender_bento`` is no DVC stage)."""
 HANDOFF_FILE = "latest.json"
 """``{"bento", "champion", "validated"}``: what the deployability check read and marked."""
 
@@ -29,7 +31,13 @@ def read_bento_handoff(dvc: DvcProject) -> dict[str, Any]:
     return data
 
 
-@dg.asset(group_name="serving", kinds={"bentoml"}, deps=["champion_model"])
+@dg.asset(
+    group_name="serving",
+    kinds={"bentoml"},
+    deps=["champion_model"],
+    owners=OWNERS,
+    freshness_policy=NIGHTLY_FRESHNESS,
+)
 def recommender_bento(context: dg.AssetExecutionContext, dvc: DvcProject) -> dg.MaterializeResult:
     """The BentoML bento serving the champion: the gated two-stage model (ANN retrieval, then
     the ranker) with its vocabularies and lineage inside; built by ``recsys bento build``."""

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
 
 from orchestration.definitions import AUTOMATION_ENV, automation_enabled, build_definitions, defs
 from orchestration.defs import sensors
@@ -144,3 +147,68 @@ def test_descriptions_survive_markdown() -> None:
     }
     assert eaten == {}
     assert "``models/metrics/<family>.json``" in (described["model_metrics"] or "")
+
+
+# --- asset metadata: code versions, owners, freshness (issue #16, part 5) --------------------
+def test_every_asset_has_a_code_version_and_owners() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.code_version and len(node.code_version) == 16, key
+        assert node.owners == ["team:recsys"], key
+
+
+def test_champion_and_bento_are_fresher_than_a_missed_night() -> None:
+    graph = defs.resolve_asset_graph()
+    day = timedelta(days=1)  # the nightly schedule's period
+    assert defs.resolve_schedule_def("nightly_training_schedule").cron_schedule == "0 2 * * *"
+    for name in ("champion_model", "recommender_bento"):
+        policy = graph.get(dg.AssetKey(name)).freshness_policy
+        assert isinstance(policy, TimeWindowFreshnessPolicy), name
+        assert day < policy.warn_window.to_timedelta() < policy.fail_window.to_timedelta() < 2 * day
+
+
+def test_stage_code_is_what_dvc_resolves() -> None:
+    """``DvcProject.stage_code`` reads dvc.yaml itself (no DVC start-up when the definitions
+    load); it must name the code dependencies DVC itself resolves for every stage."""
+    from dvc.repo import Repo
+
+    dvc = DvcProject(root=str(REPO))
+    with Repo(str(REPO)) as repo:
+        resolved = {
+            s.addressing: sorted(d.def_path for d in s.deps if d.def_path.startswith("recsys/"))
+            for s in repo.index.stages
+            if s.addressing != "data/registry.dvc"
+        }
+    assert resolved and {stage: sorted(dvc.stage_code(stage)) for stage in resolved} == resolved
+
+
+def code_versions(root: Path) -> dict[str, str]:
+    graph = build_definitions(root).resolve_asset_graph()
+    return {k.to_user_string(): str(graph.get(k).code_version) for k in graph.get_all_asset_keys()}
+
+
+def test_code_version_changes_with_the_code_of_its_stage(tmp_path: Path) -> None:
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    caches = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO / "recsys", tmp_path / "recsys", ignore=caches)
+    write_params(tmp_path, {"mostpop": {}, "bpr": {}})
+    before = code_versions(tmp_path)
+    assert code_versions(tmp_path) == before
+    (tmp_path / "recsys" / "data" / "__pycache__").mkdir(exist_ok=True)
+    (tmp_path / "recsys" / "data" / "__pycache__" / "io.cpython-311.pyc").write_bytes(b"\0")
+    assert code_versions(tmp_path) == before  # byte-code caches are not code
+
+    with (tmp_path / "recsys" / "data" / "validation_suites.py").open("a") as fh:
+        fh.write("\n# changed\n")
+    after = code_versions(tmp_path)
+    assert {k for k in before if after[k] != before[k]} == {"prepared_interactions"}
+
+    before = after
+    with (tmp_path / "recsys" / "models" / "base.py").open("a") as fh:
+        fh.write("\n# changed\n")
+    after = code_versions(tmp_path)
+    # the training stages and the stages composing served rankings depend on recsys/models
+    assert {k for k in before if after[k] != before[k]} == {
+        "mostpop_model", "bpr_model", "served_rankings",
+    }  # fmt: skip
