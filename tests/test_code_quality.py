@@ -90,3 +90,34 @@ def test_few_long_modules_each_with_its_reason() -> None:
             "",
         )
         assert len(sentence.split()) >= 12, f"{rel}: the docstring must say why it is this long"
+
+
+PRIVATE_IMPORTS = {
+    # A pinned dependency's private module, each in one place, with the reason:
+    "recsys/serving/model_store.py": "bentoml._internal.models",  # a store per BENTOML_HOME
+    "recsys/serving/bentoml_cli.py": "bentoml._internal.bento",  # a bento store per home
+    "orchestration/defs/plots.py": "dagster._core.storage.local_compute_log_manager",
+}
+
+
+@pytest.mark.parametrize("path", TREE, ids=lambda p: str(p.relative_to(REPO)))
+def test_no_private_attributes_across_packages(path: Path) -> None:
+    """Everything a package needs from another is its public API (issue 16, part 1: serving
+    once called ``ranker._seen_matrix()``): outside ``recsys/models/`` no code reads a
+    ``_private`` attribute of anything but itself, and private modules of dependencies are
+    imported only where ``PRIVATE_IMPORTS`` says why."""
+    rel = path.relative_to(REPO).as_posix()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            private = any(p.startswith("_") for p in node.module.split(".")[1:])
+            if private and node.module != "__future__":
+                assert PRIVATE_IMPORTS.get(rel) == node.module, (rel, node.module)
+        if rel.startswith("recsys/models/") or not isinstance(node, ast.Attribute):
+            continue
+        attr, owner = node.attr, node.value
+        if attr.startswith("_") and not attr.startswith("__"):
+            # argparse._SubParsersAction: the standard library's documented way to type
+            # add_subparsers(); not another package's state.
+            mine = isinstance(owner, ast.Name) and owner.id in ("self", "cls", "argparse")
+            assert mine, f"{rel}:{node.lineno}: .{attr} of another object"
