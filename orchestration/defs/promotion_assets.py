@@ -23,17 +23,19 @@ from recsys.promotion import GateOutcome
 GATE_DIR = Path("reports") / "gate"
 OUTCOME_FILE = GATE_DIR / "latest.json"
 REGISTRY_DIR = Path("data") / "registry"
+REGISTRY_CODE = ("recsys/serving/*store.py", "recsys/serving/registry.py")
+"""The BentoML model store and the champion registry (globs, as ``DvcProject.code_version``)."""
 GATE_CODE = (
     "recsys/cli",
-    "recsys/config.py",
-    "recsys/gate.py",
-    "recsys/promotion.py",
-    "recsys/pipeline.py",
+    "recsys/config*.py",
+    "recsys/gate*",  # a module or a package
+    "recsys/promotion*",
+    "recsys/pipeline*",
     "recsys/evaluation",
-    "recsys/serving/store.py",
+    *REGISTRY_CODE,
 )
 """The code ``recsys gate-candidates`` runs (``gate_decision`` is no DVC stage)."""
-PROMOTE_CODE = ("recsys/cli", "recsys/promotion.py", "recsys/serving/store.py")
+PROMOTE_CODE = ("recsys/cli", "recsys/promotion*", *REGISTRY_CODE)
 """The code ``recsys promote`` and ``recsys champion`` run (``champion_model``)."""
 NIGHTLY_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=timedelta(hours=24 + 6), warn_window=timedelta(hours=24 + 2)

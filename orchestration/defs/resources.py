@@ -268,10 +268,11 @@ class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def code_version(self, stages: Sequence[str] = (), paths: Sequence[str] = ()) -> str:
         """Digest of the code an asset runs: its DVC stages' code dependencies (``stage_code``)
-        and further ``paths`` (relative to the root; directories with every file under them).
-        Dagster's ``code_version``: it changes exactly when one of those files changes."""
-        files = sorted({*(c for s in stages for c in self.stage_code(s)), *paths})
-        return self.fingerprint([self.path / f for f in files], None)[:16]
+        and further ``paths`` (globs relative to the root; directories with every file under
+        them). Dagster's ``code_version``: it changes exactly when one of those files changes."""
+        files = {self.path / c for s in stages for c in self.stage_code(s)}
+        files |= {match for p in paths for match in self.path.glob(p)}
+        return self.fingerprint(sorted(files), None)[:16]
 
     def fingerprint(self, paths: list[Path], extra: Any) -> str:
         """md5 over the files under ``paths`` (relative names and bytes) and ``extra`` (JSON):

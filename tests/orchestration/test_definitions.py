@@ -16,7 +16,13 @@ import pytest
 import yaml
 from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
 
-from orchestration.definitions import AUTOMATION_ENV, automation_enabled, build_definitions, defs
+from orchestration.definitions import (
+    AUTOMATION_ENV,
+    asset_code,
+    automation_enabled,
+    build_definitions,
+    defs,
+)
 from orchestration.defs import sensors
 from orchestration.defs.resources import DvcProject
 from recsys.config import load_params
@@ -181,6 +187,18 @@ def test_stage_code_is_what_dvc_resolves() -> None:
             if s.addressing != "data/registry.dvc"
         }
     assert resolved and {stage: sorted(dvc.stage_code(stage)) for stage in resolved} == resolved
+
+
+def test_named_code_paths_exist() -> None:
+    """A code path that matches nothing silently drops out of the version (the old validation
+    key listed two modules that no longer existed)."""
+    families = load_params(REPO / "params.yaml").models.candidates
+    for asset, (stages, paths) in asset_code(families).items():
+        assert stages or paths, asset
+        for pattern in paths:
+            assert list(REPO.glob(pattern)), (asset, pattern)
+        for stage in stages:
+            assert DvcProject(root=str(REPO)).stage_code(stage), (asset, stage)
 
 
 def code_versions(root: Path) -> dict[str, str]:
