@@ -32,6 +32,13 @@ from recsys.models.base import top_k
 SEARCH_BLOCK = 256
 """Queries scored per block by ``ExactIndex``: bounds memory at 256 x n_items floats."""
 
+Exclusions = Sequence[np.ndarray] | None
+"""Per query, the item indices never returned."""
+Mask = np.ndarray | None
+"""[n_items] bool, the only items that may be returned."""
+Hits = tuple[np.ndarray, np.ndarray]
+"""([n, k] int64 item indices, [n, k] float32 scores), best first, padded with -1 / -inf."""
+
 
 class ItemIndex(abc.ABC):
     """Maximum inner product search over [n_items, d] float32 item vectors."""
@@ -87,13 +94,7 @@ class ItemIndex(abc.ABC):
         return self._search(q, k, exclude, allowed)
 
     @abc.abstractmethod
-    def _search(
-        self,
-        q: np.ndarray,
-        k: int,
-        exclude: Sequence[np.ndarray] | None,
-        allowed: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray]: ...
+    def _search(self, q: np.ndarray, k: int, exclude: Exclusions, allowed: Mask) -> Hits: ...
 
 
 class ExactIndex(ItemIndex):
@@ -101,15 +102,8 @@ class ExactIndex(ItemIndex):
 
     kind = "exact"
 
-    def _search(
-        self,
-        q: np.ndarray,
-        k: int,
-        exclude: Sequence[np.ndarray] | None,
-        allowed: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        ids = np.full((len(q), k), -1, dtype=np.int64)
-        scores = np.full((len(q), k), -np.inf, dtype=np.float32)
+    def _search(self, q: np.ndarray, k: int, exclude: Exclusions, allowed: Mask) -> Hits:
+        ids, scores = _padded(len(q), k)
         for lo in range(0, len(q), SEARCH_BLOCK):
             hi = min(lo + SEARCH_BLOCK, len(q))
             s = q[lo:hi] @ self.vectors.T
@@ -198,13 +192,7 @@ class FaissIndex(ItemIndex):
                 raise ConfigError(f"nprobe must be >= 1, got {nprobe}")
             self._options["nprobe"] = min(int(nprobe), int(self.index.nlist))
 
-    def _search(
-        self,
-        q: np.ndarray,
-        k: int,
-        exclude: Sequence[np.ndarray] | None,
-        allowed: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _search(self, q: np.ndarray, k: int, exclude: Exclusions, allowed: Mask) -> Hits:
         options: dict[str, Any] = dict(self._options)
         if allowed is not None:
             bits = np.packbits(allowed, bitorder="little")
@@ -216,8 +204,7 @@ class FaissIndex(ItemIndex):
         params = self._params(**options)
         scores, ids = self.index.search(q, fetch, params=params)
         ids = ids.astype(np.int64)
-        out_ids = np.full((len(q), k), -1, dtype=np.int64)
-        out_scores = np.full((len(q), k), -np.inf, dtype=np.float32)
+        out_ids, out_scores = _padded(len(q), k)
         for row in range(len(q)):
             keep = ids[row] >= 0
             if exclude is not None and len(exclude[row]):
@@ -226,6 +213,12 @@ class FaissIndex(ItemIndex):
             out_ids[row, : len(got_ids)] = got_ids
             out_scores[row, : len(got_ids)] = got_scores
         return out_ids, out_scores
+
+
+def _padded(n: int, k: int) -> Hits:
+    """Empty results for ``n`` queries: ids -1 and scores -inf, which rows with fewer than ``k``
+    eligible items keep in their tail."""
+    return np.full((n, k), -1, dtype=np.int64), np.full((n, k), -np.inf, dtype=np.float32)
 
 
 def _contains(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
