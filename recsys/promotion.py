@@ -25,7 +25,6 @@ the blocking check read; nothing parses command output.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Any, Final
 from recsys.config import Params
 from recsys.data import io
 from recsys.errors import DataError
+from recsys.fingerprint import tree_digest
 from recsys.gate import ModelEvaluation, checksums_fingerprint, decide
 from recsys.pipeline import TWO_STAGE_PREFIX, evaluate_candidate
 
@@ -71,13 +71,8 @@ def best_candidate(reports: Mapping[str, Mapping[str, Any]], metric: str) -> str
 
 
 def model_fingerprint(model_dir: Path) -> str:
-    """sha256 over the relative paths and contents of every file under ``model_dir``."""
-    digest = hashlib.sha256()
-    root = Path(model_dir)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(io.sha256_file(path).encode())
-    return digest.hexdigest()
+    """The content of a saved model: every file under ``model_dir`` (relative names)."""
+    return tree_digest([Path(model_dir)])
 
 
 def register_candidate(

@@ -4,7 +4,6 @@ the split fingerprints that tell whether two evaluations are comparable, and sli
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from recsys.errors import DataError
+from recsys.fingerprint import mapping_digest
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -191,7 +191,7 @@ def checksums_fingerprint(checksums: Mapping[str, str]) -> str:
     Pass the same value to ``recsys.serving.store.save_model(split_fingerprint=...)``, so that
     promotion can match the model with its gate decision.
     """
-    return hashlib.sha256(json.dumps(dict(checksums), sort_keys=True).encode()).hexdigest()
+    return mapping_digest(checksums)
 
 
 def split_fingerprint(**tables: pd.DataFrame) -> str:

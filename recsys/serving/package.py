@@ -34,6 +34,7 @@ from recsys.config import ServingConfig
 from recsys.data import io
 from recsys.data.preprocess import Processed, load_processed
 from recsys.errors import DataError, RecsysError
+from recsys.fingerprint import tree_digest
 from recsys.serving import store
 from recsys.serving.bentoml_cli import PROJECT_DIR, bentoml_command, bentoml_env, tail_lines
 from recsys.serving.engine import Catalogue
@@ -234,8 +235,10 @@ class BentoResult:
     champion: str
     catalogue: str
     lineage: dict[str, str]
+    inputs: str = ""
+    """``bento_inputs``: the fingerprint of everything the bento is built from."""
     reused: bool = False
-    """True when an earlier build of the same champion was kept (``--reuse``)."""
+    """True when an earlier build from the same inputs was kept (``--reuse``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -256,6 +259,24 @@ def bento_exists(tag: str, *, home: Path | str | None = None) -> bool:
     return bool(name and version) and (bentos / name / version).is_dir()
 
 
+def bento_inputs(
+    champion: str,
+    serving: ServingConfig | None,
+    blessing: Mapping[str, str],
+    project_dir: Path | str = PROJECT_DIR,
+) -> str:
+    """Fingerprint of everything a bento is built from: the champion's tag, its lineage, the
+    serving settings, ``bentofile.yaml`` and the code it packages (``recsys/``). A bento is
+    reused only when this is unchanged (a new setting or a code change rebuilds it)."""
+    project = Path(project_dir)
+    extra = {
+        "champion": champion,
+        "lineage": dict(blessing),
+        "serving": (serving or ServingConfig()).to_dict(),
+    }
+    return tree_digest([project / BENTOFILE, project / "recsys"], root=project, extra=extra)
+
+
 def build_champion_bento(
     *,
     registry: Path | str,
@@ -269,8 +290,9 @@ def build_champion_bento(
 ) -> BentoResult:
     """The bento of the registry's champion (or ``champion``), a two-stage model: stores the
     catalogue from ``processed`` unless ``catalogue`` names a stored one, then builds.
-    ``previous``: an earlier result, kept as it is when it packaged the same champion and its
-    bento is still in the store (a pipeline re-run without a new champion builds nothing)."""
+    ``previous``: an earlier result, kept as it is when it was built from the same inputs
+    (``bento_inputs``) and its bento is still in the store (a pipeline re-run with nothing
+    changed builds nothing)."""
     from recsys.models.twostage import TwoStage
 
     if champion is None:
@@ -283,9 +305,11 @@ def build_champion_bento(
             )
         champion = record.tag
     champion = store.resolve_tag(champion, home=home)
+    blessing = lineage(champion, registry=registry, home=home)
+    inputs = bento_inputs(champion, serving, blessing)
     if (
         previous is not None
-        and previous.champion == champion
+        and previous.inputs == inputs
         and bento_exists(previous.bento, home=home)
     ):
         return dataclasses.replace(previous, reused=True)
@@ -306,12 +330,7 @@ def build_champion_bento(
     tag = build_bento(
         champion, catalogue, serving=serving, registry=registry, version=version, home=home
     )
-    return BentoResult(
-        tag,
-        champion,
-        store.resolve_tag(catalogue, home=home),
-        lineage(champion, registry=registry, home=home),
-    )
+    return BentoResult(tag, champion, store.resolve_tag(catalogue, home=home), blessing, inputs)
 
 
 def _label_key(key: str) -> str:
