@@ -1,6 +1,6 @@
 """What every Keras-backed recommender shares: its config, its Keras model, its training run
 through ``recsys.train.fit_model``, the numpy snapshot it scores from, and ``.keras``
-persistence.
+persistence (byte-reproducible: ``save_keras_model``).
 
 A subclass sets ``name`` and ``config_class`` (a frozen dataclass with ``seed``,
 ``learning_rate``, ``epochs`` ... fields) and implements ``_fit`` (build the model, then
@@ -10,6 +10,8 @@ and ``_scores``; ``_snapshot()`` caches the snapshot until the next fit or load.
 
 from __future__ import annotations
 
+import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,9 +38,14 @@ __all__ = [
     "pair_inputs",
     "pair_model",
     "predict_pairs",
+    "save_keras_model",
 ]
 
 MODEL_FILE = "model.keras"
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+"""The date of every entry of a saved ``.keras`` zip (the zip format's earliest date)."""
+SAVE_DATE = "1980-01-01@00:00:00"
+"""``date_saved`` written into the zip's ``metadata.json`` (Keras' own format, fixed value)."""
 
 
 class KerasRecommender(Recommender):
@@ -96,9 +103,13 @@ class KerasRecommender(Recommender):
         """Adam, or AdamW when the config has a ``weight_decay`` > 0."""
         cfg = self.config
         weight_decay = getattr(cfg, "weight_decay", 0.0)
+        # Fixed names: Keras numbers unnamed objects per process ("adam_1" for the second),
+        # and the name is saved with the optimizer's variables (save_keras_model).
         if weight_decay > 0:
-            return keras.optimizers.AdamW(cfg.learning_rate, weight_decay=weight_decay)
-        return keras.optimizers.Adam(cfg.learning_rate)
+            return keras.optimizers.AdamW(
+                cfg.learning_rate, weight_decay=weight_decay, name="adamw"
+            )
+        return keras.optimizers.Adam(cfg.learning_rate, name="adam")
 
     def _train(
         self,
@@ -144,13 +155,58 @@ class KerasRecommender(Recommender):
 
     # --- persistence ------------------------------------------------------------------------
     def _save(self, path: Path) -> None:
-        self.keras_model.save(path / MODEL_FILE)
+        save_keras_model(self.keras_model, path / MODEL_FILE)
 
     def _load(self, path: Path) -> None:
         self._model = keras.saving.load_model(path / MODEL_FILE, compile=False)
         self._snapshot_cache = None
         if self.train_result is not None:
             self._device = self.train_result.device
+
+
+def save_keras_model(model: keras.Model, path: Path) -> None:
+    """``model.save(path)`` with the same bytes for the same weights (issue #16).
+
+    Keras writes three things into a ``.keras`` zip that change from one save of the same
+    weights to the next: ``date_saved`` in ``metadata.json``, the zip entry time of
+    ``model.weights.h5``, and in ``config.json`` each ``shared_object_id`` (the Python ``id()``
+    of an object the config shares, e.g. a regularizer: a memory address). Here the dates are
+    fixed and the ids renumbered 0, 1, ... in order of appearance (one number per object, so
+    the sharing is kept), so a retrained model with identical weights has the same file and
+    DVC the same hash. Entries, their order and compression are Keras' own;
+    ``keras.saving.load_model`` reads the file as before (it never reads ``date_saved``), and
+    files saved earlier still load.
+    """
+    path = Path(path)
+    model.save(path)
+    with zipfile.ZipFile(path) as src:
+        entries = [(info, src.read(info)) for info in src.infolist()]
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w") as dst:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                data = json.dumps({**json.loads(data), "date_saved": SAVE_DATE}).encode()
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode()
+            fixed = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
+            fixed.compress_type = info.compress_type
+            fixed.external_attr = info.external_attr
+            dst.writestr(fixed, data)
+    tmp.replace(path)
+
+
+def _renumber_shared_objects(config: Any, ids: dict[int, int]) -> Any:
+    """``config`` with every ``shared_object_id`` replaced by its first-appearance number."""
+    if isinstance(config, dict):
+        return {
+            key: ids.setdefault(value, len(ids))
+            if key == "shared_object_id"
+            else _renumber_shared_objects(value, ids)
+            for key, value in config.items()
+        }
+    if isinstance(config, list):
+        return [_renumber_shared_objects(value, ids) for value in config]
+    return config
 
 
 def pair_model(net: keras.layers.Layer, name: str) -> keras.Model:
