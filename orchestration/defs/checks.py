@@ -1,8 +1,10 @@
 """Blocking asset checks: a failure stops the run, and nothing downstream materializes.
 
 ``check_raw_interactions`` wraps ``recsys data validate`` (the Great Expectations suites of
-``recsys/data/validation.py``); ``check_metric_gate`` reads the verdict ``gate_decision``
-recorded (``recsys gate``, the pure ``recsys.gate.decide``).
+``recsys/data/validation.py``) and reads its verdict from the JSON ``--result`` it writes
+(``recsys.data.validation_verdict.ValidationResult``), never from its output;
+``check_metric_gate`` reads the verdict ``gate_decision`` recorded (``recsys gate``, the pure
+``recsys.gate.decide``).
 """
 
 from pathlib import Path

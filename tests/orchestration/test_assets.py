@@ -35,7 +35,7 @@ def materialize(root: Path) -> dg.ExecuteInProcessResult:
     dvc = DvcProject(root=str(root))
     families = pipeline.check_candidates(dvc.params().models)
     return dg.materialize(
-        [*build_assets(families), *ASSET_CHECKS],
+        [*build_assets(families, dvc), *ASSET_CHECKS],
         resources={"dvc": dvc},
         # The bento needs a two-tower retriever (TensorFlow) and a served round trip: the
         # serving tests cover build and infra validation; here everything up to the champion.
@@ -51,8 +51,16 @@ def materialized(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, objec
         mat = event.event_specific_data.materialization  # type: ignore[union-attr]
         out[mat.asset_key.to_user_string()] = {
             k: getattr(v, "value", v) for k, v in mat.metadata.items()
-        } | {"__version": mat.tags.get("dagster/data_version")}
+        } | {
+            "__version": mat.tags.get("dagster/data_version"),
+            "__code_version": mat.tags.get("dagster/code_version"),
+        }
     return out
+
+
+def validation_runs(root: Path) -> list[str]:
+    """The report directories ``recsys data validate``/``prepare`` wrote: one per validation."""
+    return sorted(p.name for p in (root / "reports" / "validation").iterdir() if p.is_dir())
 
 
 def checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
@@ -87,6 +95,18 @@ def test_whole_graph_materializes_through_dvc(project: Path, first_run) -> None:
     mats = materialized(first_run)
     assert set(mats) == {"raw_interactions", *DVC_ASSETS, "gate_decision", "champion_model"}
     assert checks(first_run) == {"check_raw_interactions": True, "check_metric_gate": True}
+    # Issue #16, part 2: the check validated; the prepare stage reused its verdict.
+    assert len(validation_runs(project)) == 1
+    assert validation_runs(project)[0].endswith("-pass")
+    # Each materialization records the code version of the code its DVC stage runs.
+    dvc = DvcProject(root=str(project))
+    assert mats["prepared_interactions"]["__code_version"] == dvc.code_version(["prepare"])
+    assert all(m["__code_version"] for m in mats.values())
+    # The gate's chart is a short image link shown on the asset page (not a data URI hidden
+    # behind "Show Markdown" on a persistent instance; the ephemeral one embeds it).
+    assert str(mats["gate_decision"]["ndcg@10 served, by candidate"]).startswith(
+        "![served rankings]("
+    )
     # Data versions are the DVC content hashes that dvc.lock records.
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     processed_md5 = lock["preprocess"]["outs"][0]["md5"]
@@ -127,6 +147,8 @@ def test_unchanged_rerun_skips_every_stage(project: Path, first_run) -> None:
         assert mats[name]["dvc skipped (unchanged)"] != "none", name
         assert mats[name]["__version"] == before[name]["__version"], name
     assert mats["gate_decision"]["already champion"] is True
+    # The accepted data's profile is now the drift baseline: validated once more, not twice.
+    assert len(validation_runs(project)) == 2
     # Now the baseline profile exists too: the same input is not validated a third time.
     reused = check_raw_interactions(
         dg.build_asset_check_context(), dvc=DvcProject(root=str(project))
@@ -152,6 +174,7 @@ def test_corrupted_raw_file_stops_at_the_blocking_check(project: Path, first_run
     assert not result.success
     assert checks(result) == {"check_raw_interactions": False}
     assert set(materialized(result)) == {"raw_interactions"}  # nothing downstream
+    assert validation_runs(copy)[-1].endswith("-fail")
     after = tree_digest(prepared), champion.read_bytes(), tree_digest(copy / "models")
     assert after == before
 
