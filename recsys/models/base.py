@@ -184,6 +184,7 @@ class Recommender(abc.ABC):
         *,
         exclude_seen: bool = True,
         candidates: np.ndarray | list[int] | None = None,
+        allowed: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items per user, best first.
 
@@ -192,15 +193,34 @@ class Recommender(abc.ABC):
           k: list length; fewer real items than k are padded with id -1 and score -inf.
           exclude_seen: drop the items each user interacted with in training.
           candidates: raw item ids to rank (default: ``default_candidates()``).
+          allowed: [n_items] bool filter (genres, ...), combined with ``candidates``; given
+            alone, the allowed items are the ones ranked, as ``candidates`` would be.
 
         Returns:
           ([n_users, k] raw item ids, [n_users, k] float32 scores).
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        users = self.encode_users(user_ids)
-        cand = self.default_candidates() if candidates is None else self.encode_items(candidates)
-        cand = np.unique(cand)
+        raw_users = np.asarray(user_ids, dtype=np.int64).ravel()
+        return self._recommend(raw_users, k, exclude_seen, self._eligible(candidates, allowed))
+
+    def _eligible(
+        self, candidates: np.ndarray | list[int] | None, allowed: np.ndarray | None
+    ) -> np.ndarray | None:
+        """[n_items] bool: the items both ``candidates`` (raw ids) and ``allowed`` let through;
+        None when neither is given."""
+        if candidates is None:
+            return None if allowed is None else np.asarray(allowed, dtype=bool)
+        mask = np.zeros(self._vocab().n_items, dtype=bool)
+        mask[self.encode_items(candidates)] = True
+        return mask if allowed is None else mask & np.asarray(allowed, dtype=bool)
+
+    def _recommend(
+        self, raw_users: np.ndarray, k: int, exclude_seen: bool, eligible: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``recommend`` once its arguments are checked; ``eligible`` as ``_eligible`` gives it."""
+        users = self.encode_users(raw_users)
+        cand = self.default_candidates() if eligible is None else np.flatnonzero(eligible)
         ids = np.full((len(users), k), -1, dtype=np.int64)
         scores = np.full((len(users), k), -np.inf, dtype=np.float32)
         item_raw = self._vocab().item_ids

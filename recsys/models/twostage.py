@@ -163,33 +163,16 @@ class TwoStage(Recommender):
         self._index, self._rankable = None, None
 
     # --- inference --------------------------------------------------------------------------
-    def recommend(
-        self,
-        user_ids: np.ndarray | list[int],
-        k: int = 10,
-        *,
-        exclude_seen: bool = True,
-        candidates: np.ndarray | list[int] | None = None,
-        allowed: np.ndarray | None = None,
+    def _recommend(
+        self, raw_users: np.ndarray, k: int, exclude_seen: bool, eligible: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` per user by the two stages (``Recommender.recommend``'s contract).
-
-        Args:
-          candidates: raw item ids: only these may be retrieved (and so ranked).
-          allowed: [n_items] bool filter (genres, ...), combined with ``candidates``.
-        """
-        if candidates is not None:
-            mask = np.zeros(len(self.item_ids), dtype=bool)
-            mask[self.encode_items(candidates)] = True
-            allowed = mask if allowed is None else mask & np.asarray(allowed, dtype=bool)
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        raw = np.asarray(user_ids, dtype=np.int64).ravel()
-        ids = np.full((len(raw), k), -1, dtype=np.int64)
-        scores = np.full((len(raw), k), -np.inf, dtype=np.float32)
-        for lo in range(0, len(raw), USER_BLOCK):
-            hi = min(lo + USER_BLOCK, len(raw))
-            ids[lo:hi], scores[lo:hi] = self._two_stage(raw[lo:hi], k, exclude_seen, allowed)
+        """The two stages (``Recommender.recommend``'s contract): ``eligible``, from
+        ``candidates`` and ``allowed``, limits what is retrieved (and so ranked)."""
+        ids = np.full((len(raw_users), k), -1, dtype=np.int64)
+        scores = np.full((len(raw_users), k), -np.inf, dtype=np.float32)
+        for lo in range(0, len(raw_users), USER_BLOCK):
+            hi = min(lo + USER_BLOCK, len(raw_users))
+            ids[lo:hi], scores[lo:hi] = self._two_stage(raw_users[lo:hi], k, exclude_seen, eligible)
         return ids, scores
 
     def _two_stage(
