@@ -110,13 +110,19 @@ def write_json(obj: Any, path: Path) -> None:
 
 
 def read_json(path: Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", where=location(path))
+    """Parse a JSON file; ``DataError`` naming the file (and line) when missing or not JSON."""
+    text = _read_text(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"invalid JSON: {exc.msg}", where=location(path, row=exc.lineno)) from exc
+
+
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of the file at ``path``; ``DataError`` naming it when there is none."""
+    if not Path(path).is_file():
+        raise DataError("file not found", where=location(path))
+    return Path(path).read_text(encoding="utf-8")
 
 
 def _json_default(value: Any) -> Any:
@@ -645,10 +651,8 @@ def read_yaml(path: Path) -> Any:
     """Parse a YAML file; ``DataError`` naming the file when it is missing or not YAML."""
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", where=location(path))
+    text = _read_text(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise DataError(f"not valid YAML: {exc}", where=location(path)) from exc
