@@ -185,11 +185,19 @@ def _read_ml100k(directory: Path) -> Dataset:
     return _movielens_dataset("ml-100k", interactions, items, users, STAR_SCALE, files)
 
 
-def _read_ml1m(directory: Path) -> Dataset:
+def _read_dat_release(
+    directory: Path, encoding: str
+) -> tuple[dict[str, Path], pd.DataFrame, pd.DataFrame | None]:
+    """The files read so far, ``ratings.dat`` and ``movies.dat`` (None when absent) of a
+    ``::``-separated release (ML-1M in latin-1, ML-10M in UTF-8)."""
     files = {"interactions": directory / "ratings.dat"}
-    interactions = read_ratings_file(files["interactions"], sep="::", encoding="latin-1")
+    interactions = read_ratings_file(files["interactions"], sep="::", encoding=encoding)
     io.require_rows(interactions, files["interactions"])
-    items = _read_dat_movies(directory, files, encoding="latin-1")
+    return files, interactions, _read_dat_movies(directory, files, encoding=encoding)
+
+
+def _read_ml1m(directory: Path) -> Dataset:
+    files, interactions, items = _read_dat_release(directory, encoding="latin-1")
     users = None
     if (directory / "users.dat").is_file():
         files["users"] = directory / "users.dat"
@@ -215,10 +223,7 @@ def _read_ml1m(directory: Path) -> Dataset:
 
 
 def _read_ml10m(directory: Path) -> Dataset:
-    files = {"interactions": directory / "ratings.dat"}
-    interactions = read_ratings_file(files["interactions"], sep="::", encoding="utf-8")
-    io.require_rows(interactions, files["interactions"])
-    items = _read_dat_movies(directory, files, encoding="utf-8")
+    files, interactions, items = _read_dat_release(directory, encoding="utf-8")
     if items is not None and (directory / "tags.dat").is_file():
         files["tags"] = directory / "tags.dat"
         tags = io.read_delimited(
