@@ -46,8 +46,6 @@ class RankingValidation(PeriodicValidation):
       seed: for the user sample.
     """
 
-    mode: Literal["max", "min"] = "max"
-
     def __init__(
         self,
         scorer: Callable[[np.ndarray, np.ndarray], np.ndarray],
@@ -117,8 +115,6 @@ class SampledRankingValidation(PeriodicValidation):
       negatives: ``user_idx``, ``item_idx`` of each validation user's sampled negatives.
       k: cut-off.
     """
-
-    mode: Literal["max", "min"] = "max"
 
     def __init__(
         self,
