@@ -6,7 +6,6 @@ its asset history, then prints what the run decided. Exit status: 0 success, 1 t
 (a blocking check or a step; the failing step is named).
 """
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 import dagster as dg
 
 from orchestration.defs.jobs import training_job
+from recsys.fingerprint import tree_digest
 
 SHOWN = {
     "check_raw_interactions": ("failures", "warnings", "data docs"),
@@ -70,7 +70,7 @@ def run_tags(root: Path) -> dict[str, str]:
 
     def digest(name: str) -> str:
         path = root / name
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "none"
+        return tree_digest([path])[:16] if path.is_file() else "none"
 
     tags = {
         "recsys/params_sha256": digest("params.yaml"),

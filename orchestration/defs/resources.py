@@ -12,8 +12,6 @@ import time.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -28,6 +26,7 @@ import yaml
 
 from recsys.config import Params, load_params
 from recsys.errors import ConfigError
+from recsys.fingerprint import mapping_digest, tree_digest
 
 DVC_POOL = "dvc"
 """Concurrency pool of every step that runs DVC: DVC refuses concurrent locks on one
@@ -248,8 +247,7 @@ class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
         hashes = {path: h for s in stages for path, h in sorted(self.out_hashes(s).items())}
         if len(hashes) == 1:
             return dg.DataVersion(next(iter(hashes.values())))
-        digest = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
-        return dg.DataVersion(digest[:32])
+        return dg.DataVersion(mapping_digest(hashes)[:32])
 
     def stage_code(self, stage: str) -> list[str]:
         """The code dependencies (paths under ``recsys/``) that ``dvc.yaml`` lists for
@@ -275,26 +273,9 @@ class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
         return self.fingerprint(sorted(files), None)[:16]
 
     def fingerprint(self, paths: list[Path], extra: Any) -> str:
-        """md5 over the files under ``paths`` (relative names and bytes) and ``extra`` (JSON):
-        the version of inputs that no DVC stage produces (the raw data)."""
-        digest = hashlib.md5()
-        for base in paths:
-            files = (
-                # Byte-code caches come and go with imports: not part of any version.
-                sorted(p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-                if base.is_dir()
-                else [base]
-            )
-            for f in files:
-                if not f.exists():
-                    continue
-                name = f.relative_to(self.path) if f.is_relative_to(self.path) else f
-                digest.update(str(name).encode())
-                with open(f, "rb") as fh:
-                    while block := fh.read(1 << 20):
-                        digest.update(block)
-        digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
-        return digest.hexdigest()
+        """The version of files no DVC stage produces (the raw data, code): their names
+        relative to the project and their bytes, and ``extra`` (``recsys.fingerprint``)."""
+        return tree_digest(paths, root=self.path, extra=extra)
 
 
 def _fenced(text: str) -> str:

@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Self
@@ -26,6 +25,7 @@ from typing import Any, Final, Self
 from recsys.config import DataConfig, ValidationConfig
 from recsys.data import io
 from recsys.errors import DataError
+from recsys.fingerprint import iter_files
 
 PACKAGE_ROOT: Final = Path(__file__).resolve().parents[1]
 """The ``recsys`` package whose code runs the validation (this installation's)."""
@@ -112,7 +112,7 @@ def validation_key(
 
     add("params", json.dumps(_params(data, validation), sort_keys=True, default=str))
     for label, base in input_paths(data):
-        for name, f in _files(base):
+        for name, f in iter_files(base):
             add(f"{label}:{name}", io.sha256_file(f))
     for name, f in code_files(code_root):
         add(f"code:{name}", io.sha256_file(f))
@@ -145,7 +145,7 @@ def code_files(code_root: Path = PACKAGE_ROOT) -> list[tuple[str, Path]]:
     found: dict[str, Path] = {}
     for pattern in VALIDATION_CODE:
         for match in code_root.glob(pattern):
-            for name, f in _files(match):
+            for name, f in iter_files(match):
                 found[(match.relative_to(code_root) / name).as_posix()] = f
     return sorted(found.items())
 
@@ -166,16 +166,6 @@ def reusable_verdict(path: Path | None, key: str) -> ValidationResult | None:
 
 def _params(data: DataConfig, validation: ValidationConfig) -> dict[str, Any]:
     return {"data": dataclasses.asdict(data), "validation": dataclasses.asdict(validation)}
-
-
-def _files(base: Path) -> Iterator[tuple[str, Path]]:
-    """``(name, path)`` of ``base`` itself (a file: name ``.``) or of every file under it."""
-    if base.is_file():
-        yield ".", base
-    elif base.is_dir():
-        for f in sorted(base.rglob("*")):
-            if f.is_file() and "__pycache__" not in f.parts:
-                yield f.relative_to(base).as_posix(), f
 
 
 def _version(distribution: str) -> str:

@@ -12,8 +12,6 @@ called, not at import).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -25,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from recsys.data import io
 from recsys.errors import DataError
+from recsys.fingerprint import tree_digest
 from recsys.models.base import META_FILE, Recommender
 
 if TYPE_CHECKING:
@@ -181,8 +180,7 @@ def load_model(tag: str, *, home: Path | str | None = None) -> Recommender:
 def params_hash(params: Any) -> str:
     """sha256 (16 hex digits) of a params dataclass or mapping, keys sorted."""
     raw = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else params  # type: ignore[arg-type]
-    text = json.dumps(raw, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return tree_digest([], extra=raw)[:16]
 
 
 def git_revision(cwd: Path | str | None = None) -> str:
