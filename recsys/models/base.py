@@ -12,6 +12,11 @@ Everything else is shared here: raw id <-> index mapping through the ``Vocabular
 the items a user saw in training, candidate restriction, batched top-k with deterministic
 tie-breaking (``ranking.top_k``), pair scoring, item-item similarity, and the on-disk layout
 (``persistence``). Raw ids go in and come out of every public method; indices never leak.
+
+The module stays one file at a little above 400 lines on purpose: ``Recommender`` is the one
+contract every model, the evaluation, the gate and the service rely on, and its public methods
+are read together; the array helpers already live in ``ranking`` and the disk layout in
+``persistence``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import scipy.sparse as sp
 from recsys.data.preprocess import InteractionSplit, Processed, Vocabulary
 from recsys.errors import DataError, RecsysError
 from recsys.models.model_config import resolve_config, to_jsonable
-from recsys.models.ranking import blocks, interaction_matrix, top_k
+from recsys.models.ranking import blocks, interaction_matrix, item_similarities, top_items, top_k
 
 __all__ = [
     "FORMAT_VERSION",
@@ -45,7 +50,6 @@ __all__ = [
     "top_k",
 ]
 
-C = TypeVar("C")
 T = TypeVar("T")
 
 FORMAT_VERSION = 1
@@ -311,23 +315,10 @@ class Recommender(abc.ABC):
         Returns ([n, k] raw item ids, [n, k] float32 similarities), the query item excluded.
         """
         items = self.encode_items(item_ids)
-        vectors = self.item_embeddings()
-        if vectors is None:
-            vectors = self._seen_matrix().T.tocsr().astype(np.float32)
-            norms = np.sqrt(np.asarray(vectors.multiply(vectors).sum(axis=1))).ravel()
-            sims = np.asarray((vectors[items] @ vectors.T).todense(), dtype=np.float32)
-            sims /= np.maximum(norms[items, None] * norms[None, :], 1e-12)
-        else:
-            v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-            sims = (v[items] @ v.T).astype(np.float32)
+        sims = item_similarities(self.item_embeddings(), self._seen_matrix(), items)
         cand_mask = np.zeros(sims.shape[1], dtype=bool)
         cand_mask[self.default_candidates()] = True
-        sims[:, ~cand_mask] = -np.inf
-        sims[np.arange(len(items)), items] = -np.inf
-        top = top_k(sims, k)
-        top_s = np.take_along_axis(sims, top, axis=1)
-        ids = np.where(np.isfinite(top_s), self._vocab().item_ids[top], -1)
-        return ids, np.where(np.isfinite(top_s), top_s, -np.inf).astype(np.float32)
+        return top_items(sims, k, self._vocab().item_ids, allowed=cand_mask, exclude=items)
 
     # --- ids ------------------------------------------------------------------------------
     def encode_users(self, user_ids: np.ndarray | list[int]) -> np.ndarray:

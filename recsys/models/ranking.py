@@ -61,3 +61,37 @@ def blocks(values: np.ndarray, size: int) -> Iterator[tuple[int, int, np.ndarray
     for lo in range(0, len(values), size):
         hi = min(lo + size, len(values))
         yield lo, hi, values[lo:hi]
+
+
+def item_similarities(
+    vectors: np.ndarray | None, seen: sp.csr_matrix, items: np.ndarray
+) -> np.ndarray:
+    """[len(items), n_items] float32 cosine similarities of ``items`` to every item: of the
+    item vectors where the model has them, else of the items' training user columns."""
+    if vectors is None:
+        columns = seen.T.tocsr().astype(np.float32)
+        norms = np.sqrt(np.asarray(columns.multiply(columns).sum(axis=1))).ravel()
+        sims = np.asarray((columns[items] @ columns.T).todense(), dtype=np.float32)
+        sims /= np.maximum(norms[items, None] * norms[None, :], 1e-12)
+        return sims
+    v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return np.asarray(v[items] @ v.T, dtype=np.float32)
+
+
+def top_items(
+    sims: np.ndarray,
+    k: int,
+    item_raw: np.ndarray,
+    *,
+    allowed: np.ndarray,
+    exclude: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` of each row of ``sims`` among ``allowed`` items, row i's ``exclude[i]`` left
+    out: ([n, k] raw item ids, [n, k] float32), -1 / -inf padded."""
+    sims = np.array(sims, dtype=np.float32, copy=True)
+    sims[:, ~allowed] = -np.inf
+    sims[np.arange(len(exclude)), exclude] = -np.inf
+    top = top_k(sims, k)
+    top_s = np.take_along_axis(sims, top, axis=1)
+    ids = np.where(np.isfinite(top_s), item_raw[top], -1)
+    return ids, np.where(np.isfinite(top_s), top_s, -np.inf).astype(np.float32)

@@ -35,7 +35,9 @@ TINY_PARAMS = complete_params(
             "min_gain": 0.002,
             "max_latency_p99_ms": 1000.0,
         },
-        "serving": {"retriever": "bpr", "rerank_top": 50},
+        # M above the tiny catalogue: the served ranking is the full one, whatever BPR (two
+        # epochs) retrieves; the two-stage budget: tests/recsys/test_promotion.py, test_gate.py.
+        "serving": {"retriever": "bpr", "rerank_top": 1000},
     }
 )
 """Every section the strict loader wants: the repository's params.yaml with these changes."""

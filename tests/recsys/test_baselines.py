@@ -102,7 +102,7 @@ def test_ease_matches_the_closed_form() -> None:
 
 
 def test_ease_from_gram_solves_any_psd_item_matrix_and_leaves_it_alone() -> None:
-    # A time-weighted or otherwise reweighted Gram matrix in place of X'X (the time-kernel probe of issue 3).
+    # A time-weighted or otherwise reweighted Gram matrix in place of X'X (issue 3's probe).
     rng = np.random.default_rng(0)
     a = rng.normal(size=(7, 5))
     gram = X.T @ X + a.T @ a
