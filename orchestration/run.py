@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 
 from orchestration.defs.jobs import training_job
-from recsys.fingerprint import tree_digest
+from recsys.data.io import sha256_file
 
 SHOWN = {
     "check_raw_interactions": ("failures", "warnings", "data docs"),
@@ -70,7 +70,7 @@ def run_tags(root: Path) -> dict[str, str]:
 
     def digest(name: str) -> str:
         path = root / name
-        return tree_digest([path])[:16] if path.is_file() else "none"
+        return sha256_file(path)[:16] if path.is_file() else "none"
 
     tags = {
         "recsys/params_sha256": digest("params.yaml"),

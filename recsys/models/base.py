@@ -113,8 +113,8 @@ class Recommender(abc.ABC):
 
     @property
     def seed(self) -> int:
-        """The config's ``seed`` (0 for a model without randomness)."""
-        return int(getattr(self.config, "seed", 0))
+        """The config's ``seed`` (0 for a model without randomness or without a config)."""
+        return int(getattr(getattr(self, "config", None), "seed", 0))
 
     @abc.abstractmethod
     def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:

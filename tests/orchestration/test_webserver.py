@@ -32,7 +32,8 @@ LOCATION = "orchestration.definitions"
 # Everything but the bento: it needs a two-tower retriever (TensorFlow) and a served round trip.
 ASSETS = (
     "raw_interactions", "prepared_interactions", "processed_interactions",
-    "mostpop_model", "ease_model", "model_metrics", "gate_decision", "champion_model",
+    "mostpop_model", "ease_model", "bpr_model", "model_metrics", "served_rankings",
+    "gate_decision", "champion_model",
 )  # fmt: skip
 INSTANCE = """\
 telemetry:
