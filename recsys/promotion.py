@@ -33,6 +33,7 @@ from typing import Any, Final
 
 from recsys.config import Params
 from recsys.data import io
+from recsys.data.records import read_record
 from recsys.errors import DataError
 from recsys.fingerprint import tree_digest
 from recsys.gate import ModelEvaluation, checksums_fingerprint, decide
@@ -151,18 +152,13 @@ class GateOutcome:
 
     @classmethod
     def read(cls, path: Path) -> GateOutcome:
-        raw = io.read_json(io.require_file(Path(path), "gate outcome (run the gate first)"))
-        if not isinstance(raw, dict) or raw.get("format_version") != OUTCOME_FORMAT:
-            raise DataError("not a gate outcome of this version", where=str(path))
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(names - set(raw) - {"registered", "candidates", "format_version"})
-        if missing or set(raw) - names:
-            raise DataError(
-                f"malformed gate outcome: missing {missing}, unknown {sorted(set(raw) - names)}",
-                where=str(path),
-                fix="re-run the gate (recsys gate-candidates)",
-            )
-        return cls(**raw)
+        return read_record(
+            cls,
+            path,
+            what="gate outcome",
+            fix="re-run the gate (recsys gate-candidates)",
+            version=OUTCOME_FORMAT,
+        )
 
 
 def gate_candidates(

@@ -24,6 +24,7 @@ from typing import Any, Final, Self
 
 from recsys.config import DataConfig, ValidationConfig
 from recsys.data import io
+from recsys.data.records import read_record
 from recsys.errors import DataError
 from recsys.fingerprint import iter_files
 
@@ -34,12 +35,15 @@ VALIDATION_CODE: Final = (
     "data/sources",
     "data/synthetic",
     "data/io.py",
+    "data/records.py",
+    "fingerprint.py",
     "schema.py",
     "config*.py",
 )
 """Globs, relative to the package root, of every module a verdict depends on: the suites and
 their report, drift and docs modules, the source readers (what the raw bytes mean), the
-synthetic generator, the file readers, the schema, the config types and their loader.
+synthetic generator, the file and record readers, the fingerprints, the schema, the config
+types and their loader.
 Directories count with every file under them, so a new module is covered without editing this
 list."""
 LIBRARIES: Final = ("great_expectations", "pandas", "numpy")
@@ -75,18 +79,13 @@ class ValidationResult:
 
     @classmethod
     def read(cls, path: Path) -> Self:
-        raw = io.read_json(io.require_file(Path(path), "validation result"))
-        if not isinstance(raw, dict) or raw.pop("format_version", None) != RESULT_FORMAT:
-            raise DataError("not a validation result of this version", where=str(path))
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing, unknown = sorted(names - set(raw) - {"reused"}), sorted(set(raw) - names)
-        if missing or unknown:
-            raise DataError(
-                f"malformed validation result: missing {missing}, unknown {unknown}",
-                where=str(path),
-                fix="validate again (recsys data validate --result FILE)",
-            )
-        return cls(**raw)
+        return read_record(
+            cls,
+            path,
+            what="validation result",
+            fix="validate again (recsys data validate --result FILE)",
+            version=RESULT_FORMAT,
+        )
 
 
 def validation_key(

@@ -33,6 +33,7 @@ from typing import Any, Final
 from recsys.config import ServingConfig
 from recsys.data import io
 from recsys.data.preprocess import Processed, load_processed
+from recsys.data.records import read_record
 from recsys.errors import DataError, RecsysError
 from recsys.fingerprint import tree_digest
 from recsys.serving import store
@@ -245,11 +246,9 @@ class BentoResult:
 
     @classmethod
     def read(cls, path: Path) -> BentoResult:
-        raw = io.read_json(io.require_file(Path(path), "bento build result"))
-        try:
-            return cls(**raw)
-        except TypeError as exc:
-            raise DataError(f"malformed bento build result: {exc}", where=str(path)) from exc
+        return read_record(
+            cls, path, what="bento build result", fix="build again (recsys bento build --out FILE)"
+        )
 
 
 def bento_exists(tag: str, *, home: Path | str | None = None) -> bool:

@@ -15,17 +15,8 @@ from recsys.models.baselines import EASE, ItemKNN
 from recsys.models.registry import model_class
 from recsys.models.twostage import TwoStage
 from tests.recsys.test_models_contract import RecommenderContract, synthetic_data
+from tests.serving.fixtures import TWOTOWER
 
-TWOTOWER = {
-    "embedding_dim": 16,
-    "id_dim": 8,
-    "token_dim": 8,
-    "item_hidden_units": [32],
-    "user_hidden_units": [32],
-    "epochs": 3,
-    "batch_size": 64,
-    "seed": 0,
-}
 M = 30
 """Under the synthetic catalogue's 100 items: the first stage really prunes."""
 
