@@ -6,6 +6,9 @@ traceback; library callers can catch ``RecsysError`` and read the fields.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class RecsysError(Exception):
     """Base class for every error the project raises on purpose."""
@@ -35,14 +38,28 @@ class ConfigError(RecsysError):
     """``params.yaml`` or a command-line option is invalid."""
 
 
-class ValidationFailed(RecsysError):
-    """A blocking expectation failed; ``report`` holds the details."""
+class Refused(RecsysError):
+    """A check said no (a verdict on valid input, not bad input): the CLI exits with status 1."""
 
     exit_code = 1
+
+
+class ValidationFailed(Refused):
+    """A blocking expectation failed; ``report`` holds the details."""
 
     def __init__(self, what: str, *, report: object, where: str | None = None) -> None:
         self.report = report
         super().__init__(what, where=where, fix="see the report; fix the data or the thresholds")
+
+
+@contextmanager
+def malformed(what: str, *, where: str, fix: str) -> Iterator[None]:
+    """Turn a ``KeyError`` or ``TypeError`` raised while building ``what`` from parsed JSON into a
+    ``DataError`` that names it, ``where`` it was read and the ``fix``."""
+    try:
+        yield
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"malformed {what}: {exc!r}", where=where, fix=fix) from exc
 
 
 def location(path: object, *, column: str | None = None, row: int | None = None) -> str:

@@ -11,7 +11,7 @@ from typing import Any, Final
 import numpy as np
 
 from recsys.config import GateConfig
-from recsys.errors import DataError
+from recsys.errors import DataError, malformed
 from recsys.evaluation.metrics import paired_bootstrap
 from recsys.gate.inputs import ModelEvaluation, higher_is_better
 
@@ -84,22 +84,15 @@ class GateDecision:
     def from_dict(cls, raw: Any, where: str = "decision") -> GateDecision:
         if not isinstance(raw, dict):
             raise DataError("a gate decision must be a JSON object", where=where)
-        try:
-            reasons = tuple(Reason(**r) for r in raw["reasons"])
+        with malformed("gate decision", where=where, fix="write it with `recsys gate --out FILE`"):
             decision = cls(
                 promote=raw["promote"],
                 challenger=raw["challenger"],
                 champion=raw["champion"],
                 split_fingerprint=raw["split_fingerprint"],
-                reasons=reasons,
+                reasons=tuple(Reason(**r) for r in raw["reasons"]),
                 config=dict(raw.get("config") or {}),
             )
-        except (KeyError, TypeError) as exc:
-            raise DataError(
-                f"malformed gate decision: {exc!r}",
-                where=where,
-                fix="write it with `recsys gate --out FILE`",
-            ) from exc
         if not isinstance(decision.promote, bool) or not isinstance(decision.challenger, str):
             raise DataError("malformed gate decision: 'promote' or 'challenger'", where=where)
         return decision

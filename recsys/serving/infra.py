@@ -28,10 +28,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from recsys.data import io
-from recsys.errors import DataError, RecsysError
+from recsys.errors import DataError, Refused
 from recsys.serving.bentoml_cli import (
     PROJECT_DIR,
     bento_model_path,
@@ -40,15 +40,11 @@ from recsys.serving.bentoml_cli import (
     load_bento,
     tail_lines,
 )
-
-BENTOS_DIR: Final = "bentos"
-DEPLOYABLE_FILE: Final = "deployable.json"
+from recsys.serving.paths import BENTOS_DIR, DEPLOYABLE_FILE
 
 
-class ValidationError(RecsysError):
+class ValidationError(Refused):
     """The bento did not pass infra validation (raised only when asked to)."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,6 @@ from recsys.serving import store
 from recsys.serving.bentoml_cli import PROJECT_DIR, bentoml_command, bentoml_env, tail_lines
 from recsys.serving.engine import Catalogue
 from recsys.serving.infra import (
-    BENTOS_DIR,
-    DEPLOYABLE_FILE,
     Check,
     ValidationError,
     ValidationReport,
@@ -58,6 +56,7 @@ from recsys.serving.infra import (
     validate_bento,
     wait_ready,
 )
+from recsys.serving.paths import BENTOS_DIR, DEPLOYABLE_FILE
 
 __all__ = [
     "BENTOFILE",

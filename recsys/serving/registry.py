@@ -21,24 +21,23 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from recsys.data import io
-from recsys.errors import DataError, RecsysError
+from recsys.errors import DataError, RecsysError, Refused, malformed
 from recsys.gate import GateDecision
 from recsys.serving.model_store import SPLIT_KEY, get_model, resolve_tag
+from recsys.serving.paths import (
+    CHAMPION_FILE,
+    DECISIONS_DIR,
+    DEFAULT_REGISTRY_DIR,
+    HISTORY_FILE,
+    LOCK_FILE,
+)
 
-DEFAULT_REGISTRY_DIR: Final = Path("data") / "registry"
-CHAMPION_FILE: Final = "champion.json"
-HISTORY_FILE: Final = "promotions.jsonl"
-DECISIONS_DIR: Final = "decisions"
-LOCK_FILE: Final = ".lock"
 
-
-class PromotionRefused(RecsysError):
+class PromotionRefused(Refused):
     """The registry will not change the champion (no blessing, stale or mismatched decision)."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,8 @@ class ChampionRecord:
 
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> ChampionRecord:
-        try:
+        fix = "restore it from promotions.jsonl (or DVC), or remove it to start afresh"
+        with malformed("champion pointer", where=where, fix=fix):
             return cls(
                 tag=str(raw["tag"]),
                 since=str(raw["since"]),
@@ -70,12 +70,6 @@ class ChampionRecord:
                 reasons=tuple(raw.get("reasons") or ()),
                 previous=tuple(raw.get("previous") or ()),
             )
-        except (KeyError, TypeError) as exc:
-            raise DataError(
-                f"malformed champion pointer: {exc!r}",
-                where=where,
-                fix="restore it from promotions.jsonl (or DVC), or remove it to start afresh",
-            ) from exc
 
 
 @dataclass(frozen=True)

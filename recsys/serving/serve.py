@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from recsys.errors import ConfigError, RecsysError
-from recsys.serving import infra, store
+from recsys.serving import infra, paths, store
 from recsys.serving.bentoml_cli import bentoml_command, load_bento
 from recsys.serving.store import Registry
 
@@ -40,7 +40,7 @@ def deployable_bento(registry: Registry) -> str:
             fix="train and evaluate models and promote one (`recsys promote TAG`, or run the "
             f"pipeline), then {BUILD_AND_VALIDATE}",
         )
-    deployable_file = registry.root / infra.DEPLOYABLE_FILE
+    deployable_file = registry.root / paths.DEPLOYABLE_FILE
     tag = infra.deployable(registry.root)
     if tag is None:
         raise ConfigError(

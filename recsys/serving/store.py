@@ -40,12 +40,14 @@ from recsys.serving.model_store import (
     resolve_tag,
     save_model,
 )
-from recsys.serving.registry import (
+from recsys.serving.paths import (
     CHAMPION_FILE,
     DECISIONS_DIR,
     DEFAULT_REGISTRY_DIR,
     HISTORY_FILE,
     LOCK_FILE,
+)
+from recsys.serving.registry import (
     ChampionRecord,
     PromotionRefused,
     PromotionResult,
