@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from recsys.config import Params
 from recsys.data import io
-from recsys.data.records import read_record
+from recsys.data.records import Record
 from recsys.errors import DataError
 from recsys.fingerprint import tree_digest
 from recsys.gate import ModelEvaluation, checksums_fingerprint, decide
@@ -127,7 +127,7 @@ def earlier_rejection(registry: Any, tag: str, champion: str | None) -> str | No
 
 
 @dataclass(frozen=True)
-class GateOutcome:
+class GateOutcome(Record):
     """What ``gate_candidates`` decided (``reports/gate/latest.json``)."""
 
     challenger: str
@@ -147,18 +147,12 @@ class GateOutcome:
     """Candidate family -> primary metric served and ranking every item, recall@M, CI."""
     format_version: int = OUTCOME_FORMAT
 
+    RECORD_WHAT = "gate outcome"
+    RECORD_FIX = "re-run the gate (recsys gate-candidates)"
+    RECORD_VERSION = OUTCOME_FORMAT
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def read(cls, path: Path) -> GateOutcome:
-        return read_record(
-            cls,
-            path,
-            what="gate outcome",
-            fix="re-run the gate (recsys gate-candidates)",
-            version=OUTCOME_FORMAT,
-        )
 
 
 def gate_candidates(

@@ -18,21 +18,6 @@ ITEM_ID: Final = "item_id"
 RATING: Final = "rating"
 TIMESTAMP: Final = "timestamp"
 """Unix seconds (int64)."""
-
-# --- items ----------------------------------------------------------------------------------
-TITLE: Final = "title"
-GENRES: Final = "genres"
-"""Pipe-separated genre names ("Action|Comedy"); "" when an item has none."""
-TEXT: Final = "text"
-"""Free text or tags, where the source has them (optional)."""
-GENRE_SEPARATOR: Final = "|"
-
-# --- users ----------------------------------------------------------------------------------
-AGE: Final = "age"
-GENDER: Final = "gender"
-OCCUPATION: Final = "occupation"
-ZIP_CODE: Final = "zip_code"
-
 INTERACTION_COLUMNS: Final = (USER_ID, ITEM_ID, RATING, TIMESTAMP)
 INTERACTION_DTYPES: Final = {
     USER_ID: "int64",
@@ -40,8 +25,27 @@ INTERACTION_DTYPES: Final = {
     RATING: "float64",
     TIMESTAMP: "int64",
 }
+
+# --- items ----------------------------------------------------------------------------------
+TITLE: Final = "title"
+GENRES: Final = "genres"
+"""Pipe-separated genre names ("Action|Comedy"); "" when an item has none."""
+GENRE_SEPARATOR: Final = "|"
+TEXT: Final = "text"
+"""Free text or tags, where the source has them (optional)."""
 ITEM_REQUIRED: Final = (ITEM_ID, TITLE, GENRES)
+ITEM_DTYPES: Final = {ITEM_ID: "int64", TITLE: "str", GENRES: "str"}
+"""dtypes of ``ITEM_REQUIRED``; other item columns are free."""
+
+# --- users ----------------------------------------------------------------------------------
+AGE: Final = "age"
+GENDER: Final = "gender"
+OCCUPATION: Final = "occupation"
+ZIP_CODE: Final = "zip_code"
 USER_REQUIRED: Final = (USER_ID,)
+USER_DTYPES: Final = {USER_ID: "int64"}
+USER_ATTRIBUTES: Final = (AGE, GENDER, OCCUPATION, ZIP_CODE)
+"""The demographic columns the sources know; a users table may carry others."""
 
 EXPLICIT: Final = "explicit"
 IMPLICIT: Final = "implicit"

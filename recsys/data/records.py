@@ -1,11 +1,12 @@
 """Typed results written as JSON and read back strictly: the files steps hand each other
-(``GateOutcome``, ``ValidationResult``, ``BentoResult``), never parsed from command output."""
+(``GateOutcome``, ``ValidationResult``, ``BentoResult``), never parsed from command output; and
+the versioned ``meta.json`` of a saved directory (processed data, a trained model)."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from recsys.data import io
 from recsys.errors import DataError
@@ -39,3 +40,30 @@ def read_record(cls: type[T], path: Path, *, what: str, fix: str, version: int |
             f"malformed {what}: missing {missing}, unknown {unknown}", where=str(path), fix=fix
         )
     return cls(**raw)
+
+
+class Record:
+    """Base of a frozen dataclass written as JSON: ``read`` is ``read_record`` with the class's
+    ``RECORD_WHAT`` (what the file is), ``RECORD_FIX`` (how to write a new one) and
+    ``RECORD_VERSION`` (the ``format_version`` the file must have; None: not checked)."""
+
+    RECORD_WHAT: ClassVar[str]
+    RECORD_FIX: ClassVar[str]
+    RECORD_VERSION: ClassVar[int | None] = None
+
+    @classmethod
+    def read(cls, path: Path) -> Self:
+        return read_record(
+            cls, path, what=cls.RECORD_WHAT, fix=cls.RECORD_FIX, version=cls.RECORD_VERSION
+        )
+
+
+def read_versioned_json(path: Path, version: int, *, what: str, fix: str) -> Any:
+    """The JSON in ``path`` when its ``format_version`` is ``version``, else a ``DataError``
+    ("unsupported <what> format <found>") naming the file and ``fix``."""
+    meta = io.read_json(path)
+    if meta.get(VERSION_KEY) != version:
+        raise DataError(
+            f"unsupported {what} format {meta.get(VERSION_KEY)!r}", where=str(path), fix=fix
+        )
+    return meta

@@ -19,15 +19,15 @@ from recsys.data.validation_drift import drift, profile
 from recsys.data.validation_report import jsonable
 from recsys.errors import ConfigError
 from recsys.schema import (
-    GENRES,
     IMPLICIT,
     INTERACTION_COLUMNS,
     INTERACTION_DTYPES,
+    ITEM_DTYPES,
     ITEM_ID,
     ITEM_REQUIRED,
     RATING,
     TIMESTAMP,
-    TITLE,
+    USER_DTYPES,
     USER_ID,
     USER_REQUIRED,
     Dataset,
@@ -184,8 +184,8 @@ def build_plans(
         plans.append(Plan(table, counts, counts, (check,)))
 
     for name, side, required, dtypes in (
-        ("items", dataset.items, ITEM_REQUIRED, {ITEM_ID: "int64", TITLE: "str", GENRES: "str"}),
-        ("users", dataset.users, USER_REQUIRED, {USER_ID: "int64"}),
+        ("items", dataset.items, ITEM_REQUIRED, ITEM_DTYPES),
+        ("users", dataset.users, USER_REQUIRED, USER_DTYPES),
     ):
         if side is None:
             continue

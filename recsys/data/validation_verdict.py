@@ -20,11 +20,11 @@ import importlib.metadata
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from recsys.config import DataConfig, ValidationConfig
 from recsys.data import io
-from recsys.data.records import read_record
+from recsys.data.records import Record
 from recsys.errors import DataError
 from recsys.fingerprint import iter_files
 
@@ -51,7 +51,7 @@ RESULT_FORMAT: Final = 1
 
 
 @dataclass(frozen=True)
-class ValidationResult:
+class ValidationResult(Record):
     """What one ``recsys data validate`` / ``prepare`` found, as the JSON its ``--result`` holds.
 
     Paths are as the command saw them (relative to its working directory, the repository root
@@ -71,21 +71,15 @@ class ValidationResult:
     reused: bool = False
     """True when this run did not validate: an identical input passed before (``report``)."""
 
+    RECORD_WHAT = "validation result"
+    RECORD_FIX = "validate again (recsys data validate --result FILE)"
+    RECORD_VERSION = RESULT_FORMAT
+
     def to_dict(self) -> dict[str, Any]:
         return {"format_version": RESULT_FORMAT, **dataclasses.asdict(self)}
 
     def write(self, path: Path) -> None:
         io.write_json(self.to_dict(), Path(path))
-
-    @classmethod
-    def read(cls, path: Path) -> Self:
-        return read_record(
-            cls,
-            path,
-            what="validation result",
-            fix="validate again (recsys data validate --result FILE)",
-            version=RESULT_FORMAT,
-        )
 
 
 def validation_key(

@@ -102,16 +102,10 @@ def evaluate_topk(
     for k in ks:
         means[f"coverage@{k}"] = M.coverage_at_k(item_ids, k, len(candidates))
     return TopKResult(
-        metrics=means,
-        ci=cis,
-        per_user=per_user,
-        user_ids=users,
-        item_ids=item_ids,
-        scores=scores,
-        ks=ks,
-        n_items=len(candidates),
-        recommend_seconds=round(seconds, 4),
-    )
+        metrics=means, ci=cis, per_user=per_user,
+        user_ids=users, item_ids=item_ids, scores=scores,
+        ks=ks, n_items=len(candidates), recommend_seconds=round(seconds, 4),
+    )  # fmt: skip
 
 
 def evaluate_loo(

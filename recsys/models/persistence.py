@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from recsys.data import io
 from recsys.data.preprocess import ITEM_IDX, USER_IDX, Vocabulary
+from recsys.data.records import read_versioned_json
 from recsys.errors import DataError
 from recsys.models.base import FORMAT_VERSION, META_FILE, Recommender, TrainResult
 
@@ -52,13 +53,12 @@ def save_recommender(model: Recommender, path: Path) -> None:
 def load_recommender(cls: type[R], path: Path) -> R:
     """Read a model written by ``save_recommender``: the class registered under its name, which
     must be ``cls`` or a subclass of it."""
-    meta = io.read_json(path / META_FILE)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise DataError(
-            f"unsupported model format {meta.get('format_version')!r}",
-            where=str(path / META_FILE),
-            fix="re-train and save the model with this version of recsys",
-        )
+    meta = read_versioned_json(
+        path / META_FILE,
+        FORMAT_VERSION,
+        what="model",
+        fix="re-train and save the model with this version of recsys",
+    )
     from recsys.models.registry import model_class
 
     target = model_class(meta["model"])

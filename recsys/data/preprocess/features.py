@@ -163,14 +163,10 @@ def build_features(
         user_features = np.zeros((vocab.n_users, len(user_names)), dtype=np.float32)
         user_features[user_rows] = _user_one_hot(users, user_names)
     return ContentFeatures(
-        item_genres=item_genres,
-        genre_names=genre_names,
-        item_tokens=item_tokens,
-        tokens=tokens,
-        item_year=item_year,
-        user_features=user_features,
-        user_feature_names=user_names,
-    )
+        item_genres=item_genres, genre_names=genre_names,
+        item_tokens=item_tokens, tokens=tokens, item_year=item_year,
+        user_features=user_features, user_feature_names=user_names,
+    )  # fmt: skip
 
 
 def _split_pipes(values: pd.Series) -> pd.Series:

@@ -26,6 +26,7 @@ from recsys.data.preprocess.splits import (
     split_interactions,
 )
 from recsys.data.preprocess.vocabulary import Vocabulary, index_interactions
+from recsys.data.records import read_versioned_json
 from recsys.errors import DataError
 from recsys.schema import (
     IMPLICIT,
@@ -187,13 +188,12 @@ def save_processed(p: Processed, out: Path) -> None:
 def load_processed(directory: Path) -> Processed:
     """Read a directory written by ``save_processed``."""
     directory = Path(directory)
-    meta = io.read_json(directory / META_FILE)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise DataError(
-            f"unsupported processed-data format {meta.get('format_version')!r}",
-            where=str(directory / META_FILE),
-            fix="re-run the preprocess stage",
-        )
+    meta = read_versioned_json(
+        directory / META_FILE,
+        FORMAT_VERSION,
+        what="processed-data",
+        fix="re-run the preprocess stage",
+    )
     vocab = Vocabulary.from_frames(
         io.read_table(directory / "vocab" / "users.parquet"),
         io.read_table(directory / "vocab" / "items.parquet"),

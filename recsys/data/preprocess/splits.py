@@ -337,15 +337,10 @@ def _assemble(
 
     train_df, val_df, test_df = take(~(test | val)), take(val & ~test), take(test)
     return InteractionSplit(
-        train=train_df,
-        val=val_df,
-        test=test_df,
-        negatives=negatives,
-        val_negatives=val_negatives,
-        method=method,
-        seed=cfg.seed,
-        info={**_split_counts(train_df, val_df, test_df), **info},
-    )
+        train=train_df, val=val_df, test=test_df,
+        negatives=negatives, val_negatives=val_negatives,
+        method=method, seed=cfg.seed, info={**_split_counts(train_df, val_df, test_df), **info},
+    )  # fmt: skip
 
 
 def _split_counts(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame) -> dict[str, Any]:

@@ -20,23 +20,21 @@ from recsys.errors import ConfigError, DataError, location
 from recsys.schema import (
     AGE,
     EXPLICIT,
-    GENDER,
     GENRES,
     IMPLICIT,
     INTERACTION_COLUMNS,
     INTERACTION_DTYPES,
     ITEM_ID,
-    OCCUPATION,
+    ITEM_REQUIRED,
     RATING,
     TEXT,
     TIMESTAMP,
     TITLE,
+    USER_ATTRIBUTES,
     USER_ID,
-    ZIP_CODE,
     Dataset,
 )
 
-_ITEM_CORE: Final = (ITEM_ID, TITLE, GENRES)
 _PARQUET_SUFFIXES: Final = (".parquet", ".pq")
 _TSV_SUFFIXES: Final = (".tsv", ".tab")
 
@@ -104,7 +102,7 @@ def read_csv_source(path: Path | str, cfg: CsvConfig) -> Dataset:
                 items[optional] = ""
             items[optional] = items[optional].fillna("").astype("str")
         items[GENRES] = canonical_genres(items[GENRES])
-        items = items[[ITEM_ID, TITLE, GENRES, *(c for c in items if c not in _ITEM_CORE)]]
+        items = items[[*ITEM_REQUIRED, *(c for c in items if c not in ITEM_REQUIRED)]]
         files["items"] = str(items_file)
     if cfg.users_path:
         users_file = _side_path(cfg.users_path, path, "users_path")
@@ -314,7 +312,7 @@ def _read_side_table(
 ) -> pd.DataFrame:
     """A side table (items or users) with a header, mapped onto canonical names."""
     log = _LogFile(path, cfg, header=True)
-    optional = (GENRES, TEXT) if table == "items" else (AGE, GENDER, OCCUPATION, ZIP_CODE)
+    optional = (GENRES, TEXT) if table == "items" else USER_ATTRIBUTES
     found = log.columns()
     wanted = {c: mapping.get(c, c) for c in required}
     extra = [c for c in (*optional, *mapping) if c not in wanted]

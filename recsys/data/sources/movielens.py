@@ -31,7 +31,6 @@ from recsys.data import io
 from recsys.errors import DataError, location
 from recsys.schema import (
     AGE,
-    EXPLICIT,
     GENDER,
     GENRE_SEPARATOR,
     GENRES,
@@ -306,15 +305,9 @@ def _movielens_dataset(
     scale: tuple[float, float],
     files: Mapping[str, Path],
 ) -> Dataset:
-    return Dataset(
-        interactions=interactions,
-        items=items,
-        users=users,
-        name=name,
-        feedback=EXPLICIT,
-        rating_scale=scale,
-        source_files={table: str(p) for table, p in files.items()},
-    )
+    """Every MovieLens release holds star ratings: ``Dataset``'s default, explicit feedback."""
+    sources = {table: str(p) for table, p in files.items()}
+    return Dataset(interactions, items, users, name=name, rating_scale=scale, source_files=sources)
 
 
 def _join_flags(flags: np.ndarray, names: Sequence[str], index: pd.Index) -> pd.Series:

@@ -7,130 +7,33 @@ from typing import Final
 
 import numpy as np
 
-GENRE_NAMES: Final = (
-    "Drama",
-    "Comedy",
-    "Action",
-    "Thriller",
-    "Romance",
-    "Adventure",
-    "Crime",
-    "Sci-Fi",
-    "Horror",
-    "Children",
-    "War",
-    "Mystery",
-    "Musical",
-    "Animation",
-    "Fantasy",
-    "Western",
-    "Film-Noir",
-    "Documentary",
-)
-"""Named genres, commonest first (MovieLens 100K order of frequency, roughly)."""
-
-GENRE_WORDS: Final[dict[str, tuple[str, ...]]] = {
-    "Drama": ("Silence", "Letters", "Winter", "Promise", "Brothers", "Daughter", "Harbor", "Mercy"),
-    "Comedy": (
-        "Wedding",
-        "Pickle",
-        "Roommates",
-        "Vacation",
-        "Neighbors",
-        "Blunder",
-        "Mixup",
-        "Shenanigans",
-    ),
-    "Action": (
-        "Bullet",
-        "Fury",
-        "Strike",
-        "Vengeance",
-        "Protocol",
-        "Firepower",
-        "Showdown",
-        "Rampage",
-    ),
-    "Thriller": (
-        "Conspiracy",
-        "Witness",
-        "Pursuit",
-        "Deadline",
-        "Hostage",
-        "Paranoia",
-        "Trap",
-        "Stranger",
-    ),
-    "Romance": ("Kiss", "Heart", "Summer", "Love", "Paris", "Valentine", "Sweetheart", "Embrace"),
-    "Adventure": (
-        "Quest",
-        "Treasure",
-        "Island",
-        "Expedition",
-        "Voyage",
-        "Jungle",
-        "Map",
-        "Compass",
-    ),
-    "Crime": ("Heist", "Mob", "Gangster", "Detective", "Alibi", "Racket", "Smuggler", "Verdict"),
-    "Sci-Fi": ("Galaxy", "Android", "Starship", "Quantum", "Asteroid", "Cyborg", "Orbit", "Colony"),
-    "Horror": ("Blood", "Haunting", "Scream", "Grave", "Curse", "Possession", "Nightmare", "Crypt"),
-    "Children": (
-        "Puppy",
-        "Bunny",
-        "Birthday",
-        "Toybox",
-        "Dragonfly",
-        "Lollipop",
-        "Playground",
-        "Teddy",
-    ),
-    "War": (
-        "Battalion",
-        "Trenches",
-        "Platoon",
-        "Frontline",
-        "Battle",
-        "Sniper",
-        "Submarine",
-        "Armistice",
-    ),
-    "Mystery": ("Clue", "Riddle", "Secret", "Enigma", "Puzzle", "Cipher", "Manor", "Disappearance"),
-    "Musical": ("Melody", "Song", "Dance", "Rhythm", "Chorus", "Broadway", "Overture", "Ballet"),
-    "Animation": ("Cartoon", "Toon", "Sketch", "Pixel", "Robot", "Kingdom", "Critter", "Doodle"),
-    "Fantasy": ("Wizard", "Dragon", "Sorcerer", "Elf", "Enchantment", "Spell", "Realm", "Prophecy"),
-    "Western": (
-        "Outlaw",
-        "Saloon",
-        "Sheriff",
-        "Rodeo",
-        "Frontier",
-        "Canyon",
-        "Stagecoach",
-        "Gunslinger",
-    ),
-    "Film-Noir": (
-        "Shadow",
-        "Dame",
-        "Fog",
-        "Midnight",
-        "Cigarette",
-        "Rain",
-        "Nightclub",
-        "Double-Cross",
-    ),
-    "Documentary": (
-        "Planet",
-        "Truth",
-        "Story",
-        "Inside",
-        "Portrait",
-        "Archive",
-        "Chronicle",
-        "Journey",
-    ),
+_GENRE_TITLE_WORDS: Final = {
+    "Drama": "Silence Letters Winter Promise Brothers Daughter Harbor Mercy",
+    "Comedy": "Wedding Pickle Roommates Vacation Neighbors Blunder Mixup Shenanigans",
+    "Action": "Bullet Fury Strike Vengeance Protocol Firepower Showdown Rampage",
+    "Thriller": "Conspiracy Witness Pursuit Deadline Hostage Paranoia Trap Stranger",
+    "Romance": "Kiss Heart Summer Love Paris Valentine Sweetheart Embrace",
+    "Adventure": "Quest Treasure Island Expedition Voyage Jungle Map Compass",
+    "Crime": "Heist Mob Gangster Detective Alibi Racket Smuggler Verdict",
+    "Sci-Fi": "Galaxy Android Starship Quantum Asteroid Cyborg Orbit Colony",
+    "Horror": "Blood Haunting Scream Grave Curse Possession Nightmare Crypt",
+    "Children": "Puppy Bunny Birthday Toybox Dragonfly Lollipop Playground Teddy",
+    "War": "Battalion Trenches Platoon Frontline Battle Sniper Submarine Armistice",
+    "Mystery": "Clue Riddle Secret Enigma Puzzle Cipher Manor Disappearance",
+    "Musical": "Melody Song Dance Rhythm Chorus Broadway Overture Ballet",
+    "Animation": "Cartoon Toon Sketch Pixel Robot Kingdom Critter Doodle",
+    "Fantasy": "Wizard Dragon Sorcerer Elf Enchantment Spell Realm Prophecy",
+    "Western": "Outlaw Saloon Sheriff Rodeo Frontier Canyon Stagecoach Gunslinger",
+    "Film-Noir": "Shadow Dame Fog Midnight Cigarette Rain Nightclub Double-Cross",
+    "Documentary": "Planet Truth Story Inside Portrait Archive Chronicle Journey",
 }
-"""Title words per named genre; no word belongs to two genres."""
+"""Named genres, commonest first (MovieLens 100K order of frequency, roughly), and their title
+words; no word belongs to two genres."""
+
+GENRE_WORDS: Final = {genre: tuple(words.split()) for genre, words in _GENRE_TITLE_WORDS.items()}
+"""Title words per named genre."""
+GENRE_NAMES: Final = tuple(GENRE_WORDS)
+"""Named genres, commonest first."""
 WORDS_PER_GENRE: Final = 8
 
 FACTOR_POLES: Final = (

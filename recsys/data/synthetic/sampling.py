@@ -12,6 +12,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from recsys import schema
 from recsys.config import SyntheticConfig
 from recsys.data.synthetic.catalog import (
     GENDERS,
@@ -29,18 +30,6 @@ from recsys.data.synthetic.latent import (
     item_vectors,
     seed_sequences,
     user_vectors,
-)
-from recsys.schema import (
-    AGE,
-    GENDER,
-    GENRE_SEPARATOR,
-    GENRES,
-    ITEM_ID,
-    OCCUPATION,
-    TEXT,
-    TITLE,
-    USER_ID,
-    ZIP_CODE,
 )
 
 CHUNK_ELEMENTS: Final = 1 << 19
@@ -220,7 +209,7 @@ def _items_table(cfg: SyntheticConfig, latent: LatentStructure) -> pd.DataFrame:
     n_items = latent.n_items
     has = latent.item_genres > 0
     names = np.array(latent.genre_names, dtype=object)
-    genres = [GENRE_SEPARATOR.join(names[row]) for row in has]
+    genres = [schema.GENRE_SEPARATOR.join(names[row]) for row in has]
 
     # Two different words, each from one of the item's genres chosen uniformly.
     n_genre = has.sum(axis=1)
@@ -246,10 +235,10 @@ def _items_table(cfg: SyntheticConfig, latent: LatentStructure) -> pd.DataFrame:
     ]
     return pd.DataFrame(
         {
-            ITEM_ID: np.arange(1, n_items + 1, dtype=np.int64),
-            TITLE: titles,
-            GENRES: genres,
-            TEXT: text,
+            schema.ITEM_ID: np.arange(1, n_items + 1, dtype=np.int64),
+            schema.TITLE: titles,
+            schema.GENRES: genres,
+            schema.TEXT: text,
         }
     )
 
@@ -260,11 +249,11 @@ def _users_table(cfg: SyntheticConfig, latent: LatentStructure) -> pd.DataFrame:
     zips = rng.integers(0, 100_000, n_users)
     return pd.DataFrame(
         {
-            USER_ID: np.arange(1, n_users + 1, dtype=np.int64),
-            AGE: latent.age,
-            GENDER: np.array(GENDERS)[latent.gender],
-            OCCUPATION: np.array([name for name, _ in OCCUPATIONS])[latent.occupation],
-            ZIP_CODE: [f"{z:05d}" for z in zips.tolist()],
+            schema.USER_ID: np.arange(1, n_users + 1, dtype=np.int64),
+            schema.AGE: latent.age,
+            schema.GENDER: np.array(GENDERS)[latent.gender],
+            schema.OCCUPATION: np.array([name for name, _ in OCCUPATIONS])[latent.occupation],
+            schema.ZIP_CODE: [f"{z:05d}" for z in zips.tolist()],
         }
     )
 
