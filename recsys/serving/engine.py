@@ -18,8 +18,10 @@ that name the field and the ids.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Final
 
@@ -125,6 +127,11 @@ class Provenance:
     params_hash: str = "unknown"
     gate_decision: str = "unknown"
     """The decision file's id (``<registry>/decisions/...``) that promoted the model."""
+
+    @cached_property
+    def fields(self) -> dict[str, str]:
+        """The lineage every answer carries, by field name (built once; callers copy it)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

@@ -48,19 +48,14 @@ class ValidationError(Refused):
 
 
 @dataclass(frozen=True)
-class Check:
-    name: str
-    passed: bool
-    detail: str = ""
-
-
-@dataclass(frozen=True)
 class ValidationReport:
     """What ``validate_bento`` saw; ``deployable`` only when every check passed."""
 
     bento_tag: str
     checks: tuple[Check, ...]
+    """In the order they ran; validation stops at the first probe that cannot run."""
     started_at: str
+    """UTC, ISO 8601."""
     ready_seconds: float | None
     """From starting the server to the first 200 of ``/readyz``; None if never ready."""
     log_tail: str = ""
@@ -82,6 +77,17 @@ class ValidationReport:
             for c in self.checks
         ]
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One probe of the running bento."""
+
+    name: str
+    """``ready``, ``livez``, ``metrics`` or the endpoint a sample request went to."""
+    passed: bool
+    detail: str = ""
+    """What was seen: a status code, a time, or the problem."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -237,14 +237,8 @@ class RecommenderService:
             FALLBACKS.labels(endpoint=endpoint, fallback=ranked.fallback).inc()
             if ranked.fallback == "popularity":
                 UNKNOWN_IDS.labels(endpoint=endpoint, field="user_id").inc()
-        p = engine.provenance
         return {
-            "model_tag": p.model_tag,
-            "retriever_tag": p.retriever_tag,
-            "data_version": p.data_version,
-            "params_hash": p.params_hash,
-            "gate_decision": p.gate_decision,
-            "index_type": p.index_type,
+            **engine.provenance.fields,
             "fallback": ranked.fallback,
             "score_kind": _score_kind(endpoint, ranked),
         }
