@@ -33,7 +33,7 @@ from typing import Any, Final
 from recsys.config import ServingConfig
 from recsys.data import io
 from recsys.data.preprocess import Processed, load_processed
-from recsys.data.records import read_record
+from recsys.data.records import Record
 from recsys.errors import DataError, RecsysError
 from recsys.fingerprint import tree_digest
 from recsys.serving import store
@@ -228,8 +228,11 @@ def build_bento(
 
 
 @dataclass(frozen=True)
-class BentoResult:
+class BentoResult(Record):
     """What ``build_champion_bento`` did (``recsys bento build --out FILE`` writes it)."""
+
+    RECORD_WHAT = "bento build result"
+    RECORD_FIX = "build again (recsys bento build --out FILE)"
 
     bento: str
     champion: str
@@ -242,12 +245,6 @@ class BentoResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def read(cls, path: Path) -> BentoResult:
-        return read_record(
-            cls, path, what="bento build result", fix="build again (recsys bento build --out FILE)"
-        )
 
 
 def bento_exists(tag: str, *, home: Path | str | None = None) -> bool:
