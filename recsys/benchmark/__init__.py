@@ -28,26 +28,16 @@ Tuning hook: a model class may define ``tune(data, val_split, evaluate_fn, *, me
 Every fold is fitted and scored by ``recsys.evaluation.harness.run_trial``, the path the
 pipeline's train and evaluate stages share. Modules: ``config`` (options and constants),
 ``splits`` (reading the files), ``tuning`` (validation-only tuning), ``report`` (outcomes,
-``results.json`` / ``results.md``), ``run`` (``run_benchmark``); this package re-exports them.
+``results.json`` / ``results.md``), ``run`` (``run_benchmark``). This package re-exports what
+callers use: the options, the output file names, the outcomes, the split readers and the steps
+of a run; the protocol's constants (``TOPK_KS``, ``EASE_L2_GRID``, ``OUTPUT_FILES``, ...) stay
+in ``recsys.benchmark.config``.
 """
 
 from recsys.benchmark.config import (
-    CSV_SUFFIXES,
-    EASE_L2_GRID,
-    FILE_FORMATS,
-    LIST_LENGTH,
-    LOO_KS,
-    MARKDOWN_COLUMNS,
     METRICS_FILE,
-    MODEL_DIR,
-    OUTPUT_FILES,
-    PROTOCOLS,
     RESULTS_JSON,
     RESULTS_MD,
-    SPLIT_PREPROCESS,
-    TOPK_KS,
-    TUNE_METRIC,
-    UIDATA_SUFFIXES,
     BenchmarkConfig,
     FileFormat,
     Log,
@@ -89,22 +79,9 @@ from recsys.evaluation.harness import ProtocolName
 from recsys.evaluation.results import Evaluation
 
 __all__ = [
-    "CSV_SUFFIXES",
-    "EASE_L2_GRID",
-    "FILE_FORMATS",
-    "LIST_LENGTH",
-    "LOO_KS",
-    "MARKDOWN_COLUMNS",
     "METRICS_FILE",
-    "MODEL_DIR",
-    "OUTPUT_FILES",
-    "PROTOCOLS",
     "RESULTS_JSON",
     "RESULTS_MD",
-    "SPLIT_PREPROCESS",
-    "TOPK_KS",
-    "TUNE_METRIC",
-    "UIDATA_SUFFIXES",
     "BenchmarkConfig",
     "BenchmarkReport",
     "EvaluateFn",

@@ -7,7 +7,9 @@ its traceback.
 One module per command group: ``data`` (prepare, validate, preprocess, download, docs),
 ``models`` (benchmark, train, evaluate, compose), ``registry`` (gate, gate-candidates,
 champion, promote, rollback) and ``serving`` (bento build, bento validate, serve); ``common``
-holds the options they share. This module assembles the parser and runs a command.
+holds the options they share. A command's help is its handler's docstring: the first line
+is its line in ``recsys --help``, the rest the description of ``recsys COMMAND --help``. This
+module assembles the parser and runs a command.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ defaulted and documented once)."""
 from __future__ import annotations
 
 import argparse
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,18 +24,15 @@ Commands = argparse._SubParsersAction  # type: ignore[type-arg]  # argparse expo
 
 
 def add_command(
-    commands: Commands,
-    name: str,
-    handler: Handler,
-    *,
-    help: str,
-    description: str,
-    raw: bool = False,
+    commands: Commands, name: str, handler: Handler, *, raw: bool = False
 ) -> argparse.ArgumentParser:
-    """Add the command ``name`` run by ``handler``; ``raw`` keeps the description's layout."""
+    """Add the command ``name`` run by ``handler``, documented by the handler's docstring: its
+    first line is the one-line help of ``recsys --help``, the rest the description of
+    ``recsys NAME --help``; ``raw`` keeps the description's layout instead of refilling it."""
+    help, _, description = (inspect.getdoc(handler) or "").partition("\n")
     formatter = argparse.RawDescriptionHelpFormatter if raw else argparse.HelpFormatter
     parser: argparse.ArgumentParser = commands.add_parser(
-        name, help=help, description=description, formatter_class=formatter
+        name, help=help, description=description.strip(), formatter_class=formatter
     )
     parser.set_defaults(handler=handler)
     return parser

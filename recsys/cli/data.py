@@ -14,6 +14,7 @@ from recsys.cli.common import (
     Commands,
     add_command,
     add_group,
+    add_in_option,
     add_out_option,
     add_params_option,
     params_from,
@@ -31,49 +32,21 @@ def add_parsers(commands: Commands) -> None:
     """Add ``recsys data`` and its commands."""
     data_commands = add_group(commands, "data", "read, validate and preprocess interaction data")
 
-    prepare = add_command(
-        data_commands,
-        "prepare",
-        cmd_prepare,
-        help="read a source, validate it, and write the canonical tables",
-        description=(
-            "Read a data source into the canonical tables, validate them with the Great "
-            "Expectations suites, and write them to --out only when they pass. The validation "
-            "report (JSON and Data Docs HTML) is always written under --report-dir. With "
-            "--reuse-verdict, a passing verdict recorded for the identical input (same files, "
-            "params, validation code and baseline profile) stands instead of a second "
-            "validation. Exit status: 0 written, 1 validation failed, 2 unreadable input or bad "
-            "configuration (then no --result is written)."
-        ),
-    )
+    prepare = add_command(data_commands, "prepare", cmd_prepare)
     source_options(prepare)
     add_out_option(prepare, "output directory")
 
-    validate = add_command(
-        data_commands,
-        "validate",
-        cmd_validate,
-        help="validate a source; exit 0 when valid, 1 with a report when not",
-        description="Validate a data source without writing any data. Exit status: 0 valid, "
-        "1 a blocking expectation failed (the report names it), 2 unreadable input (then no "
-        "--result is written).",
-    )
+    validate = add_command(data_commands, "validate", cmd_validate)
     source_options(validate)
     validate.add_argument(
         "--against",
         type=Path,
+        metavar="DIR",
         help="a prepared directory whose profile is the previous accepted version (drift check)",
     )
 
-    prep = add_command(
-        data_commands,
-        "preprocess",
-        cmd_preprocess,
-        help="clean, index, featurize and split prepared data",
-        description="Deduplicate, convert to implicit feedback (if configured), k-core filter, "
-        "build id vocabularies and content features, and split; writes --out atomically.",
-    )
-    prep.add_argument("--in", dest="inp", type=Path, required=True, help="prepared directory")
+    prep = add_command(data_commands, "preprocess", cmd_preprocess)
+    add_in_option(prep, "prepared directory")
     add_out_option(prep, "output directory")
     add_params_option(prep)
     prep.add_argument(
@@ -82,26 +55,12 @@ def add_parsers(commands: Commands) -> None:
         help="predefined split: test file in u.data format (overrides preprocess.split.test_file)",
     )
 
-    download = add_command(
-        data_commands,
-        "download",
-        cmd_download,
-        help="download an official MovieLens archive and verify its checksum",
-        description="Download <base-url>/<dataset>.zip, verify its checksum and unpack it into "
-        "DEST/<dataset>/. Needs network access; offline, place the unpacked files yourself.",
-    )
+    download = add_command(data_commands, "download", cmd_download)
     download.add_argument("--dataset", required=True, help="e.g. ml-100k, ml-1m, ml-latest-small")
     download.add_argument("--dest", type=Path, required=True, help="directory to unpack into")
     download.add_argument("--base-url", help="mirror of files.grouplens.org/datasets/movielens")
 
-    docs = add_command(
-        data_commands,
-        "docs",
-        cmd_data_docs,
-        help="serve the validation reports over http, readable without network",
-        description="Serve REPORTS on http://127.0.0.1:PORT/ until interrupted: each run's "
-        "data_docs/report.html (our summary) and data_docs/index.html (GX Data Docs).",
-    )
+    docs = add_command(data_commands, "docs", cmd_data_docs)
     docs.add_argument(
         "--reports", type=Path, default=DEFAULT_REPORTS, help="(default: %(default)s)"
     )
@@ -207,6 +166,11 @@ def _validate(
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """validate a source; exit 0 when valid, 1 with a report when not
+
+    Validate a data source without writing any data. Exit status: 0 valid, 1 a blocking
+    expectation failed (the report names it), 2 unreadable input (then no --result is written).
+    """
     from recsys.data import sources
 
     params, data_cfg = _data_config(args)
@@ -218,6 +182,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    """read a source, validate it, and write the canonical tables
+
+    Read a data source into the canonical tables, validate them with the Great Expectations
+    suites, and write them to --out only when they pass. The validation report (JSON and Data
+    Docs HTML) is always written under --report-dir. With --reuse-verdict, a passing verdict
+    recorded for the identical input (same files, params, validation code and baseline profile)
+    stands instead of a second validation. Exit status: 0 written, 1 validation failed,
+    2 unreadable input or bad configuration (then no --result is written).
+    """
     from recsys.data import io, sources, validation
 
     params, data_cfg = _data_config(args)
@@ -267,6 +240,11 @@ def _quarantine(
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
+    """clean, index, featurize and split prepared data
+
+    Deduplicate, convert to implicit feedback (if configured), k-core filter, build id
+    vocabularies and content features, and split; writes --out atomically.
+    """
     from recsys.data import io, preprocess, sources
 
     params = params_from(args.params)
@@ -294,6 +272,11 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
+    """download an official MovieLens archive and verify its checksum
+
+    Download <base-url>/<dataset>.zip, verify its checksum and unpack it into DEST/<dataset>/.
+    Needs network access; offline, place the unpacked files yourself.
+    """
     from recsys.data import sources
 
     kwargs = {"base_url": args.base_url} if args.base_url else {}
@@ -303,6 +286,11 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_data_docs(args: argparse.Namespace) -> int:
+    """serve the validation reports over http, readable without network
+
+    Serve REPORTS on http://127.0.0.1:PORT/ until interrupted: each run's data_docs/report.html
+    (our summary) and data_docs/index.html (GX Data Docs).
+    """
     import contextlib
     import functools
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer

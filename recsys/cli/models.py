@@ -16,45 +16,12 @@ from recsys.cli.common import (
 )
 from recsys.errors import ConfigError
 
-BENCHMARK_DESCRIPTION = """\
-Fit each model on --train and score it on --test under one protocol of
-shared/benchmarks/PROTOCOL.md, then write
-  OUT/<model>/recommendations.csv  topk: user_id,item_id,rank,score (top 50 per
-                                   evaluated user, its training items excluded)
-  OUT/<model>/scores.csv           loo: user_id,item_id,score (held-out item, negatives)
-  OUT/<model>/predictions.csv      rating: user_id,item_id,prediction (one per test row)
-  OUT/<model>/metrics.json         metrics, bootstrap CIs, train facts, chosen params
-  OUT/results.json, results.md     all models: metrics, fit/recommend seconds, samples/s,
-                                   parameters, file checksums, hardware, versions
-OUT is built beside itself and replaced only when every model finished.
-
-Split files: u.data format (tab-separated user, item, rating, timestamp; no header)
-for .tsv .tab .data .base .test; CSV with a header user_id,item_id[,rating,timestamp]
-for .csv. --format overrides the suffix.
-
-Tuning reads only --val-train/--val-test (and --val-negatives for loo): EASE's
-lambda, and any model class with a tune() hook. The chosen values are recorded in
-metrics.json and the final model is refit on --train.
-
-Rating cross-validation (protocol 3): --protocol rating --data-dir ml-100k
---folds u1,u2,u3,u4,u5 reads DIR/<fold>.base and DIR/<fold>.test, writes
-OUT/<model>/<fold>/predictions.csv, and reports the mean and std over folds.
-
-Exit status: 0 done; 2 bad option, unknown model, or unreadable input."""
-
 
 def add_benchmark_parser(commands: Commands) -> None:
     """Add ``recsys benchmark``."""
     from recsys.models.registry import MODELS
 
-    bench = add_command(
-        commands,
-        "benchmark",
-        cmd_benchmark,
-        help="train and score models on benchmark split files (PROTOCOL.md)",
-        description=BENCHMARK_DESCRIPTION,
-        raw=True,
-    )
+    bench = add_command(commands, "benchmark", cmd_benchmark, raw=True)
     split_files = (
         ("--train", "training interactions"),
         ("--test", "test interactions (never used for tuning)"),
@@ -98,47 +65,20 @@ def add_benchmark_parser(commands: Commands) -> None:
 
 def add_parsers(commands: Commands) -> None:
     """Add ``recsys train``, ``evaluate`` and ``compose``: the DVC stages that fit and score."""
-    train = add_command(
-        commands,
-        "train",
-        cmd_train,
-        help="train one candidate model family on the processed split",
-        description="Fit the candidate --model (a key of the 'models' section of the parameter "
-        "file, with its settings) on the processed split's train rows, early-stopping on its "
-        "validation rows, and write --out atomically: the saved model plus train.json. "
-        "Exit status: 0 written, 2 bad input or configuration.",
-    )
+    train = add_command(commands, "train", cmd_train)
     train.add_argument("--model", required=True, help="candidate family, e.g. ease, neumf")
     add_in_option(train, "processed directory")
     add_out_option(train, "model directory to write")
     add_params_option(train)
 
-    evaluate = add_command(
-        commands,
-        "evaluate",
-        cmd_evaluate,
-        help="score a trained model on the processed test split (metrics JSON)",
-        description="Rank every training item for each test user (seen items excluded) and "
-        "write --out: metrics with 95%% bootstrap CIs, per-user values for paired tests, fit "
-        "seconds, model size, p99 single-request latency and the split's checksums.",
-    )
+    evaluate = add_command(commands, "evaluate", cmd_evaluate)
     evaluate.add_argument("--model", type=Path, required=True, help="trained model directory")
     add_in_option(evaluate)
     add_out_option(evaluate, "metrics JSON file to write")
     evaluate.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for CIs")
     evaluate.add_argument("--seed", type=int, default=0, help="bootstrap and latency-sample seed")
 
-    compose = add_command(
-        commands,
-        "compose",
-        cmd_compose,
-        help="build and score the served two-stage ranking of a trained candidate",
-        description="The ranking the service answers with: retrieve M candidates per user by "
-        "the retriever's vectors (exact or ANN search, `serving:` in the parameter file), then "
-        "rank them by the trained candidate. Saves it as one model to --out (no training) and "
-        "scores it like `recsys evaluate` on the processed test split, with the candidate's own "
-        "full ranking and the ANN's recall@M beside it (the gate's two-stage budget).",
-    )
+    compose = add_command(commands, "compose", cmd_compose)
     compose.add_argument("--ranker", type=Path, required=True, help="trained candidate dir")
     compose.add_argument("--retriever", type=Path, required=True, help="trained retriever dir")
     add_in_option(compose)
@@ -148,6 +88,33 @@ def add_parsers(commands: Commands) -> None:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
+    """train and score models on benchmark split files (PROTOCOL.md)
+
+    Fit each model on --train and score it on --test under one protocol of
+    shared/benchmarks/PROTOCOL.md, then write
+      OUT/<model>/recommendations.csv  topk: user_id,item_id,rank,score (top 50 per
+                                       evaluated user, its training items excluded)
+      OUT/<model>/scores.csv           loo: user_id,item_id,score (held-out item, negatives)
+      OUT/<model>/predictions.csv      rating: user_id,item_id,prediction (one per test row)
+      OUT/<model>/metrics.json         metrics, bootstrap CIs, train facts, chosen params
+      OUT/results.json, results.md     all models: metrics, fit/recommend seconds, samples/s,
+                                       parameters, file checksums, hardware, versions
+    OUT is built beside itself and replaced only when every model finished.
+
+    Split files: u.data format (tab-separated user, item, rating, timestamp; no header)
+    for .tsv .tab .data .base .test; CSV with a header user_id,item_id[,rating,timestamp]
+    for .csv. --format overrides the suffix.
+
+    Tuning reads only --val-train/--val-test (and --val-negatives for loo): EASE's
+    lambda, and any model class with a tune() hook. The chosen values are recorded in
+    metrics.json and the final model is refit on --train.
+
+    Rating cross-validation (protocol 3): --protocol rating --data-dir ml-100k
+    --folds u1,u2,u3,u4,u5 reads DIR/<fold>.base and DIR/<fold>.test, writes
+    OUT/<model>/<fold>/predictions.csv, and reports the mean and std over folds.
+
+    Exit status: 0 done; 2 bad option, unknown model, or unreadable input.
+    """
     from recsys import benchmark as bm
 
     val = None
@@ -174,6 +141,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """train one candidate model family on the processed split
+
+    Fit the candidate --model (a key of the 'models' section of the parameter file, with its
+    settings) on the processed split's train rows, early-stopping on its validation rows, and
+    write --out atomically: the saved model plus train.json. Exit status: 0 written, 2 bad input
+    or configuration.
+    """
     from recsys import pipeline
 
     summary = pipeline.train_candidate(args.model, args.inp, args.out, params_from(args.params))
@@ -187,6 +161,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """score a trained model on the processed test split (metrics JSON)
+
+    Rank every training item for each test user (seen items excluded) and write --out: metrics
+    with 95% bootstrap CIs, per-user values for paired tests, fit seconds, model size, p99
+    single-request latency and the split's checksums.
+    """
     from recsys import pipeline
 
     report = pipeline.evaluate_candidate(
@@ -202,6 +182,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compose(args: argparse.Namespace) -> int:
+    """build and score the served two-stage ranking of a trained candidate
+
+    The ranking the service answers with: retrieve M candidates per user by the retriever's
+    vectors (exact or ANN search, `serving:` in the parameter file), then rank them by the
+    trained candidate. Saves it as one model to --out (no training) and scores it like `recsys
+    evaluate` on the processed test split, with the candidate's own full ranking and the ANN's
+    recall@M beside it (the gate's two-stage budget).
+    """
     from recsys import pipeline
 
     params = params_from(args.params)

@@ -17,28 +17,10 @@ from recsys.cli.common import (
     params_from,
 )
 
-GATE_DESCRIPTION = """\
-Decide whether a challenger may replace the champion (recsys.gate.decide, the 'gate'
-section of the parameter file). Fails closed: no thresholds, an empty test set or a
-missing/NaN metric rejects; absolute thresholds always apply; against a champion evaluated
-on the same split the challenger must beat it on the primary metric by the margin, with the
-paired-bootstrap CI of the gain above 0; slices and the latency/size budgets must hold.
-EVAL.json: the metrics file of `recsys evaluate` (give --challenger-tag, the model's
-registry tag) or ModelEvaluation.to_dict(). Writes the decision with every reason to --out.
-
-Exit status: 0 promoted, 1 rejected (every reason is printed), 2 bad input."""
-
 
 def add_parsers(commands: Commands) -> None:
     """Add ``recsys gate``, ``champion``, ``promote`` and ``rollback``."""
-    gate = add_command(
-        commands,
-        "gate",
-        cmd_gate,
-        help="decide whether a challenger may replace the champion",
-        description=GATE_DESCRIPTION,
-        raw=True,
-    )
+    gate = add_command(commands, "gate", cmd_gate, raw=True)
     gate.add_argument("--challenger", type=Path, required=True, metavar="EVAL.json")
     gate.add_argument("--champion", type=Path, metavar="EVAL.json", help="omit on the first run")
     gate.add_argument("--challenger-tag", metavar="TAG", help="registry tag of the challenger")
@@ -50,27 +32,11 @@ def add_parsers(commands: Commands) -> None:
     )
 
     registry_help = f"registry directory (default: {DEFAULT_REGISTRY})"
-    champion = add_command(
-        commands,
-        "champion",
-        cmd_champion,
-        help="show the current champion and its recent history",
-        description="Print the champion model's tag and the last promotions and rollbacks.",
-    )
+    champion = add_command(commands, "champion", cmd_champion)
     add_registry_option(champion, registry_help)
     champion.add_argument("--history", type=int, default=5, metavar="N", help="entries shown")
 
-    promote = add_command(
-        commands,
-        "promote",
-        cmd_promote,
-        help="make a gated model the champion",
-        description="Make TAG (a model in the BentoML store, $BENTOML_HOME) the champion. The "
-        "recorded gate decision for that exact tag is re-checked: it must bless the model, on "
-        "the split the model was saved with, against the champion that is current now. "
-        "Promoting the current champion again changes nothing. Exit status: 0 promoted (or "
-        "already champion), 1 refused, 2 bad input.",
-    )
+    promote = add_command(commands, "promote", cmd_promote)
     promote.add_argument("tag", metavar="TAG", help="name:version (or name:latest)")
     promote.add_argument(
         "--decision",
@@ -80,32 +46,13 @@ def add_parsers(commands: Commands) -> None:
     )
     add_registry_option(promote, registry_help)
 
-    rollback = add_command(
-        commands,
-        "rollback",
-        cmd_rollback,
-        help="repoint the champion to the previous blessed model",
-        description="Make the previous champion the champion again and record the rollback. "
-        "Exit status: 0 rolled back, 1 refused, 2 nothing to roll back to.",
-    )
+    rollback = add_command(commands, "rollback", cmd_rollback)
     add_registry_option(rollback, registry_help)
 
 
 def add_gate_candidates_parser(commands: Commands) -> None:
     """Add ``recsys gate-candidates``, the pipeline's gate step."""
-    gate_run = add_command(
-        commands,
-        "gate-candidates",
-        cmd_gate_candidates,
-        help="register every served ranking, gate the best against the champion",
-        description="The pipeline's gate step (recsys.promotion.gate_candidates): register each "
-        "candidate's served ranking (models/twostage-<family>, written by `recsys compose`) in "
-        "the BentoML store once per content, pick the best on the gate's primary metric, "
-        "re-evaluate the champion on the same split, decide (the 'gate' section) and record "
-        "the decision in the registry. --out gets the outcome as JSON. Exit status: 0 the "
-        "challenger may be promoted, 1 it may not (rejected, already champion or already "
-        "rejected), 2 bad input.",
-    )
+    gate_run = add_command(commands, "gate-candidates", cmd_gate_candidates)
     add_params_option(gate_run)
     gate_run.add_argument("--models", type=Path, default=Path("models"), help="models directory")
     add_in_option(gate_run)
@@ -117,6 +64,15 @@ def add_gate_candidates_parser(commands: Commands) -> None:
 
 
 def cmd_gate_candidates(args: argparse.Namespace) -> int:
+    """register every served ranking, gate the best against the champion
+
+    The pipeline's gate step (recsys.promotion.gate_candidates): register each candidate's
+    served ranking (models/twostage-<family>, written by `recsys compose`) in the BentoML store
+    once per content, pick the best on the gate's primary metric, re-evaluate the champion on
+    the same split, decide (the 'gate' section) and record the decision in the registry. --out
+    gets the outcome as JSON. Exit status: 0 the challenger may be promoted, 1 it may not
+    (rejected, already champion or already rejected), 2 bad input.
+    """
     from recsys import promotion
     from recsys.data import io
     from recsys.serving.store import Registry
@@ -135,6 +91,18 @@ def cmd_gate_candidates(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
+    """decide whether a challenger may replace the champion
+
+    Decide whether a challenger may replace the champion (recsys.gate.decide, the 'gate'
+    section of the parameter file). Fails closed: no thresholds, an empty test set or a
+    missing/NaN metric rejects; absolute thresholds always apply; against a champion evaluated
+    on the same split the challenger must beat it on the primary metric by the margin, with the
+    paired-bootstrap CI of the gain above 0; slices and the latency/size budgets must hold.
+    EVAL.json: the metrics file of `recsys evaluate` (give --challenger-tag, the model's
+    registry tag) or ModelEvaluation.to_dict(). Writes the decision with every reason to --out.
+
+    Exit status: 0 promoted, 1 rejected (every reason is printed), 2 bad input.
+    """
     from recsys import gate
     from recsys.data import io
 
@@ -155,6 +123,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_champion(args: argparse.Namespace) -> int:
+    """show the current champion and its recent history
+
+    Print the champion model's tag and the last promotions and rollbacks.
+    """
     from recsys.serving.store import Registry, describe
 
     print(describe(Registry(args.registry), history=args.history))
@@ -162,6 +134,13 @@ def cmd_champion(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    """make a gated model the champion
+
+    Make TAG (a model in the BentoML store, $BENTOML_HOME) the champion. The recorded gate
+    decision for that exact tag is re-checked: it must bless the model, on the split the model
+    was saved with, against the champion that is current now. Promoting the current champion
+    again changes nothing. Exit status: 0 promoted (or already champion), 1 refused, 2 bad input.
+    """
     from recsys.serving.store import Registry
 
     result = Registry(args.registry).promote(args.tag, decision_file=args.decision)
@@ -174,6 +153,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    """repoint the champion to the previous blessed model
+
+    Make the previous champion the champion again and record the rollback. Exit status:
+    0 rolled back, 1 refused, 2 nothing to roll back to.
+    """
     from recsys.serving.store import Registry
 
     record = Registry(args.registry).rollback()

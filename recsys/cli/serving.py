@@ -15,29 +15,11 @@ from recsys.cli.common import (
     params_from,
 )
 
-BENTO_BUILD_DESCRIPTION = """\
-Build a bento of the recommendation service (`bentoml build` over bentofile.yaml; no
-Docker needed) around two models of the BentoML store ($BENTOML_HOME): the champion, a
-gated two-stage model (default: the registry's champion; retrieval, index settings, M and
-ranker are inside it, as the gate measured them), and the item catalogue (--catalogue TAG,
-or --processed DIR to store it from processed data). The tags, the service settings
-(`serving:` in the parameter file) and the champion's lineage (data version, params hash,
-gate decision) are baked into the bento as bento arguments. Prints the bento tag.
-
-Exit status: 0 built; 2 bad input (unknown tag, no champion, build failed)."""
-
 
 def add_parsers(commands: Commands) -> None:
     """Add ``recsys bento`` (build, validate) and ``recsys serve``."""
     bento_commands = add_group(commands, "bento", "build and validate the serving bento")
-    build = add_command(
-        bento_commands,
-        "build",
-        cmd_bento_build,
-        help="bentoml build around the champion and the two-tower retriever",
-        description=BENTO_BUILD_DESCRIPTION,
-        raw=True,
-    )
+    build = add_command(bento_commands, "build", cmd_bento_build, raw=True)
     build.add_argument(
         "--champion", metavar="TAG", help="two-stage model (default: the registry's champion)"
     )
@@ -56,31 +38,12 @@ def add_parsers(commands: Commands) -> None:
         help="keep the bento of --out when it packaged the same champion and still exists",
     )
 
-    validate = add_command(
-        bento_commands,
-        "validate",
-        cmd_bento_validate,
-        help="serve a bento on 127.0.0.1, probe it, stop it; mark it deployable if it passed",
-        description="Infra validation: `bentoml serve TAG` on 127.0.0.1 and a free port, wait "
-        "for /readyz, send one sample request per endpoint (and a bad one per error kind), "
-        "check /metrics, stop the server. The report goes to REGISTRY/bentos/; a passing "
-        "bento becomes REGISTRY/deployable.json. Exit status: 0 deployable, 1 not, 2 bad input.",
-    )
+    validate = add_command(bento_commands, "validate", cmd_bento_validate)
     validate.add_argument("tag", metavar="TAG", help="bento tag, e.g. recsys:abc123")
     add_registry_option(validate)
     validate.add_argument("--timeout", type=float, default=180.0, help="seconds to get ready")
 
-    serve = add_command(
-        commands,
-        "serve",
-        cmd_serve,
-        help="serve the champion's deployable bento (bentoml serve)",
-        description="`bentoml serve` the bento that REGISTRY/deployable.json names (the last "
-        "one `recsys bento validate` passed), after checking it was built around the "
-        "registry's champion; --bento TAG serves that bento instead. The command becomes the "
-        "server process (Ctrl-C or SIGTERM stops it). Exit status: the server's; 2 when there "
-        "is no champion or no deployable bento for it.",
-    )
+    serve = add_command(commands, "serve", cmd_serve)
     add_registry_option(serve)
     serve.add_argument("--bento", metavar="TAG", help="serve this bento instead")
     serve.add_argument(
@@ -92,6 +55,18 @@ def add_parsers(commands: Commands) -> None:
 
 
 def cmd_bento_build(args: argparse.Namespace) -> int:
+    """bentoml build around the champion and the two-tower retriever
+
+    Build a bento of the recommendation service (`bentoml build` over bentofile.yaml; no
+    Docker needed) around two models of the BentoML store ($BENTOML_HOME): the champion, a
+    gated two-stage model (default: the registry's champion; retrieval, index settings, M and
+    ranker are inside it, as the gate measured them), and the item catalogue (--catalogue TAG,
+    or --processed DIR to store it from processed data). The tags, the service settings
+    (`serving:` in the parameter file) and the champion's lineage (data version, params hash,
+    gate decision) are baked into the bento as bento arguments. Prints the bento tag.
+
+    Exit status: 0 built; 2 bad input (unknown tag, no champion, build failed).
+    """
     from recsys.data import io
     from recsys.serving import package
 
@@ -115,6 +90,13 @@ def cmd_bento_build(args: argparse.Namespace) -> int:
 
 
 def cmd_bento_validate(args: argparse.Namespace) -> int:
+    """serve a bento on 127.0.0.1, probe it, stop it; mark it deployable if it passed
+
+    Infra validation: `bentoml serve TAG` on 127.0.0.1 and a free port, wait for /readyz, send
+    one sample request per endpoint (and a bad one per error kind), check /metrics, stop the
+    server. The report goes to REGISTRY/bentos/; a passing bento becomes
+    REGISTRY/deployable.json. Exit status: 0 deployable, 1 not, 2 bad input.
+    """
     from recsys.serving import package
 
     report = package.validate_bento(args.tag, registry=args.registry, timeout_s=args.timeout)
@@ -125,6 +107,13 @@ def cmd_bento_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """serve the champion's deployable bento (bentoml serve)
+
+    `bentoml serve` the bento that REGISTRY/deployable.json names (the last one `recsys bento
+    validate` passed), after checking it was built around the registry's champion; --bento TAG
+    serves that bento instead. The command becomes the server process (Ctrl-C or SIGTERM stops
+    it). Exit status: the server's; 2 when there is no champion or no deployable bento for it.
+    """
     from recsys.serving import serve
     from recsys.serving.store import Registry
 
