@@ -1,7 +1,7 @@
 """Tuning on the validation files only: the ``Tunable`` hook, EASE's lambda grid, ``Tuning``.
 
-A model class may define ``tune(data, val_split, evaluate_fn, *, metric, config)`` (a
-classmethod) returning the constructor fields it chose; see ``Tunable``. EASE is tuned with
+A model class may define ``tune(request: TuningRequest)`` (a classmethod) returning the
+constructor fields it chose; see ``recsys.models.tuning.Tunable``. EASE is tuned with
 ``tune_ease_lambda`` over ``EASE_L2_GRID``. Candidates are scored by the shared
 ``recsys.evaluation.harness.score`` on the validation files' held-out rows, never the test set.
 """
@@ -12,13 +12,12 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import pandas as pd
 
 from recsys.benchmark.config import EASE_L2_GRID, TUNE_METRIC
 from recsys.benchmark.splits import SplitData
-from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.evaluation.evaluate import (
     RatingResult,
 )
@@ -28,36 +27,8 @@ from recsys.evaluation.harness import (
     score,
 )
 from recsys.models.base import Recommender
-
-
-# --- models -------------------------------------------------------------------------------------
-class EvaluateFn(Protocol):
-    """``(model, train, heldout, ks) -> result`` with ``result.metrics[metric]`` to maximise."""
-
-    def __call__(
-        self, model: Recommender, train: pd.DataFrame, heldout: pd.DataFrame, ks: tuple[int, ...]
-    ) -> Any: ...
-
-
-class Tunable(Protocol):
-    """The optional tuning hook a model class may define (as a classmethod).
-
-    ``tune`` fits candidates on ``val_split.train`` and scores them with ``evaluate_fn`` on
-    ``val_split.test`` (the validation files' held-out rows; never the real test set), starting
-    from ``config`` (the fields the model would otherwise be built with), and returns the
-    constructor fields it chose; the benchmark merges them over ``config`` and refits on train.
-    """
-
-    @classmethod
-    def tune(
-        cls,
-        data: Processed,
-        val_split: InteractionSplit,
-        evaluate_fn: EvaluateFn,
-        *,
-        metric: str,
-        config: Mapping[str, Any],
-    ) -> Mapping[str, Any]: ...
+from recsys.models.tuning import EvaluateFn, TuningRequest
+from recsys.models.tuning import Tunable as Tunable  # re-exported by recsys.benchmark
 
 
 @dataclass(frozen=True)
@@ -112,7 +83,7 @@ def tune_model(
     start = time.perf_counter()
     hook = getattr(cls, "tune", None)
     if callable(hook):
-        chosen = dict(hook(val.data, val.data.split, evaluate, metric=metric, config=dict(fields)))
+        chosen = dict(hook(TuningRequest(val.data, val.data.split, evaluate, metric, dict(fields))))
         scores: dict[str, float] = {}
         method = f"{cls.__name__}.tune"
     elif issubclass(cls, EASE):

@@ -92,6 +92,10 @@ def score(
     )
 
 
+FIT_FACTS = ("fit_seconds", "epochs", "best_epoch", "samples_per_second", "device", "n_parameters")
+"""The ``TrainResult`` fields that ``Trial.fit_facts`` reports, in this order."""
+
+
 @dataclass(frozen=True, eq=False)
 class Trial:
     """One fit of a model and its evaluation."""
@@ -109,16 +113,7 @@ class Trial:
 
     def fit_facts(self) -> dict[str, Any]:
         """The fit's facts as the tuning drivers print them."""
-        t = self.train
-        return {
-            "config": self.config,
-            "fit_seconds": t.fit_seconds,
-            "epochs": t.epochs,
-            "best_epoch": t.best_epoch,
-            "samples_per_second": t.samples_per_second,
-            "device": t.device,
-            "n_parameters": t.n_parameters,
-        }
+        return {"config": self.config, **{name: getattr(self.train, name) for name in FIT_FACTS}}
 
 
 def run_trial(

@@ -52,7 +52,7 @@ from recsys.data import io
 from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed
 from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.models.keras_base import MODEL_FILE, KerasRecommender
-from recsys.models.model_config import check_config_fields
+from recsys.models.model_config import TrainingSettings, check_config_fields
 from recsys.models.scoring import numpy_activation
 from recsys.schema import IMPLICIT, RATING
 from recsys.train import RatingValidation, resolve_device, set_seeds
@@ -70,7 +70,7 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu", "elu", "linear")
 
 
 @dataclass(frozen=True)
-class AutoRecConfig:
+class AutoRecConfig(TrainingSettings):
     """I-AutoRec hyper-parameters; the defaults suit ML-100K (``bench/bench_rating.py``).
 
     Tuned on validation rows only (``bench/tune_autorec.py``): a per-user random tenth of
@@ -100,9 +100,6 @@ class AutoRecConfig:
     """Validate every this many epochs."""
     rating_range: tuple[float, float] | None = None
     """Predictions are clipped to this range; None: the training ratings' min and max."""
-    device: Literal["auto", "cpu", "gpu"] = "auto"
-    seed: int = 20240101
-    verbose: int = 0
 
     def __post_init__(self) -> None:
         check_config_fields(

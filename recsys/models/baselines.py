@@ -8,19 +8,19 @@ interaction whatever its rating, for explicit and implicit feedback alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from recsys.data import io
 from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.models.base import Recommender, resolve_config, top_k
+from recsys.models.tuning import EvaluateFn
 
 __all__ = [
     "EASE",
@@ -281,15 +281,6 @@ def ease_from_gram(gram: np.ndarray, l2: float) -> np.ndarray:
     b = p / -np.diag(p)[None, :]  # B_ij = -P_ij / P_jj
     b[np.diag_indices_from(b)] = 0.0
     return b.astype(np.float32)
-
-
-class _MetricsResult(Protocol):
-    @property
-    def metrics(self) -> Mapping[str, float]: ...
-
-
-EvaluateFn = Callable[[Recommender, pd.DataFrame, pd.DataFrame, tuple[int, ...]], _MetricsResult]
-"""``evaluate_topk(model, train, test, ks)`` of ``recsys.evaluation``, or a stand-in."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import keras
 import numpy as np
@@ -38,7 +38,7 @@ from keras import ops
 from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit
 from recsys.models.keras_base import MODEL_FILE, pair_model, predict_pairs
 from recsys.models.layers import GMF, MLPTower
-from recsys.models.model_config import check_config_fields
+from recsys.models.model_config import TrainingSettings, check_config_fields
 from recsys.models.negatives import NegativeSampler
 from recsys.models.scoring import GmfMlpHead
 from recsys.models.tower_base import NET, TowerNet, TowerRecommender
@@ -58,7 +58,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class DeepContentConfig:
+class DeepContentConfig(TrainingSettings):
     """DeepContent hyper-parameters (``params.yaml``, ``models.content``).
 
     The defaults were chosen on the ML-100K u1 validation files (``bench/tune_content.py``):
@@ -93,9 +93,6 @@ class DeepContentConfig:
     0.229) while the curve went on rising to 0.243 at epoch 21."""
     eval_every: int = 1
     eval_users: int = 1000
-    device: Literal["auto", "cpu", "gpu"] = "auto"
-    seed: int = 20240101
-    verbose: int = 0
 
     section: ClassVar[str] = "content"
 
@@ -202,18 +199,15 @@ class DeepContent(TowerRecommender):
     scores_cold_items: ClassVar[bool] = True
     config_class: ClassVar[type[Any]] = DeepContentConfig
     net_class: ClassVar[type[TowerNet]] = ContentNet
-
-    def _net_options(self) -> dict[str, Any]:
-        cfg = self.config
-        return {
-            "embedding_dim": cfg.embedding_dim,
-            "token_dim": cfg.token_dim,
-            "item_hidden_units": list(cfg.item_hidden_units),
-            "user_hidden_units": list(cfg.user_hidden_units),
-            "head_units": list(cfg.head_units),
-            "history_exponent": cfg.history_exponent,
-            "dropout": cfg.dropout,
-        }
+    net_fields: ClassVar[tuple[str, ...]] = (
+        "embedding_dim",
+        "token_dim",
+        "item_hidden_units",
+        "user_hidden_units",
+        "head_units",
+        "history_exponent",
+        "dropout",
+    )
 
     def _loss(self) -> Any:
         return keras.losses.BinaryCrossentropy(from_logits=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import ConfigError, RecsysError
 from recsys.models.base import Recommender
 from recsys.models.baselines import resolve_config
+from recsys.models.tuning import TuningRequest
 
 MEMBERS_DIR = "members"
 STATS_FILE = "ensemble.json"
@@ -159,33 +159,25 @@ class Ensemble(Recommender):
         self.mean, self.std = np.asarray(mean), np.asarray(std)
 
     @classmethod
-    def tune(
-        cls,
-        data: Processed,
-        val_split: InteractionSplit,
-        evaluate_fn: Any,
-        *,
-        metric: str,
-        config: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        """Choose ``weights`` on the validation files (``recsys benchmark``'s tuning hook).
+    def tune(cls, request: TuningRequest) -> dict[str, Any]:
+        """Choose ``weights`` on the validation files (``recsys benchmark``'s ``Tunable`` hook).
 
         The members are fitted once on ``val_split.train``; every weight vector of
         ``WEIGHT_GRID`` (first member fixed at 1) is scored by ``evaluate_fn`` on
         ``val_split.test`` and the best is returned (ties: the earlier, simpler vector).
         """
-        ensemble = cls(**config)
+        val_split = request.val_split
+        ensemble = cls(**request.config)
         if val_split.test.empty or ensemble.config.weights is not None:
             return {}
-        ensemble.fit(data, val_split)
+        ensemble.fit(request.data, val_split)
         n = len(ensemble.config.members)
         best: tuple[float, tuple[float, ...]] | None = None
         for rest in itertools.product(WEIGHT_GRID, repeat=n - 1):
             weights = (1.0, *rest)
             candidate = ensemble.with_weights(weights)
-            value = float(
-                evaluate_fn(candidate, val_split.train, val_split.test, (10,)).metrics[metric]
-            )
+            result = request.evaluate_fn(candidate, val_split.train, val_split.test, (10,))
+            value = float(result.metrics[request.metric])
             if best is None or value > best[0]:
                 best = (value, weights)
         assert best is not None

@@ -291,21 +291,18 @@ class Hybrid(DeepContent):
     scores_cold_items: ClassVar[bool] = True
     config_class: ClassVar[type[Any]] = HybridConfig
     net_class: ClassVar[type[TowerNet]] = HybridNet
-
-    def _net_options(self) -> dict[str, Any]:
-        cfg = self.config
-        return {
-            **super()._net_options(),
-            "tower_id_dim": cfg.tower_id_dim,
-            "normalize": cfg.normalize,
-            "id_dim": cfg.id_dim,
-            "id_l2": cfg.id_l2,
-            "id_dropout": cfg.id_dropout,
-            "gate_bias": cfg.gate_bias,
-            "objective": cfg.objective,
-            "temperature": cfg.temperature,
-            "mask_seen": cfg.mask_seen,
-        }
+    net_fields: ClassVar[tuple[str, ...]] = (
+        *DeepContent.net_fields,
+        "tower_id_dim",
+        "normalize",
+        "id_dim",
+        "id_l2",
+        "id_dropout",
+        "gate_bias",
+        "objective",
+        "temperature",
+        "mask_seen",
+    )
 
     def _fill_tables(self, net: Any, data: Processed) -> None:
         super()._fill_tables(net, data)

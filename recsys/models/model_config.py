@@ -1,18 +1,37 @@
 """Model configs: one frozen dataclass per model, built from keyword fields or ``params.yaml``
-and checked the same way, and their JSON form (what ``recommender.json`` stores)."""
+and checked the same way, and their JSON form (what ``recommender.json`` stores); the settings
+that the Keras-trained models' configs share (``TrainingSettings``)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 from recsys.config import from_dict, replace
 from recsys.errors import ConfigError
 
-__all__ = ["check_config_fields", "resolve_config", "to_jsonable"]
+__all__ = ["TrainingSettings", "check_config_fields", "resolve_config", "to_jsonable"]
 
 C = TypeVar("C")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingSettings:
+    """The fields every Keras-trained model's config has with the same meaning and default
+    (AutoRec, NeuMF, DeepContent, Hybrid, TwoTower); the loop's other settings (epochs, batch
+    size, learning rate, patience, ...) have per-model defaults and stay in each config.
+
+    Keyword-only, so a subclass's own fields keep their positional order; ``dataclasses``
+    lists these three first (``config_dict``, which ``recommender.json`` stores by key).
+    """
+
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    """Where to train and score (``recsys.train.resolve_device``); ``auto``: a GPU if any."""
+    seed: int = 20240101
+    verbose: int = 0
+    """0 silent, 1 Keras progress bar, 2 one line per epoch."""
 
 
 def resolve_config(cls: type[C], config: C | None, fields: Mapping[str, Any], name: str) -> C:

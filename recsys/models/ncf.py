@@ -45,7 +45,7 @@ from recsys.models.keras_base import (
     predict_pairs,
 )
 from recsys.models.layers import GMF, MLPTower
-from recsys.models.model_config import check_config_fields
+from recsys.models.model_config import TrainingSettings, check_config_fields
 from recsys.models.scoring import GmfMlpHead
 from recsys.schema import IMPLICIT, RATING
 from recsys.train import (
@@ -69,7 +69,7 @@ COMPILED_MIN_PAIRS = 16_384
 
 
 @dataclass(frozen=True)
-class NeuMFConfig:
+class NeuMFConfig(TrainingSettings):
     """NeuMF hyper-parameters (``params.yaml``, section ``neumf``); defaults suit ML-100K."""
 
     embedding_dim: int = 32
@@ -98,10 +98,6 @@ class NeuMFConfig:
     """Validation users sampled for the NDCG@10 used to stop early."""
     loss: Literal["auto", "bce", "mse"] = "auto"
     """``auto``: BCE on sampled negatives (top-k); ``mse``: regression on explicit ratings."""
-    device: Literal["auto", "cpu", "gpu"] = "auto"
-    seed: int = 20240101
-    verbose: int = 0
-    """0 silent, 1 Keras progress bar, 2 one line per epoch."""
 
     def __post_init__(self) -> None:
         check_config_fields(

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import keras
@@ -21,6 +21,7 @@ from keras import ops
 from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.models.keras_base import KerasRecommender, pair_model
 from recsys.models.towers import ItemTower, UserTower, history_table, item_tables
+from recsys.models.tuning import TuningRequest
 from recsys.train import EpochArrays, RankingValidation, resolve_device, set_seeds, to_numpy
 
 __all__ = ["NET", "TowerNet", "TowerRecommender", "net_sizes"]
@@ -140,12 +141,14 @@ def net_sizes(data: Processed) -> tuple[int, int, int, int, int, int]:
 class TowerRecommender(KerasRecommender):
     """A ``TowerNet`` trained through ``recsys.train`` (see the module docstring).
 
-    Subclasses set ``name``, ``config_class`` and ``net_class`` and implement ``_net_options``
-    (the net's keyword arguments), ``_loss``, ``_epoch_data``, ``_extract`` and
-    ``_score_block``; ``_fill_tables`` writes the towers' tables and may be extended.
+    Subclasses set ``name``, ``config_class``, ``net_class`` and ``net_fields`` (the config
+    fields passed to the net as keyword arguments) and implement ``_loss``, ``_epoch_data``,
+    ``_extract`` and ``_score_block``; ``_fill_tables`` writes the towers' tables and may be
+    extended.
     """
 
     net_class: ClassVar[type[TowerNet]]
+    net_fields: ClassVar[tuple[str, ...]]
 
     def n_parameters(self) -> int:
         """Trainable weights (the feature and history tables are data, not parameters)."""
@@ -159,7 +162,9 @@ class TowerRecommender(KerasRecommender):
 
     # --- hooks ----------------------------------------------------------------------------------
     def _net_options(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The net's keyword arguments: the config's ``net_fields`` (unit tuples as lists)."""
+        options = {name: getattr(self.config, name) for name in self.net_fields}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
 
     def _loss(self) -> Any:
         raise NotImplementedError
@@ -182,15 +187,7 @@ class TowerRecommender(KerasRecommender):
 
     # --- training -------------------------------------------------------------------------------
     @classmethod
-    def tune(
-        cls,
-        data: Processed,
-        val_split: InteractionSplit,
-        evaluate_fn: Any,
-        *,
-        metric: str,
-        config: Mapping[str, Any],
-    ) -> dict[str, Any]:
+    def tune(cls, request: TuningRequest) -> dict[str, Any]:
         """Choose ``epochs`` on the validation files (``recsys benchmark``'s ``Tunable`` hook).
 
         One fit on ``val_split.train`` whose loop validates on ``val_split.test`` (the
@@ -198,10 +195,11 @@ class TowerRecommender(KerasRecommender):
         with the configured ``patience``, up to the configured ``epochs``; returns
         ``{"epochs": best epoch}``. Other metrics (``loo``, ``rating``) tune nothing.
         """
-        if metric != TUNED_METRIC or val_split.test.empty:
+        val_split = request.val_split
+        if request.metric != TUNED_METRIC or val_split.test.empty:
             return {}
-        model = cls(**{**config, "eval_users": 1 << 30})
-        result = model.fit(data, dataclasses.replace(val_split, val=val_split.test))
+        model = cls(**{**request.config, "eval_users": 1 << 30})
+        result = model.fit(request.data, dataclasses.replace(val_split, val=val_split.test))
         return {"epochs": int(result.best_epoch or result.epochs)}
 
     def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:

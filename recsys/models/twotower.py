@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import keras
 import numpy as np
@@ -42,7 +42,7 @@ from keras import ops
 
 from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed
 from recsys.errors import ConfigError
-from recsys.models.model_config import check_config_fields
+from recsys.models.model_config import TrainingSettings, check_config_fields
 from recsys.models.tower_base import TowerNet, TowerRecommender
 from recsys.models.towers import UserTower
 from recsys.train import ITEM, USER, EpochArrays
@@ -52,7 +52,7 @@ MASKED_LOGIT = -1e9
 
 
 @dataclass(frozen=True)
-class TwoTowerConfig:
+class TwoTowerConfig(TrainingSettings):
     """TwoTower hyper-parameters (``params.yaml``, ``models.twotower``).
 
     The defaults were chosen on the ML-100K u1 validation files (``bench/tune_content.py``):
@@ -83,9 +83,6 @@ class TwoTowerConfig:
     patience: int = 3
     eval_every: int = 1
     eval_users: int = 1000
-    device: Literal["auto", "cpu", "gpu"] = "auto"
-    seed: int = 20240101
-    verbose: int = 0
 
     section: ClassVar[str] = "twotower"
 
@@ -278,22 +275,19 @@ class TwoTower(TowerRecommender):
     scores_cold_items: ClassVar[bool] = True
     config_class: ClassVar[type[Any]] = TwoTowerConfig
     net_class: ClassVar[type[TowerNet]] = TwoTowerNet
-
-    def _net_options(self) -> dict[str, Any]:
-        cfg = self.config
-        return {
-            "embedding_dim": cfg.embedding_dim,
-            "id_dim": cfg.id_dim,
-            "token_dim": cfg.token_dim,
-            "item_hidden_units": list(cfg.item_hidden_units),
-            "user_hidden_units": list(cfg.user_hidden_units),
-            "history_exponent": cfg.history_exponent,
-            "normalize": cfg.normalize,
-            "temperature": cfg.temperature,
-            "logq_correction": cfg.logq_correction,
-            "mask_seen": cfg.mask_seen,
-            "dropout": cfg.dropout,
-        }
+    net_fields: ClassVar[tuple[str, ...]] = (
+        "embedding_dim",
+        "id_dim",
+        "token_dim",
+        "item_hidden_units",
+        "user_hidden_units",
+        "history_exponent",
+        "normalize",
+        "temperature",
+        "logq_correction",
+        "mask_seen",
+        "dropout",
+    )
 
     def _fill_tables(self, net: Any, data: Processed) -> None:
         super()._fill_tables(net, data)

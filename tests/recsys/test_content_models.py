@@ -25,6 +25,7 @@ from recsys.models.base import Recommender
 from recsys.models.content import MODEL_FILE, DeepContent, DeepContentConfig
 from recsys.models.hybrid import Hybrid, HybridConfig
 from recsys.models.registry import model_class
+from recsys.models.tuning import TuningRequest
 from recsys.models.twotower import (
     MASKED_LOGIT,
     InBatchSoftmax,
@@ -499,7 +500,10 @@ def test_runs_under_the_jax_backend(tmp_path: Path) -> None:
 
 
 def test_tune_picks_epochs_on_the_validation_rows(world: Processed) -> None:
+    def unused(*_: Any) -> Any:
+        raise AssertionError("the towers' tune validates in its fit loop, not with evaluate_fn")
+
     config = {**CONTENT, "epochs": 3, "patience": 0}
-    chosen = DeepContent.tune(world, world.split, None, metric="ndcg@10", config=config)
+    chosen = DeepContent.tune(TuningRequest(world, world.split, unused, "ndcg@10", config))
     assert set(chosen) == {"epochs"} and 1 <= chosen["epochs"] <= 3
-    assert DeepContent.tune(world, world.split, None, metric="neg_rmse", config=config) == {}
+    assert DeepContent.tune(TuningRequest(world, world.split, unused, "neg_rmse", config)) == {}

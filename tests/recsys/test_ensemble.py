@@ -14,6 +14,7 @@ from recsys.evaluation.evaluate import evaluate_topk
 from recsys.models.base import Recommender
 from recsys.models.baselines import EASE, ItemKNN
 from recsys.models.ensemble import Ensemble
+from recsys.models.tuning import TuningRequest
 from tests.recsys.test_models_contract import RecommenderContract, synthetic_data
 
 MEMBERS = {"members": ["ease", "itemknn"], "params": {"ease": {"l2": 50.0}, "itemknn": {"k": 20}}}
@@ -90,7 +91,7 @@ def test_tune_returns_the_grid_point_with_the_best_validation_metric() -> None:
         seen.append(tuple(model.weights.tolist()))
         return result
 
-    chosen = Ensemble.tune(data, data.split, evaluate, metric="ndcg@10", config=MEMBERS)
+    chosen = Ensemble.tune(TuningRequest(data, data.split, evaluate, "ndcg@10", MEMBERS))
     assert len(seen) == 7 and all(w[0] == 1.0 for w in seen)
     best = Ensemble(**MEMBERS, weights=chosen["weights"])
     best.fit(data)
@@ -135,7 +136,7 @@ def test_tune_leaves_given_weights_alone() -> None:
         raise AssertionError("nothing to tune: the weights are given")
 
     config = {**MEMBERS, "weights": [1.0, 1.0]}
-    assert Ensemble.tune(data, data.split, evaluate, metric="ndcg@10", config=config) == {}
+    assert Ensemble.tune(TuningRequest(data, data.split, evaluate, "ndcg@10", config)) == {}
 
 
 @pytest.mark.parametrize(
