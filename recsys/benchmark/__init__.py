@@ -21,8 +21,9 @@ hold no test row (the vocabulary still lists every id, as the catalogue does), a
 only the validation files. Files are written through ``recsys.data.io``; the output directory is
 built beside ``OUT`` and swapped in only when every model finished.
 
-Tuning hook: a model class may define ``tune(data, val_split, evaluate_fn, *, metric, config)``
-(a classmethod) returning the constructor fields it chose; see ``Tunable``. EASE is tuned with
+Tuning hook: a model class may define ``tune(request)`` (a classmethod taking a
+``recsys.models.tuning.TuningRequest``) returning the constructor fields it chose; see
+``Tunable``. EASE is tuned with
 ``tune_ease_lambda`` over ``EASE_L2_GRID``.
 
 Every fold is fitted and scored by ``recsys.evaluation.harness.run_trial``, the path the
