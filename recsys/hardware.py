@@ -1,4 +1,4 @@
-"""The machine a measurement ran on: recorded with every benchmark result."""
+"""The machine a measurement ran on: recorded with every benchmark result and timing record."""
 
 from __future__ import annotations
 

@@ -5,19 +5,25 @@ its stages) are thin adapters over the two functions here. Files on disk::
 
     models/<family>/                    # Recommender.save (vocabularies and seen items inside)
     models/<family>/train.json          # TrainSummary: facts of the fit, curves, settings, size
-    models/metrics/<family>.json        # CandidateMetrics: metrics, CIs, per-user arrays, cost
+    models/metrics/<family>.json        # metrics, CIs, per-user arrays, size, parameters
+    reports/timings/train-<family>.json     # untracked: fit seconds, throughput, epoch seconds
+    reports/timings/evaluate-<family>.json  # untracked: recommend seconds, latency_ms
 
 Every candidate is scored on the same processed test split (full ranking, PROTOCOL.md
 ``topk``), and the metrics file names that split by checksum, so the gate can refuse to compare
 numbers that came from different splits. The per-user arrays are what the gate's paired
 bootstrap needs.
+
+The DVC-tracked files hold no wall-clock measurement: the same code, params and data give the
+same bytes (``dvc.lock`` unchanged by a rerun). What a run measured goes to its timing record
+(``recsys.timings``, written when ``timings_dir`` is given, as the CLI does).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,9 +36,9 @@ from recsys.errors import ConfigError, DataError
 from recsys.evaluation.harness import Heldout, fit, score
 from recsys.evaluation.results import TopKResult
 from recsys.gate import dir_size, measure_latency
-from recsys.hardware import hardware
 from recsys.models import registry
 from recsys.models.base import META_FILE, Recommender
+from recsys.timings import NOT_MEASURED, read_timings, split_timings, write_timings
 
 TRAIN_SUMMARY: Final = "train.json"
 FORMAT_VERSION: Final = 1
@@ -95,38 +101,54 @@ class TrainSummary:
     family: str
     config: dict[str, Any]
     train: dict[str, Any]
-    """``TrainResult.summary()``: fit seconds, parameters, device, epochs, seed, ..."""
+    """``TrainResult.summary()`` without timings: parameters, device, epochs, seed, ..."""
     history: dict[str, list[float]]
     """Per-epoch curves (``loss``, ``val_ndcg@10``, ...); empty for closed-form models."""
     size_bytes: int
     split: dict[str, str]
     """``split_fingerprint`` of the data it was fitted on."""
-    hardware: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def train_candidate(family: str, processed_dir: Path, out: Path, params: Params) -> TrainSummary:
+def train_candidate(
+    family: str, processed_dir: Path, out: Path, params: Params, *, timings_dir: Path | None = None
+) -> TrainSummary:
     """Fit candidate ``family`` on the processed split and save it to ``out`` atomically.
 
     ``out`` becomes the model's ``Recommender.save`` directory plus ``train.json``; on any
-    failure (a NaN loss raises ``TrainingError``) the previous ``out`` stays as it was.
+    failure (a NaN loss raises ``TrainingError``) the previous ``out`` stays as it was. With
+    ``timings_dir``, the fit's timings go to its ``train-<family>.json`` (``recsys.timings``).
     """
     model = build_candidate(family, params.models)  # bad settings fail before loading data
     data = load_processed(Path(processed_dir))
     result = fit(model, data)
-    with io.atomic_dir(Path(out)) as tmp:
+    summary = _save_with_summary(model, family, result.history, Path(processed_dir), Path(out))
+    write_timings(timings_dir, "train", family, Path(out), result.timings())
+    return summary
+
+
+def _save_with_summary(
+    model: Recommender,
+    family: str,
+    history: Mapping[str, Sequence[float]],
+    processed_dir: Path,
+    out: Path,
+) -> TrainSummary:
+    """``model.save(out)`` and its ``train.json``, atomically together."""
+    result = model.train_result
+    assert result is not None  # fitted or composed
+    with io.atomic_dir(out) as tmp:
         model.save(tmp)
         summary = TrainSummary(
             family=family,
             config=model.config_dict(),
-            train=result.summary(),
-            history={k: [float(x) for x in v] for k, v in result.history.items()},
+            train=split_timings(result.summary())[0],
+            history={k: [float(x) for x in v] for k, v in history.items()},
             size_bytes=dir_size(tmp),
             split=split_fingerprint(processed_dir),
-            hardware=hardware(),
         )
         io.write_json(summary.to_dict(), tmp / TRAIN_SUMMARY)
     return summary
@@ -155,21 +177,9 @@ def compose_candidate(
         ranker, retriever, rerank_top=serving.rerank_top, retrieval=serving.retrieval
     )
     family = read_train_summary(ranker_dir).get("family", ranker.name)
-    result = model.train_result
-    assert result is not None  # compose fills it
-    with io.atomic_dir(Path(out)) as tmp:
-        model.save(tmp)
-        summary = TrainSummary(
-            family=f"{TWO_STAGE_PREFIX}{family}",
-            config=model.config_dict(),
-            train=result.summary(),
-            history={},
-            size_bytes=dir_size(tmp),
-            split=split_fingerprint(processed_dir),
-            hardware=hardware(),
-        )
-        io.write_json(summary.to_dict(), tmp / TRAIN_SUMMARY)
-    return summary
+    return _save_with_summary(
+        model, f"{TWO_STAGE_PREFIX}{family}", {}, Path(processed_dir), Path(out)
+    )
 
 
 def read_train_summary(model_dir: Path) -> dict[str, Any]:
@@ -181,7 +191,8 @@ def read_train_summary(model_dir: Path) -> dict[str, Any]:
 def recommend_latency_ms(
     model: Recommender, user_ids: np.ndarray, *, n_requests: int = LATENCY_REQUESTS, seed: int = 0
 ) -> dict[str, float]:
-    """``latency_ms`` of the metrics file: the gate's ``measure_latency``, in milliseconds."""
+    """``latency_ms`` of an evaluation's timing record, and what the gate's latency budget
+    reads: the gate's ``measure_latency``, in milliseconds."""
     stats = measure_latency(
         model, user_ids, k=LATENCY_K, n_requests=n_requests, warmup=LATENCY_WARMUP, seed=seed
     )
@@ -203,12 +214,15 @@ def evaluate_candidate(
     n_boot: int = 1000,
     seed: int = 0,
     latency_requests: int = LATENCY_REQUESTS,
+    timings_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Score the saved model in ``model_dir`` on the processed test split; write ``out``.
 
     Returns the content of ``out`` (JSON): ``metrics`` (means), ``ci`` (95 % bootstrap),
     ``per_user`` (``user_ids`` and one [n_users] list per metric, for paired tests),
-    ``fit_seconds``, ``size_bytes``, ``n_parameters``, ``latency_ms`` (p50/p99) and ``split``.
+    ``size_bytes``, ``n_parameters``, ``device`` and ``split``: the same for the same model and
+    data. With ``timings_dir``, what it measured (``recommend_seconds``, the single-request
+    ``latency_ms`` p50/p99/max) goes to its ``evaluate-<family>.json`` (``recsys.timings``).
 
     Raises:
       DataError: the model directory is missing or incomplete, or nothing can be evaluated.
@@ -240,14 +254,9 @@ def evaluate_candidate(
         "n_test_rows": len(data.split.test),
         "n_boot": n_boot,
         "seed": seed,
-        "fit_seconds": None if train is None else train.fit_seconds,
         "n_parameters": None if train is None else train.n_parameters,
         "device": None if train is None else train.device,
         "size_bytes": dir_size(model_dir),
-        "recommend_seconds": result.recommend_seconds,
-        "latency_ms": recommend_latency_ms(
-            model, result.user_ids, n_requests=latency_requests, seed=seed
-        ),
         "split": split_fingerprint(processed_dir),
         "per_user": {
             "user_ids": result.user_ids.tolist(),
@@ -259,6 +268,12 @@ def evaluate_candidate(
     if isinstance(model, TwoStage):
         report["two_stage"] = two_stage_report(model, data, result.user_ids, ks, n_boot, seed)
     io.write_json(report, Path(out))
+    if timings_dir is not None:
+        latency = recommend_latency_ms(
+            model, result.user_ids, n_requests=latency_requests, seed=seed
+        )
+        measured = {"recommend_seconds": result.recommend_seconds, "latency_ms": latency}
+        write_timings(timings_dir, "evaluate", report["family"], Path(out), measured)
     return report
 
 
@@ -296,20 +311,52 @@ def two_stage_report(
     }
 
 
-def metrics_table(reports: Sequence[dict[str, Any]], primary: str = "ndcg@10") -> str:
-    """A markdown table of candidates (best first by ``primary``), with its 95 % CI."""
+def metrics_file(models_dir: Path, family: str) -> Path:
+    """``models/metrics/<family>.json``: what ``recsys evaluate`` (``compose``) writes."""
+    return Path(models_dir) / "metrics" / f"{family}.json"
+
+
+def candidate_timings(
+    models_dir: Path, family: str, timings_dir: Path | None
+) -> dict[str, float | None]:
+    """``fit_seconds`` and ``p99_ms`` of candidate ``family`` from the timing records of the
+    run that wrote ``models/<family>`` and its metrics file; None where none measured them
+    (and for every value without ``timings_dir``)."""
+    if timings_dir is None:
+        return {"fit_seconds": None, "p99_ms": None}
+    fit = read_timings(timings_dir, "train", family, Path(models_dir) / family)
+    evaluated = read_timings(timings_dir, "evaluate", family, metrics_file(models_dir, family))
+    return {
+        "fit_seconds": None if fit is None else fit.value("fit_seconds"),
+        "p99_ms": None if evaluated is None else evaluated.value("latency_ms", "p99"),
+    }
+
+
+def metrics_table(
+    reports: Sequence[Mapping[str, Any]],
+    primary: str = "ndcg@10",
+    timings: Mapping[str, Mapping[str, float | None]] | None = None,
+) -> str:
+    """A markdown table of candidates (best first by ``primary``), with its 95 % CI; fit
+    seconds and p99 latency from ``timings`` (family -> ``candidate_timings``), "—" where this
+    run measured none."""
     head = f"| model | {primary} (95 % CI) | recall@10 | hr@10 | coverage@10 | fit s | size MB "
     head += "| p99 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     rows = [head]
+    unmeasured = False
     for r in sorted(reports, key=lambda r: -float(r["metrics"].get(primary, float("-inf")))):
         m = r["metrics"]
         lo, hi = r["ci"].get(primary, (float("nan"), float("nan")))
-        fit = r.get("fit_seconds")
+        measured = (timings or {}).get(r["family"], {})
+        fit, p99 = measured.get("fit_seconds"), measured.get("p99_ms")
+        unmeasured = unmeasured or fit is None or p99 is None
         rows.append(
             f"| {r['family']} | {m.get(primary, float('nan')):.4f} ({lo:.4f}–{hi:.4f}) "
             f"| {m.get('recall@10', float('nan')):.4f} | {m.get('hr@10', float('nan')):.4f} "
             f"| {m.get('coverage@10', float('nan')):.4f} "
             f"| {'—' if fit is None else f'{fit:.1f}'} | {r['size_bytes'] / 1e6:.2f} "
-            f"| {r['latency_ms']['p99']:.2f} |"
+            f"| {'—' if p99 is None else f'{p99:.2f}'} |"
         )
+    if unmeasured:
+        rows.append(f"\n—: {NOT_MEASURED}")
     return "\n".join(rows)

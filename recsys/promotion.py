@@ -14,7 +14,10 @@ Rules (each unit-tested in tests/recsys/test_promotion.py):
   *as served* (ties: the first listed);
 - each is registered in the BentoML store (``recsys-twostage``) once per content: a second run
   over the same files (same fingerprint, same split) reuses the tag;
-- the champion is re-evaluated on the same processed split before the gate compares them;
+- the champion is re-evaluated on the same processed split before the gate compares them, and
+  the challenger's single-request latency (the gate's latency budget) is measured then, on
+  the same machine: the metrics files hold no timings (they are DVC outputs, the same bytes
+  for the same model; ``recsys.timings``);
 - a challenger already rejected against the same champion is not gated again (the recorded
   verdict stands); the champion itself is not gated against itself.
 
@@ -37,12 +40,22 @@ from recsys.data.records import Record
 from recsys.errors import DataError
 from recsys.fingerprint import tree_digest
 from recsys.gate import ModelEvaluation, checksums_fingerprint, decide
-from recsys.pipeline import TWO_STAGE_PREFIX, evaluate_candidate
+from recsys.pipeline import (
+    TWO_STAGE_PREFIX,
+    candidate_timings,
+    evaluate_candidate,
+    metrics_file,
+    recommend_latency_ms,
+)
+from recsys.timings import NOT_MEASURED, read_timings, timings_path
 
 STORE_NAME: Final = "recsys-twostage"
 MODEL_FINGERPRINT: Final = "content_sha256"
 """Metadata key of a registered model: ``model_fingerprint`` of the directory it came from."""
 OUTCOME_FORMAT: Final = 1
+P99_KEY: Final = "p99 ms"
+"""A candidate's p99 latency in ``GateOutcome.candidates``: the challenger's measured by the
+gate, the others' from their timing records (None: not measured in this run)."""
 
 
 def served_dir(models_dir: Path, family: str) -> Path:
@@ -50,7 +63,7 @@ def served_dir(models_dir: Path, family: str) -> Path:
 
 
 def served_metrics_file(models_dir: Path, family: str) -> Path:
-    return Path(models_dir) / "metrics" / f"{TWO_STAGE_PREFIX}{family}.json"
+    return metrics_file(models_dir, f"{TWO_STAGE_PREFIX}{family}")
 
 
 def best_candidate(reports: Mapping[str, Mapping[str, Any]], metric: str) -> str:
@@ -83,9 +96,11 @@ def register_candidate(
     params_hash: str,
     data_version: str,
     home: Path | str | None = None,
+    fit_seconds: float | None = None,
 ) -> str:
     """The store tag of the served ranking in ``model_dir``: saved the first time these files
-    (their fingerprint) evaluated on this split are seen, reused afterwards."""
+    (their fingerprint) evaluated on this split are seen, reused afterwards. ``fit_seconds``
+    (its candidate's fit, from the timing record; None: not measured) joins its metadata."""
     from recsys.serving import store
 
     fingerprint = model_fingerprint(model_dir)
@@ -108,7 +123,7 @@ def register_candidate(
         metadata={
             MODEL_FINGERPRINT: fingerprint,
             "family": report.get("family"),
-            "fit_seconds": report.get("fit_seconds"),
+            "fit_seconds": fit_seconds,
         },
         home=home,
     )
@@ -144,7 +159,8 @@ class GateOutcome(Record):
     registered: dict[str, str] = field(default_factory=dict)
     """Candidate family -> store tag of its served ranking."""
     candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Candidate family -> primary metric served and ranking every item, recall@M, CI."""
+    """Candidate family -> primary metric served and ranking every item, recall@M, CI, p99
+    latency (``P99_KEY``)."""
     format_version: int = OUTCOME_FORMAT
 
     RECORD_WHAT = "gate outcome"
@@ -164,14 +180,18 @@ def gate_candidates(
     data_version: str,
     work_dir: Path,
     families: Sequence[str] | None = None,
+    timings_dir: Path | None = None,
 ) -> GateOutcome:
     """Register every served ranking, gate the best one against the champion (re-evaluated on
-    the same split), record the decision in ``registry``; see the module docstring.
+    the same split, the challenger's latency measured now), record the decision in
+    ``registry``; see the module docstring.
 
     Args:
       registry: a ``recsys.serving.store.Registry`` (champion pointer, decisions).
       data_version: the processed data's version (its DVC hash), a label of the models.
       work_dir: where the champion's evaluation and the decision are written.
+      timings_dir: the pipeline's timing records (``recsys.timings``): the fit seconds of
+        each candidate and the p99 latency of those not measured here, where recorded.
     """
     from recsys.serving import store
 
@@ -185,13 +205,21 @@ def gate_candidates(
             params_hash=served_params_hash(params, f),
             data_version=data_version,
             home=registry.home,
+            fit_seconds=candidate_timings(models_dir, f, timings_dir)["fit_seconds"],
         )
         for f in families
     }
     best = best_candidate(reports, metric)
     tag, champion = tags[best], registry.champion()
     champion_tag = None if champion is None else champion.tag
-    summary = {f: _candidate_summary(reports[f], metric) for f in families}
+    summary = {
+        f: _candidate_summary(
+            reports[f],
+            metric,
+            candidate_timings(models_dir, f"{TWO_STAGE_PREFIX}{f}", timings_dir)["p99_ms"],
+        )
+        for f in families
+    }
     base = GateOutcome(
         challenger=tag,
         family=f"{TWO_STAGE_PREFIX}{best}",
@@ -211,7 +239,11 @@ def gate_candidates(
     if earlier is not None:
         report = f"gate: no new challenger; {tag} was rejected earlier:\n{earlier}"
         return dataclasses.replace(base, already_rejected=True, report=report)
-    challenger = ModelEvaluation.from_dict(reports[best], f"{TWO_STAGE_PREFIX}{best}", tag=tag)
+    challenger = with_latency(
+        ModelEvaluation.from_dict(reports[best], f"{TWO_STAGE_PREFIX}{best}", tag=tag),
+        served_dir(models_dir, best),
+    )
+    measured = {**summary, best: {**summary[best], P99_KEY: challenger.latency_p99_ms}}
     champion_eval = None
     if champion_tag is not None:
         path = Path(work_dir) / "champion.json"
@@ -227,7 +259,56 @@ def gate_candidates(
         promote=decision.promote,
         decision_file=str(decision_file),
         report=decision.report(),
+        candidates=measured,
     )
+
+
+def with_latency(evaluation: ModelEvaluation, model_dir: Path, *, seed: int = 0) -> ModelEvaluation:
+    """``evaluation`` with the p50/p99 single-request latency of the model saved in
+    ``model_dir``, measured now on the evaluation's users (``recommend_latency_ms``): what the
+    gate's latency budget reads, measured where and when the gate runs."""
+    from recsys.models.base import Recommender
+
+    if not evaluation.n_users:  # the gate rejects an empty test set itself
+        return evaluation
+    latency = recommend_latency_ms(Recommender.load(model_dir), evaluation.user_ids, seed=seed)
+    return dataclasses.replace(
+        evaluation, latency_p50_ms=latency["p50"], latency_p99_ms=latency["p99"]
+    )
+
+
+def gate_evaluation(
+    path: Path,
+    *,
+    tag: str | None = None,
+    model_dir: Path | None = None,
+    timings_dir: Path | None = None,
+) -> tuple[ModelEvaluation, str]:
+    """The challenger's evaluation in ``path`` (a ``recsys evaluate`` metrics file or
+    ``ModelEvaluation.to_dict()``) with a latency for the gate's budget, and where it came
+    from: measured now on the saved model in ``model_dir`` when given; else the one ``path``
+    holds; else the one its timing record holds (``recsys evaluate`` measured it writing these
+    very bytes); else none, which the budget rejects as not measured."""
+    raw = io.read_json(path)
+    evaluation = ModelEvaluation.from_dict(raw, str(path), tag=tag)
+    if model_dir is not None:
+        return with_latency(evaluation, model_dir), f"latency measured now on {model_dir}"
+    if evaluation.latency_p99_ms is not None:
+        return evaluation, f"latency from {path}"
+    family = raw.get("family")
+    if timings_dir is not None and isinstance(family, str):
+        record = read_timings(timings_dir, "evaluate", family, path)
+        p99 = None if record is None else record.value("latency_ms", "p99")
+        if record is not None and p99 is not None:
+            p50 = record.value("latency_ms", "p50")
+            evaluation = dataclasses.replace(
+                evaluation,
+                latency_p50_ms=None if p50 is None else float(p50),
+                latency_p99_ms=float(p99),
+            )
+            where = timings_path(timings_dir, "evaluate", family)
+            return evaluation, f"latency from {where} (measured {record.measured_at})"
+    return evaluation, f"latency {NOT_MEASURED} (measure it: --challenger-model DIR)"
 
 
 def served_params_hash(params: Params, family: str) -> str:
@@ -254,12 +335,14 @@ def _read_report(path: Path) -> dict[str, Any]:
     return report
 
 
-def _candidate_summary(report: Mapping[str, Any], metric: str) -> dict[str, Any]:
+def _candidate_summary(
+    report: Mapping[str, Any], metric: str, p99_ms: float | None
+) -> dict[str, Any]:
     two = report.get("two_stage") or {}
     return {
         metric: float(report["metrics"][metric]),
         "ci": list(report.get("ci", {}).get(metric, [])),
         f"{metric} ranking every item": (two.get("ranker_metrics") or {}).get(metric),
         "recall@M": two.get("recall@M"),
-        "p99 ms": (report.get("latency_ms") or {}).get("p99"),
+        P99_KEY: p99_ms,
     }

@@ -1,7 +1,9 @@
 """One asset per candidate model family (the keys of ``models`` in params.yaml).
 
 Each runs the DVC stage ``train@<family>``, which writes ``models/<family>/`` (the saved
-``Recommender`` plus ``train.json``); the model travels to later assets as that path.
+``Recommender`` plus ``train.json``); the model travels to later assets as that path. The fit
+time comes from the stage's untracked timing record (``reports/timings/train-<family>.json``,
+``recsys.timings``), when this run measured it.
 """
 
 from collections.abc import Sequence
@@ -14,6 +16,7 @@ from orchestration.defs.plots import image_metadata, line_chart
 from orchestration.defs.resources import DVC_POOL, OWNERS, DvcProject
 from recsys import pipeline
 from recsys.models.registry import MODELS
+from recsys.timings import NOT_MEASURED, TIMINGS_DIR
 
 MODELS_DIR = "models"
 CLASSIC_MODULES = ("recsys.models.baselines", "recsys.models.bpr")
@@ -54,9 +57,10 @@ def build_model_asset(family: str) -> dg.AssetsDefinition:
         model_dir = dvc.path / MODELS_DIR / family
         summary = pipeline.read_train_summary(model_dir)
         train, history = summary["train"], summary.get("history", {})
+        fit = pipeline.candidate_timings(dvc.path / MODELS_DIR, family, dvc.path / TIMINGS_DIR)
         metadata = {
             **stage_metadata(run),
-            "fit seconds": float(train["fit_seconds"]),
+            "fit seconds": NOT_MEASURED if fit["fit_seconds"] is None else fit["fit_seconds"],
             "epochs": int(train.get("epochs") or 0),
             "best epoch": train.get("best_epoch"),
             "parameters": int(train["n_parameters"]),

@@ -18,7 +18,8 @@ import dagster as dg
 from orchestration.defs.plots import bar_chart, image_metadata
 from orchestration.defs.resources import DVC_POOL, OWNERS, DvcProject
 from orchestration.defs.served_assets import served_rankings
-from recsys.promotion import GateOutcome
+from recsys.promotion import P99_KEY, GateOutcome
+from recsys.timings import NOT_MEASURED
 
 GATE_DIR = Path("reports") / "gate"
 OUTCOME_FILE = GATE_DIR / "latest.json"
@@ -31,6 +32,7 @@ GATE_CODE = (
     "recsys/gate*",  # a module or a package
     "recsys/promotion*",
     "recsys/pipeline*",
+    "recsys/timings*",
     "recsys/evaluation",
     *REGISTRY_CODE,
 )
@@ -92,7 +94,15 @@ def build_gate_decision(families: Sequence[str]) -> dg.AssetsDefinition:
                 "already rejected": outcome.already_rejected,
                 "decision": dg.MetadataValue.md(f"```\n{outcome.report}\n```"),
                 "registered": dg.MetadataValue.json(outcome.registered),
-                "served rankings": dg.MetadataValue.json(outcome.candidates),
+                "served rankings": dg.MetadataValue.json(
+                    {
+                        family: {
+                            **c,
+                            P99_KEY: NOT_MEASURED if c.get(P99_KEY) is None else c[P99_KEY],
+                        }
+                        for family, c in outcome.candidates.items()
+                    }
+                ),
                 f"{metric} served, by candidate": image_metadata(
                     context,
                     bar_chart(chart, f"{metric} served (95 % CI)", ylabel=metric),

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from recsys.config import Params, load_params
+from recsys.timings import TIMINGS_DIR
 
 DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_REPORTS = Path("reports") / "validation"
@@ -64,6 +65,17 @@ def add_in_option(
     help: str = "processed directory (its test split)",
 ) -> None:
     parser.add_argument("--in", dest="inp", type=Path, required=True, help=help)
+
+
+def add_timings_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timings",
+        type=Path,
+        default=TIMINGS_DIR,
+        metavar="DIR",
+        help="untracked record of what the run measured: seconds, latency, hardware "
+        "(default: %(default)s)",
+    )
 
 
 def add_out_option(parser: argparse.ArgumentParser, help: str, metavar: str | None = None) -> None:

@@ -12,9 +12,11 @@ from recsys.cli.common import (
     add_in_option,
     add_out_option,
     add_params_option,
+    add_timings_option,
     params_from,
 )
 from recsys.errors import ConfigError
+from recsys.timings import NOT_MEASURED, Timings
 
 
 def add_benchmark_parser(commands: Commands) -> None:
@@ -70,6 +72,7 @@ def add_parsers(commands: Commands) -> None:
     add_in_option(train, "processed directory")
     add_out_option(train, "model directory to write")
     add_params_option(train)
+    add_timings_option(train)
 
     evaluate = add_command(commands, "evaluate", cmd_evaluate)
     evaluate.add_argument("--model", type=Path, required=True, help="trained model directory")
@@ -77,6 +80,7 @@ def add_parsers(commands: Commands) -> None:
     add_out_option(evaluate, "metrics JSON file to write")
     evaluate.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for CIs")
     evaluate.add_argument("--seed", type=int, default=0, help="bootstrap and latency-sample seed")
+    add_timings_option(evaluate)
 
     compose = add_command(commands, "compose", cmd_compose)
     compose.add_argument("--ranker", type=Path, required=True, help="trained candidate dir")
@@ -85,6 +89,7 @@ def add_parsers(commands: Commands) -> None:
     add_out_option(compose, "two-stage model dir to write")
     compose.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
     add_params_option(compose)
+    add_timings_option(compose)
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -145,38 +150,53 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     Fit the candidate --model (a key of the 'models' section of the parameter file, with its
     settings) on the processed split's train rows, early-stopping on its validation rows, and
-    write --out atomically: the saved model plus train.json. Exit status: 0 written, 2 bad input
-    or configuration.
+    write --out atomically: the saved model plus train.json, the same bytes for the same data,
+    settings and seed. What the fit measured (seconds, samples per second, epoch times,
+    hardware) goes to --timings/train-MODEL.json. Exit status: 0 written, 2 bad input or
+    configuration.
     """
     from recsys import pipeline
+    from recsys.timings import read_timings
 
-    summary = pipeline.train_candidate(args.model, args.inp, args.out, params_from(args.params))
+    summary = pipeline.train_candidate(
+        args.model, args.inp, args.out, params_from(args.params), timings_dir=args.timings
+    )
     train = summary.train
+    timed = read_timings(args.timings, "train", args.model, args.out)
     print(
-        f"trained {args.model}: {train['fit_seconds']:.1f} s, {train['epochs']} epoch(s), "
-        f"{train['n_parameters']:,} parameters on {train['device']}, "
-        f"{summary.size_bytes / 1e6:.2f} MB -> {args.out}"
+        f"trained {args.model}: {_seconds(timed, 'fit_seconds', spec='.1f', unit=' s')}, "
+        f"{train['epochs']} epoch(s), {train['n_parameters']:,} parameters on "
+        f"{train['device']}, {summary.size_bytes / 1e6:.2f} MB -> {args.out}"
     )
     return 0
+
+
+def _seconds(timed: Timings | None, *keys: str, spec: str, unit: str) -> str:
+    """A measured value of a timing record as printed, or that the run did not measure it."""
+    value = None if timed is None else timed.value(*keys)
+    return NOT_MEASURED if value is None else f"{value:{spec}}{unit}"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """score a trained model on the processed test split (metrics JSON)
 
     Rank every training item for each test user (seen items excluded) and write --out: metrics
-    with 95% bootstrap CIs, per-user values for paired tests, fit seconds, model size, p99
-    single-request latency and the split's checksums.
+    with 95% bootstrap CIs, per-user values for paired tests, model size and the split's
+    checksums, the same bytes for the same model and data. What it measured (recommend
+    seconds, p50/p99 single-request latency, hardware) goes to --timings/evaluate-FAMILY.json.
     """
     from recsys import pipeline
+    from recsys.timings import read_timings
 
     report = pipeline.evaluate_candidate(
-        args.model, args.inp, args.out, n_boot=args.n_boot, seed=args.seed
+        args.model, args.inp, args.out, n_boot=args.n_boot, seed=args.seed, timings_dir=args.timings
     )
     m, ci = report["metrics"], report["ci"]["ndcg@10"]
+    timed = read_timings(args.timings, "evaluate", report["family"], args.out)
     print(
         f"evaluated {report['family']} on {report['n_users']:,} test users: NDCG@10 "
         f"{m['ndcg@10']:.4f} ({ci[0]:.4f}-{ci[1]:.4f}), recall@10 {m['recall@10']:.4f}, "
-        f"p99 {report['latency_ms']['p99']:.2f} ms -> {args.out}"
+        f"p99 {_seconds(timed, 'latency_ms', 'p99', spec='.2f', unit=' ms')} -> {args.out}"
     )
     return 0
 
@@ -188,14 +208,15 @@ def cmd_compose(args: argparse.Namespace) -> int:
     vectors (exact or ANN search, `serving:` in the parameter file), then rank them by the
     trained candidate. Saves it as one model to --out (no training) and scores it like `recsys
     evaluate` on the processed test split, with the candidate's own full ranking and the ANN's
-    recall@M beside it (the gate's two-stage budget).
+    recall@M beside it (the gate's two-stage budget). What the scoring measured goes to
+    --timings/evaluate-twostage-FAMILY.json, as with `recsys evaluate`.
     """
     from recsys import pipeline
 
     params = params_from(args.params)
     pipeline.check_candidates(params.models, params.serving)
     summary = pipeline.compose_candidate(args.ranker, args.retriever, args.inp, args.out, params)
-    report = pipeline.evaluate_candidate(args.out, args.inp, args.metrics)
+    report = pipeline.evaluate_candidate(args.out, args.inp, args.metrics, timings_dir=args.timings)
     two = report["two_stage"]
     primary = params.gate.primary_metric
     print(

@@ -14,6 +14,7 @@ from recsys.cli.common import (
     add_out_option,
     add_params_option,
     add_registry_option,
+    add_timings_option,
     params_from,
 )
 
@@ -22,10 +23,17 @@ def add_parsers(commands: Commands) -> None:
     """Add ``recsys gate``, ``champion``, ``promote`` and ``rollback``."""
     gate = add_command(commands, "gate", cmd_gate, raw=True)
     gate.add_argument("--challenger", type=Path, required=True, metavar="EVAL.json")
+    gate.add_argument(
+        "--challenger-model",
+        type=Path,
+        metavar="DIR",
+        help="the challenger's saved model: its latency is measured now, on the test users",
+    )
     gate.add_argument("--champion", type=Path, metavar="EVAL.json", help="omit on the first run")
     gate.add_argument("--challenger-tag", metavar="TAG", help="registry tag of the challenger")
     gate.add_argument("--champion-tag", metavar="TAG", help="registry tag of the champion")
     add_params_option(gate)
+    add_timings_option(gate)
     gate.add_argument("--out", type=Path, required=True, metavar="DECISION.json")
     gate.add_argument(
         "--registry", type=Path, metavar="DIR", help="also record the decision in this registry"
@@ -60,6 +68,7 @@ def add_gate_candidates_parser(commands: Commands) -> None:
     gate_run.add_argument(
         "--data-version", required=True, help="version of the processed data (its DVC hash)"
     )
+    add_timings_option(gate_run)
     add_out_option(gate_run, "outcome JSON to write")
 
 
@@ -68,10 +77,11 @@ def cmd_gate_candidates(args: argparse.Namespace) -> int:
 
     The pipeline's gate step (recsys.promotion.gate_candidates): register each candidate's
     served ranking (models/twostage-<family>, written by `recsys compose`) in the BentoML store
-    once per content, pick the best on the gate's primary metric, re-evaluate the champion on
-    the same split, decide (the 'gate' section) and record the decision in the registry. --out
-    gets the outcome as JSON. Exit status: 0 the challenger may be promoted, 1 it may not
-    (rejected, already champion or already rejected), 2 bad input.
+    once per content, pick the best on the gate's primary metric, measure its latency and
+    re-evaluate the champion on the same split, decide (the 'gate' section) and record the
+    decision in the registry. --out gets the outcome as JSON. Exit status: 0 the challenger
+    may be promoted, 1 it may not (rejected, already champion or already rejected), 2 bad
+    input.
     """
     from recsys import promotion
     from recsys.data import io
@@ -84,6 +94,7 @@ def cmd_gate_candidates(args: argparse.Namespace) -> int:
         Registry(args.registry),
         data_version=args.data_version,
         work_dir=args.out.parent,
+        timings_dir=args.timings,
     )
     io.write_json(outcome.to_dict(), args.out)
     print(outcome.report)
@@ -101,16 +112,25 @@ def cmd_gate(args: argparse.Namespace) -> int:
     EVAL.json: the metrics file of `recsys evaluate` (give --challenger-tag, the model's
     registry tag) or ModelEvaluation.to_dict(). Writes the decision with every reason to --out.
 
+    The challenger's latency (gate.max_latency_p99_ms): measured now on --challenger-model DIR
+    when given; else the one EVAL.json holds; else the one `recsys evaluate` recorded when it
+    wrote EVAL.json (--timings/evaluate-FAMILY.json); else the budget rejects it as missing.
+
     Exit status: 0 promoted, 1 rejected (every reason is printed), 2 bad input.
     """
-    from recsys import gate
+    from recsys import gate, promotion
     from recsys.data import io
 
-    def evaluation(path: Path, tag: str | None) -> gate.ModelEvaluation:
-        return gate.ModelEvaluation.from_dict(io.read_json(path), str(path), tag=tag)
-
-    challenger = evaluation(args.challenger, args.challenger_tag)
-    champion = None if args.champion is None else evaluation(args.champion, args.champion_tag)
+    challenger, latency_from = promotion.gate_evaluation(
+        args.challenger,
+        tag=args.challenger_tag,
+        model_dir=args.challenger_model,
+        timings_dir=args.timings,
+    )
+    champion = None
+    if args.champion is not None:
+        raw = io.read_json(args.champion)
+        champion = gate.ModelEvaluation.from_dict(raw, str(args.champion), tag=args.champion_tag)
     decision = gate.decide(challenger, champion, params_from(args.params).gate)
     io.write_json(decision.to_dict(), args.out)
     if args.registry is not None:
@@ -118,6 +138,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
         print(f"recorded: {Registry(args.registry).record_decision(decision)}")
     print(decision.report())
+    print(f"challenger's {latency_from}")
     print(f"decision: {args.out}")
     return 0 if decision.promote else 1
 

@@ -220,7 +220,9 @@ def cross_validate(
     fit_seconds: list[float] = []
     for data, split in folds:
         model = make_model()
-        fit_seconds.append(fit(model, data, split).fit_seconds)
+        seconds = fit(model, data, split).fit_seconds
+        assert seconds is not None  # a fit in this process is timed
+        fit_seconds.append(seconds)
         per_fold.append({k: float(v) for k, v in evaluate(model, split).metrics.items()})
     mean, std = fold_statistics(per_fold)
     return CrossValResult(

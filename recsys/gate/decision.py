@@ -217,7 +217,11 @@ def _cost_rules(ev: ModelEvaluation, cfg: GateConfig) -> list[Reason]:
     out = []
     if cfg.max_latency_p99_ms is not None:
         limit = cfg.max_latency_p99_ms
-        out.append(_threshold(ev.latency_p99_ms, "latency_p99_ms", limit, False, "latency"))
+        reason = _threshold(ev.latency_p99_ms, "latency_p99_ms", limit, False, "latency")
+        if ev.latency_p99_ms is None:  # metrics files hold no timings: the gate measures it
+            message = "latency_p99_ms not measured: measure the challenger's saved model"
+            reason = dataclasses.replace(reason, message=message)
+        out.append(reason)
     if cfg.max_model_bytes is not None:
         size = None if ev.model_bytes is None else float(ev.model_bytes)
         out.append(_threshold(size, "model_bytes", float(cfg.max_model_bytes), False, "size"))

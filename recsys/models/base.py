@@ -36,6 +36,7 @@ from recsys.data.preprocess import InteractionSplit, Processed, Vocabulary
 from recsys.errors import DataError, RecsysError
 from recsys.models.model_config import resolve_config, to_jsonable
 from recsys.models.ranking import blocks, interaction_matrix, item_similarities, top_items, top_k
+from recsys.timings import split_timings
 
 __all__ = [
     "FORMAT_VERSION",
@@ -67,7 +68,9 @@ class TrainResult:
     """What a ``fit`` did: the facts the benchmark, the gate and the Dagster metadata show."""
 
     model: str
-    fit_seconds: float
+    fit_seconds: float | None
+    """Wall-clock seconds of ``fit``; None once saved and loaded (a saved model keeps no
+    timings: ``recsys.timings.TIMING_KEYS``)."""
     n_parameters: int
     seed: int
     device: str = "cpu"
@@ -83,6 +86,16 @@ class TrainResult:
         out = dataclasses.asdict(self)
         out.pop("history")
         return out
+
+    def facts(self) -> dict[str, Any]:
+        """JSON-ready, curves included, timings left out: the same for two fits with the
+        same seed on the same data (what ``save`` writes); ``timings()`` has the rest."""
+        return split_timings(dataclasses.asdict(self))[0]
+
+    def timings(self) -> dict[str, Any]:
+        """What this fit measured, nested as in ``summary()``: ``fit_seconds``,
+        ``samples_per_second``, ``extra``'s epoch and validation seconds."""
+        return split_timings(dataclasses.asdict(self))[1]
 
 
 class Recommender(abc.ABC):

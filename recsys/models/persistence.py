@@ -1,14 +1,14 @@
 """The on-disk layout of every ``Recommender`` (``Recommender.save`` / ``load``).
 
 A model directory holds ``recommender.json`` (format version, registry name, constructor
-config, feedback kind, ``TrainResult``), the vocabulary (``vocab/users.parquet``,
-``vocab/items.parquet``), the training interactions (``seen.parquet``, for excluding seen
-items) and whatever the model's own ``_save`` writes. It is written atomically.
+config, feedback kind, ``TrainResult.facts()``: no timings, so that two fits with the same
+seed write the same bytes), the vocabulary (``vocab/users.parquet``, ``vocab/items.parquet``),
+the training interactions (``seen.parquet``, for excluding seen items) and whatever the
+model's own ``_save`` writes. It is written atomically.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TypeVar
 
@@ -43,9 +43,7 @@ def save_recommender(model: Recommender, path: Path) -> None:
             "model": model.name,
             "config": model.config_dict(),
             "feedback": model.feedback,
-            "train_result": None
-            if model.train_result is None
-            else dataclasses.asdict(model.train_result),
+            "train_result": None if model.train_result is None else model.train_result.facts(),
         }
         io.write_json(meta, tmp / META_FILE)
 
@@ -76,6 +74,7 @@ def load_recommender(cls: type[R], path: Path) -> R:
     model._item_in_train = np.asarray(model._seen.getnnz(axis=0) > 0)
     model.feedback = meta.get("feedback", "explicit")
     if meta.get("train_result"):
-        model.train_result = TrainResult(**meta["train_result"])
+        # Timings are not saved (the same bytes for the same fit); an older file's still load.
+        model.train_result = TrainResult(**{"fit_seconds": None, **meta["train_result"]})
     model._load(path)
     return model

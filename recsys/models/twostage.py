@@ -97,9 +97,11 @@ class TwoStage(Recommender):
         model._adopt(ranker, retriever)
         parts = [ranker] if retriever is ranker else [ranker, retriever]
         results = {p.name: p.train_result for p in parts if p.train_result is not None}
+        seconds = [r.fit_seconds for r in results.values()]
         model.train_result = TrainResult(
             model=cls.name,
-            fit_seconds=round(sum(r.fit_seconds for r in results.values()), 4),
+            # The parts' fits; unknown for parts loaded from disk (saved models keep no timings).
+            fit_seconds=None if None in seconds else round(sum(filter(None, seconds)), 4),
             n_parameters=model.n_parameters(),
             seed=ranker.train_result.seed if ranker.train_result else 0,
             device=model.device(),

@@ -55,8 +55,8 @@ def project(tmp_path: Path) -> Path:
     return proj
 
 
-# The data stages; the model stages (train@*, evaluate@*) run in tests/orchestration/, and a
-# trained model is not bit-for-bit (its train.json records the fit time).
+# The data stages; the model stages (train@*, evaluate@*) run in tests/orchestration/, and
+# tests/recsys/test_pipeline.py checks that their outputs are bit for bit too.
 DATA = "preprocess"
 
 

@@ -121,6 +121,11 @@ def test_whole_graph_materializes_through_dvc(project: Path, first_run) -> None:
             (project / "models" / "metrics" / f"twostage-{family}.json").read_text()
         )
         assert served["two_stage"]["retriever"] == "bpr"
+        # what the stages measured: beside their outputs, untracked (recsys.timings)
+        assert (project / "reports" / "timings" / f"train-{family}.json").is_file()
+        assert (project / "reports" / "timings" / f"evaluate-twostage-{family}.json").is_file()
+    assert isinstance(mats["ease_model"]["fit seconds"], float)  # this run measured it
+    assert "| p99 ms |" in str(mats["model_metrics"]["metrics"])
     assert mats["gate_decision"]["challenger"].startswith("recsys-twostage:")
     assert mats["processed_interactions"]["rows: test"] > 0
     # Dagster's standard table metadata (issue #16): row counts and the prepared columns.

@@ -2,12 +2,13 @@
 seed on the same data give identical weights and scores, and saving them gives the same bytes,
 so that rerunning the pipeline on the same data leaves the DVC hashes in dvc.lock unchanged.
 
-What still differs between two fits is the time they took: the timing fields of
-``recommender.json`` (``TIMING_KEYS``), and only those.
+What differs between two fits is the time they took (``TrainResult.timings()``): a saved model
+keeps none of it. tests/recsys/test_pipeline.py checks the same for the pipeline's stages.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 from pathlib import Path
@@ -18,9 +19,10 @@ import numpy as np
 import pytest
 
 from recsys.data.preprocess import Processed
-from recsys.models.base import Recommender
+from recsys.models.base import META_FILE, Recommender
 from recsys.models.keras_base import MODEL_FILE, SAVE_DATE, ZIP_EPOCH, save_keras_model
 from recsys.models.registry import model_class
+from recsys.timings import split_timings
 from recsys.train import to_numpy
 from tests.recsys.test_models_contract import synthetic_data
 
@@ -43,14 +45,6 @@ FAMILIES: dict[str, dict[str, Any]] = {
 }
 """Every model family that trains from a random start, with settings small enough for a unit
 test (a few seconds each on 2 CPU cores)."""
-TIMING_KEYS = {
-    "fit_seconds",
-    "samples_per_second",
-    "train_seconds",
-    "epoch_train_seconds",
-    "eval_seconds",
-}
-"""Fields of ``recommender.json``'s ``train_result`` that measure time, not the model."""
 
 
 def fit_and_save(family: str, data: Processed, path: Path) -> Recommender:
@@ -58,12 +52,6 @@ def fit_and_save(family: str, data: Processed, path: Path) -> Recommender:
     model.fit(data)
     model.save(path)
     return model
-
-
-def without_timings(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: without_timings(v) for k, v in value.items() if k not in TIMING_KEYS}
-    return value
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -94,10 +82,28 @@ def test_same_seed_gives_identical_weights_scores_and_files(family: str, tmp_pat
     files_a, files_b = files(tmp_path / "a"), files(tmp_path / "b")
     assert files_a.keys() == files_b.keys()
     differ = sorted(name for name in files_a if files_a[name] != files_b[name])
-    assert set(differ) <= {"recommender.json"}, f"{family}: {differ} differ between two fits"
-    meta_a = json.loads(files_a["recommender.json"])
-    meta_b = json.loads(files_b["recommender.json"])
-    assert without_timings(meta_a) == without_timings(meta_b)
+    assert not differ, f"{family}: {differ} differ between two fits"
+    assert a.train_result is not None and a.train_result.timings()  # measured, not saved
+    saved = json.loads(files_a["recommender.json"])["train_result"]
+    assert not split_timings(saved)[1], f"{family}: timings in recommender.json"
+
+
+def test_a_model_saved_with_timings_still_loads(tmp_path: Path) -> None:
+    """A ``recommender.json`` written before timings left saved models: they load, kept."""
+    data = synthetic_data()
+    model = fit_and_save("bpr", data, tmp_path / "model")
+    meta_file = tmp_path / "model" / META_FILE
+    meta = json.loads(meta_file.read_text())
+    assert "fit_seconds" not in meta["train_result"]
+    assert model.train_result is not None
+    old = dataclasses.asdict(model.train_result)  # what an earlier version saved
+    meta_file.write_text(json.dumps(meta | {"train_result": old}))
+    loaded = Recommender.load(tmp_path / "model")
+    assert loaded.train_result == model.train_result
+    meta_file.write_text(json.dumps(meta))
+    again = Recommender.load(tmp_path / "model")
+    assert again.train_result is not None and again.train_result.fit_seconds is None
+    assert again.train_result.facts() == model.train_result.facts()
 
 
 def test_saved_keras_file_has_no_save_time(tmp_path: Path) -> None:

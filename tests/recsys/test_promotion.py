@@ -24,10 +24,12 @@ from recsys.config import (
 from recsys.data.preprocess import preprocess, save_processed
 from recsys.data.synthetic import generate
 from recsys.errors import DataError
+from recsys.gate import decide
 from recsys.models.base import Recommender
 from recsys.models.twostage import TwoStage
 from recsys.serving import store
 from recsys.serving.store import Registry
+from recsys.timings import NOT_MEASURED, read_timings
 
 TWOTOWER = {"embedding_dim": 16, "epochs": 2, "batch_size": 128, "seed": 0, "eval_users": 50}
 PARAMS = Params(
@@ -46,25 +48,27 @@ PARAMS = Params(
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """processed/, models/<family>/, models/metrics/<family>.json and the served rankings
-    models/twostage-<family>/ (``recsys compose``) under one directory, a private store."""
+    models/twostage-<family>/ (``recsys compose``) under one directory, their timing records
+    in timings/, a private store."""
     root = tmp_path_factory.mktemp("promotion")
     mp = pytest.MonkeyPatch()
     mp.setenv("BENTOML_HOME", str(root / "bentoml"))
     data = generate(SyntheticConfig(n_interactions=3000, seed=3))
     save_processed(preprocess(data, PreprocessConfig(min_item_interactions=2)), root / "processed")
-    models = root / "models"
+    models, timed = root / "models", {"timings_dir": root / "timings"}
     for family in PARAMS.models.candidates:
-        pipeline.train_candidate(family, root / "processed", models / family, PARAMS)
+        pipeline.train_candidate(family, root / "processed", models / family, PARAMS, **timed)
         metrics = models / "metrics" / f"{family}.json"
-        pipeline.evaluate_candidate(models / family, root / "processed", metrics, n_boot=100)
+        pipeline.evaluate_candidate(
+            models / family, root / "processed", metrics, n_boot=100, **timed
+        )
     for family in PARAMS.models.candidates:
         out = promotion.served_dir(models, family)
         pipeline.compose_candidate(
             models / family, models / "twotower", root / "processed", out, PARAMS
         )
-        pipeline.evaluate_candidate(
-            out, root / "processed", promotion.served_metrics_file(models, family), n_boot=100
-        )
+        served = promotion.served_metrics_file(models, family)
+        pipeline.evaluate_candidate(out, root / "processed", served, n_boot=100, **timed)
     yield root
     mp.undo()
 
@@ -100,7 +104,7 @@ def test_gate_then_rerun_registers_once_and_keeps_the_verdict(
     """First run: no champion, the best served ranking is blessed. After promotion the same
     files are the champion: nothing to decide, and no second copy in the store."""
     registry = Registry(tmp_path / "registry")
-    run = dict(data_version="v1", work_dir=tmp_path / "gate")
+    run = dict(data_version="v1", work_dir=tmp_path / "gate", timings_dir=project / "timings")
     first = promotion.gate_candidates(
         project / "models", project / "processed", PARAMS, registry, **run
     )
@@ -108,9 +112,17 @@ def test_gate_then_rerun_registers_once_and_keeps_the_verdict(
     assert set(first.registered) == {"ease", "twotower"}
     best = max(first.candidates, key=lambda f: first.candidates[f]["ndcg@10"])
     assert first.challenger == first.registered[best] and first.family == f"twostage-{best}"
-    labels = store.model_info(first.challenger)["labels"]
-    assert labels["data_version"] == "v1"
-    assert labels["params_hash"] == promotion.served_params_hash(PARAMS, best)
+    info = store.model_info(first.challenger)
+    assert info["labels"]["data_version"] == "v1"
+    assert info["labels"]["params_hash"] == promotion.served_params_hash(PARAMS, best)
+    assert info["metadata"]["fit_seconds"] > 0  # the candidate's, from its timing record
+    # The challenger's latency measured by the gate, the other's from its timing record.
+    other = next(f for f in first.candidates if f != best)
+    recorded = pipeline.candidate_timings(
+        project / "models", f"twostage-{other}", run["timings_dir"]
+    )
+    assert first.candidates[other][promotion.P99_KEY] == recorded["p99_ms"] is not None
+    assert first.candidates[best][promotion.P99_KEY] > 0
     registry.promote(first.challenger)
 
     again = promotion.gate_candidates(
@@ -126,6 +138,31 @@ def test_gate_then_rerun_registers_once_and_keeps_the_verdict(
     out.write_text(json.dumps({**again.to_dict(), "surprise": 1}))
     with pytest.raises(DataError, match="malformed gate outcome"):
         promotion.GateOutcome.read(out)
+
+
+def test_the_gate_measures_or_reads_the_challengers_latency(project: Path, tmp_path: Path) -> None:
+    """Metrics files hold no timings (DVC outputs, the same bytes for the same model): the
+    gate measures the challenger's latency on its saved model, or reads the one recorded when
+    its metrics file was written; without either a latency budget rejects it, saying why."""
+    models, timings = project / "models", project / "timings"
+    path = promotion.served_metrics_file(models, "ease")
+    assert "latency_ms" not in json.loads(path.read_text())
+    measured, source = promotion.gate_evaluation(
+        path, tag="t:1", model_dir=promotion.served_dir(models, "ease")
+    )
+    assert measured.latency_p99_ms is not None and measured.latency_p99_ms > 0
+    assert "measured now" in source
+    recorded, source = promotion.gate_evaluation(path, tag="t:1", timings_dir=timings)
+    record = read_timings(timings, "evaluate", "twostage-ease", path)
+    assert record is not None and recorded.latency_p99_ms == record.value("latency_ms", "p99")
+    assert "evaluate-twostage-ease.json" in source
+    unmeasured, source = promotion.gate_evaluation(path, tag="t:1", timings_dir=tmp_path)
+    assert unmeasured.latency_p99_ms is None and NOT_MEASURED in source
+    budget = dataclasses.replace(PARAMS.gate, max_latency_p99_ms=1000.0)
+    rejected = decide(unmeasured, None, budget)
+    latency = next(r for r in rejected.reasons if r.rule == "latency")
+    assert not rejected.promote and not latency.passed and "not measured" in latency.message
+    assert next(r for r in decide(recorded, None, budget).reasons if r.rule == "latency").passed
 
 
 def test_a_rejected_challenger_is_not_gated_again(project: Path, tmp_path: Path) -> None:
