@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,31 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if os.environ.get("RECSYS_GPU_TESTS") != "1":
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
+def _default_stop_signals() -> None:
+    """SIGINT and SIGTERM as a terminal gives them to this process, and so to the processes the
+    tests start. Launched as a background job of a script, pytest starts with SIGINT ignored;
+    Dagster, once a test runs it in-process, maps SIGTERM to SIGINT's handler
+    (``dagster._utils.interrupts.setup_interrupt_handlers``), so SIGTERM became ignored too, and
+    every server a later test started (``dagster dev``, ``recsys data docs``) inherited that and
+    never stopped on SIGTERM. The tests that check stopping must not depend on how the suite
+    was launched."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+_default_stop_signals()
+
+
+@pytest.fixture(autouse=True)
+def _stop_signals_reset() -> Iterator[None]:
+    """Undo an in-process Dagster run's SIGTERM mapping after each test (see above)."""
+    yield
+    _default_stop_signals()
+
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RECSYS_SHARED_DIR", REPO.parent / "shared"))
