@@ -16,6 +16,7 @@ MODELS: dict[str, str] = {
     "itemknn": "recsys.models.baselines:ItemKNN",
     "ease": "recsys.models.baselines:EASE",
     "bpr": "recsys.models.bpr:BPRMF",
+    "als": "recsys.models.als:ALS",
     "biased_mf": "recsys.models.biased_mf:BiasedMF",
     "neumf": "recsys.models.ncf:NeuMF",
     "content": "recsys.models.content:DeepContent",
