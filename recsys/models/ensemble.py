@@ -4,15 +4,24 @@ Each member is trained on the same data as the ensemble, and its scores are put 
 by a *global* standardization (mean and standard deviation of the member's scores over a
 sample of unseen (user, item) pairs, measured once after training). A global scale, unlike a
 per-user one, gives a pair the same score whether it is ranked among all items or scored
-alone (``Recommender.score``), so serving and evaluation agree. The weights are chosen on the
-validation files by ``Ensemble.tune`` (the ``recsys benchmark`` tuning hook): the members are
-fitted once on the validation training rows and only the blend is searched.
+alone (``Recommender.score``), so serving and evaluation agree.
+
+Never below its best member on validation (issue 17): the weights are chosen on validation
+rows - by ``Ensemble.tune`` on the validation files (``recsys benchmark``'s tuning hook), or in
+``fit`` on ``split.val`` when the split has one and no weights are given (the pipeline) - among
+every member alone (one-hot weights) and the blends of ``WEIGHT_GRID``. A blend is chosen only
+when it scores strictly above the best member alone; otherwise the ensemble IS that member:
+``tune`` returns it as the only member (one-hot weights without fitting the others again), and
+``fit`` keeps the one-hot weights. Either way ``config.selection`` records every candidate's
+validation score and the choice, and the train record's ``extra`` repeats it (``acts_as``:
+the member an ensemble with one active member is).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +42,11 @@ STAT_ITEMS = 4096
 """Users and items sampled for each member's score mean and standard deviation (a block of at
 most 2M pairs, whatever the catalogue size)."""
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
-"""Relative weights searched by ``tune`` for every member but the first (whose weight is 1)."""
+"""Relative weights searched in the blends for every member but the best one alone (whose
+weight is 1); each member alone is a candidate too."""
+SELECTION_METRIC = "ndcg@10"
+"""What ``fit`` maximises when it chooses the weights on ``split.val`` (``tune``: the
+request's metric)."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +54,8 @@ class EnsembleConfig:
     """Which models to blend (``params.yaml``: ``models.ensemble``)."""
 
     members: tuple[str, ...] = ("ease", "twotower")
-    """Registry names, at most once each; the first member is the reference (weight 1).
-    ``name@N`` is a replica of model ``name`` trained with ``seed`` N: ``[neumf@1, neumf@2,
+    """Registry names, at most once each. ``name@N`` is a replica of model ``name`` trained
+    with ``seed`` N: ``[neumf@1, neumf@2,
     neumf@3]`` averages three NeuMF networks that differ only by their random seed (a seed
     bag: it removes the seed's variance from the ranking)."""
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -51,6 +64,9 @@ class EnsembleConfig:
     weights: tuple[float, ...] | None = None
     """One weight per member (None: equal weights, or what ``tune`` chooses; given weights
     are used as they are, ``tune`` leaves them alone)."""
+    selection: dict[str, Any] | None = None
+    """How the weights were chosen on validation (``Selection.record``): each member's and
+    the best blend's score, and the choice. Written by ``tune`` / ``fit``; not a setting."""
     seed: int = 20240101
 
     def __post_init__(self) -> None:
@@ -107,6 +123,14 @@ class Ensemble(Recommender):
         return np.asarray(w, dtype=np.float64)
 
     @property
+    def requires(self) -> frozenset[str]:  # type: ignore[override]
+        """Every member's requirements (``recsys.models.requirements``)."""
+        from recsys.models.registry import model_class
+
+        needs = [model_class(name).requires for name, _ in self.member_configs()]
+        return frozenset().union(*needs)
+
+    @property
     def scores_cold_items(self) -> bool:  # type: ignore[override]
         return bool(self.models) and all(m.scores_cold_items for m in self._active())
 
@@ -140,7 +164,28 @@ class Ensemble(Recommender):
             self.models.append(model)
             members[member] = result.summary()
         self._standardize()
-        return {"extra": {"members": members, "weights": self.weights.tolist()}}
+        if self.config.weights is None and len(split.val) and len(self.models) > 1:
+            choice = self.choose_weights(self._val_scorer(split), SELECTION_METRIC)
+            self.config = dataclasses.replace(
+                self.config, weights=choice.weights, selection=choice.record()
+            )
+        extra: dict[str, Any] = {"members": members, "weights": self.weights.tolist()}
+        active = [m for m, w in zip(self.config.members, self.weights, strict=True) if w > 0]
+        if len(active) == 1:
+            extra["acts_as"] = active[0]
+        if self.config.selection is not None:
+            extra["selection"] = self.config.selection
+        return {"extra": extra}
+
+    def _val_scorer(self, split: InteractionSplit) -> Callable[[Ensemble], float]:
+        """NDCG@10 on ``split.val`` of a copy with other weights (``choose_weights``)."""
+        from recsys.evaluation.evaluate import evaluate_topk  # evaluation imports models.base
+
+        def value(candidate: Ensemble) -> float:
+            result = evaluate_topk(candidate, split.train, split.val, (10,), n_boot=1)
+            return float(result.metrics[SELECTION_METRIC])
+
+        return value
 
     def _standardize(self) -> None:
         """Each member's score mean and std over unseen pairs of a user sample."""
@@ -160,28 +205,66 @@ class Ensemble(Recommender):
 
     @classmethod
     def tune(cls, request: TuningRequest) -> dict[str, Any]:
-        """Choose ``weights`` on the validation files (``recsys benchmark``'s ``Tunable`` hook).
+        """Choose the blend on the validation files (``recsys benchmark``'s ``Tunable`` hook).
 
-        The members are fitted once on ``val_split.train``; every weight vector of
-        ``WEIGHT_GRID`` (first member fixed at 1) is scored by ``evaluate_fn`` on
-        ``val_split.test`` and the best is returned (ties: the earlier, simpler vector).
+        The members are fitted once on ``val_split.train`` (with ``val_split.val`` emptied, so
+        ``fit`` does not choose by itself) and ``choose_weights`` scores the candidates with
+        ``evaluate_fn`` on ``val_split.test``. Returns ``weights`` and ``selection`` for a
+        blend, or, when no blend beats the best member, that member as the only one.
         """
         val_split = request.val_split
         ensemble = cls(**request.config)
         if val_split.test.empty or ensemble.config.weights is not None:
             return {}
-        ensemble.fit(request.data, val_split)
-        n = len(ensemble.config.members)
-        best: tuple[float, tuple[float, ...]] | None = None
-        for rest in itertools.product(WEIGHT_GRID, repeat=n - 1):
-            weights = (1.0, *rest)
-            candidate = ensemble.with_weights(weights)
+        ensemble.fit(request.data, dataclasses.replace(val_split, val=val_split.val.iloc[:0]))
+
+        def value(candidate: Ensemble) -> float:
             result = request.evaluate_fn(candidate, val_split.train, val_split.test, (10,))
-            value = float(result.metrics[request.metric])
-            if best is None or value > best[0]:
-                best = (value, weights)
-        assert best is not None
-        return {"weights": list(best[1])}
+            return float(result.metrics[request.metric])
+
+        choice = ensemble.choose_weights(value, request.metric)
+        if choice.blend:
+            return {"weights": list(choice.weights), "selection": choice.record()}
+        member = choice.best_member
+        name = member_model(member)
+        params = {k: v for k, v in ensemble.config.params.items() if k in (name, member)}
+        return {
+            "members": [member],
+            "params": params,
+            "weights": [1.0],
+            "selection": choice.record(),
+        }
+
+    def choose_weights(self, value: Callable[[Ensemble], float], metric: str) -> Selection:
+        """The best of every member alone and the ``WEIGHT_GRID`` blends (the best member
+        alone at weight 1, every other member on the grid), by ``value`` (a validation score, higher is better) of a copy with those weights. A
+        blend wins only strictly above the best member alone (ties: the earlier candidate)."""
+        members = self.config.members
+        n = len(members)
+        alone = {}
+        for j, member in enumerate(members):
+            alone[member] = value(self.with_weights(tuple(float(i == j) for i in range(n))))
+        best_member = max(members, key=lambda m: alone[m])  # first of equals
+        blend: tuple[float, tuple[float, ...]] | None = None
+        ref = members.index(best_member)  # the best member alone at 1, the others on the grid
+        for rest in itertools.product(WEIGHT_GRID, repeat=n - 1):
+            weights = (*rest[:ref], 1.0, *rest[ref:])
+            if sum(w > 0 for w in weights) < 2:
+                continue  # a member alone: scored above
+            score = value(self.with_weights(weights))
+            if blend is None or score > blend[0]:
+                blend = (score, weights)
+        wins = blend is not None and blend[0] > alone[best_member]
+        one_hot = tuple(float(m == best_member) for m in members)
+        return Selection(
+            metric=metric,
+            member_scores=alone,
+            best_member=best_member,
+            blend_score=None if blend is None else blend[0],
+            blend_weights=None if blend is None else blend[1],
+            weights=blend[1] if wins and blend is not None else one_hot,
+            blend=wins,
+        )
 
     def with_weights(self, weights: tuple[float, ...]) -> Ensemble:
         """A copy sharing the trained members, with other weights (no refit)."""
@@ -231,6 +314,41 @@ class Ensemble(Recommender):
         if self.mean is None or self.std is None or not self.models:
             raise RecsysError("the ensemble model is not trained", fix="call fit() or load()")
         return self.mean, self.std
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What ``Ensemble.choose_weights`` found on validation."""
+
+    metric: str
+    member_scores: dict[str, float]
+    """Each member alone (one-hot weights)."""
+    best_member: str
+    blend_score: float | None
+    """The best blend of two or more members (None: a single member, no blend to try)."""
+    blend_weights: tuple[float, ...] | None
+    weights: tuple[float, ...]
+    """The blend's weights when it won, else the best member's one-hot vector."""
+    blend: bool
+    """True: the blend scored strictly above the best member alone."""
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready, with the sentence the train record and the benchmark show."""
+        best = self.member_scores[self.best_member]
+        if self.blend:
+            says = f"the blend beats the best member {self.best_member} on validation"
+        else:
+            says = f"no blend beats {self.best_member} on validation: the ensemble is it alone"
+        return {
+            "metric": self.metric,
+            "member_scores": {k: round(v, 6) for k, v in self.member_scores.items()},
+            "best_member": self.best_member,
+            "best_member_score": round(best, 6),
+            "blend_score": None if self.blend_score is None else round(self.blend_score, 6),
+            "blend_weights": None if self.blend_weights is None else list(self.blend_weights),
+            "chosen": "blend" if self.blend else self.best_member,
+            "summary": says,
+        }
 
 
 def member_model(member: str) -> str:

@@ -13,7 +13,8 @@ from recsys.errors import ConfigError
 from recsys.evaluation.evaluate import evaluate_topk
 from recsys.models.base import Recommender
 from recsys.models.baselines import EASE, ItemKNN
-from recsys.models.ensemble import Ensemble
+from recsys.models.ensemble import WEIGHT_GRID, Ensemble
+from recsys.models.registry import model_class
 from recsys.models.tuning import TuningRequest
 from tests.recsys.test_models_contract import RecommenderContract, synthetic_data
 
@@ -81,25 +82,108 @@ def test_save_load_keeps_members_and_weights(
     np.testing.assert_array_equal(loaded.recommend(users, 10)[0], ens.recommend(users, 10)[0])
 
 
-def test_tune_returns_the_grid_point_with_the_best_validation_metric() -> None:
+def validation_score(model: Recommender, data: Processed) -> float:
+    """NDCG@10 on the held-out rows the tuning hook scores (``data.split.test``)."""
+    result = evaluate_topk(model, data.split.train, data.split.test, (10,), n_boot=1)
+    return float(result.metrics["ndcg@10"])
+
+
+def tune(config: dict[str, Any], seen: list[tuple[float, ...]] | None = None) -> dict[str, Any]:
     data = synthetic_data()
-    seen: list[tuple[float, ...]] = []
 
     def evaluate(model: Any, train: Any, heldout: Any, ks: Any) -> Any:
         assert isinstance(model, Ensemble)
-        result = evaluate_topk(model, train, heldout, ks, n_boot=1)
-        seen.append(tuple(model.weights.tolist()))
-        return result
+        if seen is not None:
+            seen.append(tuple(model.weights.tolist()))
+        return evaluate_topk(model, train, heldout, ks, n_boot=1)
 
-    chosen = Ensemble.tune(TuningRequest(data, data.split, evaluate, "ndcg@10", MEMBERS))
-    assert len(seen) == 7 and all(w[0] == 1.0 for w in seen)
-    best = Ensemble(**MEMBERS, weights=chosen["weights"])
-    best.fit(data)
-    value = evaluate_topk(best, data.split.train, data.split.test, (10,), n_boot=1)
-    for w in seen:
-        other = best.with_weights(w)
-        score = evaluate_topk(other, data.split.train, data.split.test, (10,), n_boot=1)
-        assert value.metrics["ndcg@10"] >= score.metrics["ndcg@10"] - 1e-12
+    return Ensemble.tune(TuningRequest(data, data.split, evaluate, "ndcg@10", config))
+
+
+def test_tune_scores_each_member_alone_and_the_grid_around_the_best() -> None:
+    seen: list[tuple[float, ...]] = []
+    chosen = tune(MEMBERS, seen)
+    one_hot = [(1.0, 0.0), (0.0, 1.0)]
+    assert seen[:2] == one_hot
+    # The best member alone stays at 1, the other takes every non-zero grid weight.
+    best = chosen["selection"]["best_member"]
+    ref = MEMBERS["members"].index(best)
+    assert len(seen) == 2 + len(WEIGHT_GRID) - 1
+    assert all(w[ref] == 1.0 and w[1 - ref] > 0 for w in seen[2:])
+
+
+@pytest.mark.parametrize(
+    ("config", "winner"),
+    [
+        # EASE and an item-kNN of two neighbours (far weaker): no blend beats EASE alone.
+        ({"members": ["itemknn", "ease"], "params": {"itemknn": {"k": 2}}}, "ease"),
+        # EASE and the popularity order: the blend adds what EASE lacks.
+        ({"members": ["ease", "mostpop"], "params": {"ease": {"l2": 50.0}}}, "blend"),
+    ],
+)
+def test_tuned_ensemble_is_never_below_its_best_member_on_validation(
+    config: dict[str, Any], winner: str
+) -> None:
+    """Issue 17: members of very different quality; the tuned ensemble, refitted as the
+    benchmark does, scores at least its best member on validation, and where no blend beats
+    that member it is that member alone (and says so)."""
+    data = synthetic_data()
+    chosen = tune(config)
+    selection = chosen["selection"]
+    assert selection["chosen"] == winner
+    members = {}
+    for member in config["members"]:
+        model = model_class(member)(**config["params"].get(member, {}))
+        model.fit(data)
+        members[member] = validation_score(model, data)
+    best = max(members.values())
+    assert selection["member_scores"] == pytest.approx(members, abs=1e-6)
+    tuned = Ensemble(**{**config, **chosen})
+    tuned.fit(data)
+    assert validation_score(tuned, data) >= best - 1e-12
+    assert tuned.train_result is not None
+    assert tuned.train_result.extra["selection"] == selection
+    if winner == "blend":
+        assert selection["blend_score"] > selection["best_member_score"]
+        assert validation_score(tuned, data) > best
+        assert "acts_as" not in tuned.train_result.extra
+    else:
+        assert chosen["members"] == [winner] and chosen["weights"] == [1.0]
+        assert tuned.train_result.extra["acts_as"] == winner
+        assert "is it alone" in selection["summary"]
+        alone = model_class(winner)(**config["params"].get(winner, {}))
+        alone.fit(data)
+        users = data.vocab.user_ids[:50]
+        np.testing.assert_array_equal(tuned.recommend(users, 10)[0], alone.recommend(users, 10)[0])
+
+
+def test_choose_weights_keeps_the_best_member_unless_a_blend_is_strictly_better(
+    fitted: tuple[Ensemble, EASE, ItemKNN, Processed],
+) -> None:
+    ens = fitted[0]
+    # A blend equal to the best member does not win: ties keep the member alone.
+    tie = ens.choose_weights(lambda e: 0.5 if e.weights[1] > 0 else 0.4, "m")
+    assert not tie.blend and tie.best_member == "itemknn" and tie.weights == (0.0, 1.0)
+    better = ens.choose_weights(lambda e: float(e.weights[0] * e.weights[1] > 0) + 0.1, "m")
+    assert better.blend and better.blend_score == 1.1 and min(better.weights) > 0
+
+
+def test_fit_chooses_the_weights_on_the_validation_rows() -> None:
+    """The pipeline's path: no weights given and a split with validation rows."""
+    data = synthetic_data()
+    assert len(data.split.val)
+    ens = Ensemble(members=["itemknn", "ease"], params={"itemknn": {"k": 2}})
+    ens.fit(data)
+    selection = ens.config.selection
+    assert selection is not None and ens.config.weights is not None
+    val = {}
+    for model in ens.models:
+        result = evaluate_topk(model, data.split.train, data.split.val, (10,), n_boot=1)
+        val[model.name] = float(result.metrics["ndcg@10"])
+    assert selection["member_scores"] == pytest.approx(val, abs=1e-6)
+    chosen = evaluate_topk(ens, data.split.train, data.split.val, (10,), n_boot=1)
+    assert chosen.metrics["ndcg@10"] >= max(val.values()) - 1e-12
+    assert Ensemble(**ens.config_dict()).config.weights == ens.config.weights  # saved as chosen
 
 
 def test_seed_replicas_are_trained_with_their_seeds_and_survive_save_load(
