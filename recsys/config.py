@@ -78,7 +78,8 @@ class CsvConfig:
 
     columns: dict[str, str] = field(default_factory=dict)
     """Canonical name -> name in the file, e.g. ``{user_id: userId, item_id: movieId}``.
-    Unmapped canonical names are looked up under their own name."""
+    Unmapped canonical names are looked up under their own name. ``weight`` (instead of
+    ``rating``) names an implicit strength (plays, clicks) and makes the log implicit."""
     sep: str = ","
     encoding: str = "utf-8"
     header: bool = True
@@ -86,7 +87,8 @@ class CsvConfig:
     """True for click or play logs: ``rating`` holds a count, or 1 when the file has none."""
     rating_scale: tuple[float, float] | None = (1.0, 5.0)
     """Inclusive range of explicit ratings (validated); ignored for implicit logs."""
-    timestamp_unit: Literal["s", "ms", "datetime"] = "s"
+    timestamp_unit: Literal["s", "ms", "datetime", "none"] = "s"
+    """``none``: the log has no timestamp; every row gets 0 (use a non-temporal split)."""
     items_path: str | None = None
     users_path: str | None = None
     item_columns: dict[str, str] = field(default_factory=dict)

@@ -14,7 +14,15 @@ import pandas as pd
 
 # --- interactions ---------------------------------------------------------------------------
 USER_ID: Final = "user_id"
+"""Raw user id as in the source. The id contract (every reader, ``recsys.data.sources.ids``):
+a column is ``int64`` when every id in it is a plain decimal integer (``0`` or digits without a
+leading zero; no sign, no spaces; below 2**63), otherwise pandas ``str`` holding each id's text
+verbatim (nothing stripped but the line terminator: ``"007"``, ``" 7"``, ``"SKU-1-B"``). Empty
+ids are refused. Tables that are joined (interactions and the users/items table, train and test
+files) must agree in kind, else ``DataError`` ("mixed id types") naming both files; a Parquet
+``object`` column holding both numbers and strings is a ``DataError`` too."""
 ITEM_ID: Final = "item_id"
+"""Raw item id as in the source; the same contract as ``USER_ID``."""
 RATING: Final = "rating"
 TIMESTAMP: Final = "timestamp"
 """Unix seconds (int64)."""

@@ -25,6 +25,7 @@ from recsys.data.sources import (
     read_movielens,
     read_ratings_file,
 )
+from recsys.data.sources.ids import canonical_ids
 from recsys.errors import ConfigError, DataError
 from recsys.schema import (
     INTERACTION_COLUMNS,
@@ -318,6 +319,34 @@ def test_side_tables_with_mapping(tmp_path: Path) -> None:
     assert ds.source_files["items"] == str(tmp_path / "items.tsv")
 
 
+def test_string_ids_through_load_source(tmp_path: Path) -> None:
+    """Issue 17: SKUs and user keys reach the canonical tables as written."""
+    f = write(
+        tmp_path / "shop.csv",
+        "user_id,item_id,rating,timestamp\nuser-00001-x,SKU-1-B,1,5\nuser-00002-y,00042,1,6\n",
+    )
+    write(tmp_path / "items.csv", "item_id,title\nSKU-1-B,Blue\n00042,Lamp\nSKU-9,Unsold\n")
+    ds = load_source(DataConfig(source="csv", csv=CsvConfig(items_path="items.csv")), f)
+    assert ds.interactions["user_id"].tolist() == ["user-00001-x", "user-00002-y"]
+    assert ds.interactions["item_id"].tolist() == ["SKU-1-B", "00042"]
+    assert ds.interactions["item_id"].dtype == "str" and ds.interactions["rating"].dtype == float
+    assert ds.items is not None and ds.items["item_id"].tolist() == ["SKU-1-B", "00042", "SKU-9"]
+
+
+def test_mixed_id_kinds_and_unmatched_side_table(tmp_path: Path) -> None:
+    f = write(tmp_path / "log.csv", "user_id,item_id,rating,timestamp\n1,SKU-1,1,5\n")
+    write(tmp_path / "items.csv", "item_id,title\n1,One\n")
+    with pytest.raises(DataError, match="mixed id types in 'item_id'") as exc:
+        read_csv_source(f, CsvConfig(items_path="items.csv"))
+    msg = str(exc.value)
+    assert "items.csv" in msg and "log.csv" in msg and "'SKU-1'" in msg
+    g = write(tmp_path / "ints.csv", "user_id,item_id,rating,timestamp\n1,7,1,5\n")
+    write(tmp_path / "other.csv", "item_id,title\n100,A\n200,B\n")
+    with pytest.raises(DataError, match=r"none of the 2 item_ids of .*other\.csv occurs") as exc:
+        read_csv_source(g, CsvConfig(items_path="other.csv"))
+    assert "side table that belongs to these interactions" in str(exc.value)
+
+
 def test_load_source_dispatch(ml100k: Path, tmp_path: Path) -> None:
     assert load_source(DataConfig(source="movielens", path=str(ml100k))).name == "ml-100k"
     f = write(tmp_path / "x.csv", "user_id,item_id,rating,timestamp\n1,2,3,4\n")
@@ -397,25 +426,25 @@ def test_malformed_item_line(ml100k: Path) -> None:
         read_movielens(ml100k)
 
 
-def test_non_numeric_id(tmp_path: Path) -> None:
-    write(tmp_path / "u.data", "1\t1\t5\t1\nabc\t2\t3\t1\n")
-    with pytest.raises(DataError) as exc:
-        read_movielens(tmp_path)
-    msg = str(exc.value)
-    assert "column 'user_id'" in msg and "line 2" in msg and "'abc'" in msg
+def test_text_ids_are_kept_verbatim(tmp_path: Path) -> None:
+    """Issue 17: ids may be SKUs or names; a column with one non-integer id is all text."""
+    write(tmp_path / "u.data", "1\t007\t5\t1\nabc\t 2\t3\t1\n")
+    ds = read_movielens(tmp_path)
+    assert ds.interactions["user_id"].dtype == "str"
+    assert ds.interactions["user_id"].tolist() == ["1", "abc"]
+    assert ds.interactions["item_id"].tolist() == ["007", " 2"]  # nothing stripped
     d = tmp_path / "ml-latest"
-    write(d / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4,1\n1,1,4,1\n1,x9,4,1\n")
-    with pytest.raises(DataError) as exc:
-        read_movielens(d)
-    msg = str(exc.value)
-    assert "column 'movieId'" in msg and "line 4" in msg and "'x9'" in msg
+    write(d / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4,1\n2,x9,4,1\n")
+    ds = read_movielens(d)
+    assert ds.interactions["user_id"].dtype == "int64"
+    assert ds.interactions["item_id"].tolist() == ["1", "x9"]
 
 
 def test_empty_id_and_non_numeric_rating(tmp_path: Path) -> None:
     write(tmp_path / "u.data", "1\t1\t5\t1\n\t2\t3\t1\n")
-    with pytest.raises(DataError, match="line 2 is empty") as exc:
+    with pytest.raises(DataError, match="found an empty one") as exc:
         read_movielens(tmp_path)
-    assert "column 'user_id'" in str(exc.value)
+    assert "column 'user_id', line 2" in str(exc.value)
     write(tmp_path / "u.data", "1\t1\t4,5\t1\n")
     with pytest.raises(DataError, match="column 'rating' must be numeric, but line 1 holds '4,5'"):
         read_movielens(tmp_path)
@@ -482,14 +511,20 @@ def test_missing_timestamp_is_an_error(tmp_path: Path) -> None:
     assert "column 'timestamp', line 3" in str(exc.value)
 
 
-def test_parquet_bad_id_names_row(tmp_path: Path) -> None:
-    f = tmp_path / "log.parquet"
+def test_object_column_mixing_ints_and_text_is_refused(tmp_path: Path) -> None:
+    # pyarrow will not write such a column to Parquet, but pandas frames (and other writers)
+    # hold them; the id contract refuses them wherever they come from.
+    mixed = pd.Series([1, "u2", 3], dtype=object)
+    with pytest.raises(DataError, match="mixes id types") as exc:
+        canonical_ids(mixed, "user_id", lambda i: f"file 'x.parquet', row {i + 1}")
+    assert "row 2" in str(exc.value) and "astype(str)" in str(exc.value)
+    ints = canonical_ids(pd.Series([1, 2], dtype=object), "u", str)
+    assert ints.dtype == "int64" and ints.tolist() == [1, 2]
+    g = tmp_path / "text.parquet"
     pd.DataFrame(
         {"user_id": ["1", "u2"], "item_id": [1, 2], "rating": [1.0, 2.0], "timestamp": [1, 2]}
-    ).to_parquet(f)
-    with pytest.raises(DataError, match="'u2'") as exc:
-        read_csv_source(f, CsvConfig())
-    assert "column 'user_id', row 2" in str(exc.value)
+    ).to_parquet(g)
+    assert read_csv_source(g, CsvConfig()).interactions["user_id"].tolist() == ["1", "u2"]
 
 
 def test_config_mistakes(tmp_path: Path) -> None:

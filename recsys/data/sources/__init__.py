@@ -8,9 +8,12 @@ column and the line. All parsing is vectorized (``recsys.data.io.read_delimited`
 line-by-line pass runs only to locate an error.
 
 ==============  ==============================================================================
-movielens       ``read_movielens`` (layouts ml-100k ... ml-latest), ``read_ratings_file``,
-                ``read_ml100k_items`` / ``read_ml100k_users``
+movielens       ``read_movielens`` (layouts ml-100k ... ml-latest): a directory
+movielens_files one MovieLens file: ``read_ratings_file`` (u.data, splits, ratings.dat),
+                ``read_ml_csv_ratings``, ``read_ml100k_items`` / ``read_dat_movies`` /
+                ``read_csv_movies``, ``read_ml100k_users`` / ``read_dat_users``
 csv_source      ``read_csv_source``: CSV / TSV / Parquet logs with a column mapping
+ids             the id contract: ``canonical_ids`` (int64 or verbatim text), kind checks
 download        ``download_movielens``: fetch and verify an official archive
 ==============  ==============================================================================
 
@@ -27,20 +30,27 @@ from pathlib import Path
 from recsys.config import DataConfig, SyntheticConfig
 from recsys.data.sources.csv_source import read_csv_source
 from recsys.data.sources.download import MOVIELENS_MD5, MOVIELENS_URL, download_movielens
+from recsys.data.sources.ids import canonical_ids, check_dataset_ids
 from recsys.data.sources.movielens import (
-    AGE_GROUP,
     HALF_STAR_SCALE,
+    STAR_SCALE,
+    detect_movielens_layout,
+    read_movielens,
+)
+from recsys.data.sources.movielens_files import (
+    AGE_GROUP,
     IMDB_URL,
     ML1M_AGE_GROUPS,
     ML1M_OCCUPATIONS,
     ML100K_GENRES,
     NO_GENRES,
     RELEASE_DATE,
-    STAR_SCALE,
-    detect_movielens_layout,
+    read_csv_movies,
+    read_dat_movies,
+    read_dat_users,
     read_ml100k_items,
     read_ml100k_users,
-    read_movielens,
+    read_ml_csv_ratings,
     read_ratings_file,
 )
 from recsys.errors import ConfigError
@@ -59,12 +69,18 @@ __all__ = [
     "RELEASE_DATE",
     "STAR_SCALE",
     "SyntheticGenerator",
+    "canonical_ids",
+    "check_dataset_ids",
     "detect_movielens_layout",
     "download_movielens",
     "load_source",
+    "read_csv_movies",
     "read_csv_source",
+    "read_dat_movies",
+    "read_dat_users",
     "read_ml100k_items",
     "read_ml100k_users",
+    "read_ml_csv_ratings",
     "read_movielens",
     "read_ratings_file",
 ]

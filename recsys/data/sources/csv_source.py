@@ -15,7 +15,8 @@ import pandas as pd
 
 from recsys.config import CsvConfig
 from recsys.data import io
-from recsys.data.sources.movielens import canonical_genres
+from recsys.data.sources.ids import canonical_ids, check_dataset_ids, interactions_frame
+from recsys.data.sources.movielens_files import canonical_genres
 from recsys.errors import ConfigError, DataError, location
 from recsys.schema import (
     AGE,
@@ -23,7 +24,6 @@ from recsys.schema import (
     GENRES,
     IMPLICIT,
     INTERACTION_COLUMNS,
-    INTERACTION_DTYPES,
     ITEM_ID,
     ITEM_REQUIRED,
     RATING,
@@ -35,6 +35,9 @@ from recsys.schema import (
     Dataset,
 )
 
+WEIGHT: Final = "weight"
+"""``data.csv.columns`` key of an implicit strength (plays, clicks): read into ``rating``, and
+the log is implicit feedback."""
 _PARQUET_SUFFIXES: Final = (".parquet", ".pq")
 _TSV_SUFFIXES: Final = (".tsv", ".tab")
 
@@ -63,35 +66,42 @@ def read_csv_source(path: Path | str, cfg: CsvConfig) -> Dataset:
     """
     path = Path(path)
     mapping = dict(cfg.columns)
-    unknown = sorted(set(mapping) - set(INTERACTION_COLUMNS))
+    unknown = sorted(set(mapping) - {*INTERACTION_COLUMNS, WEIGHT})
     if unknown:
         raise ConfigError(
             f"unknown canonical column(s) {unknown} in data.csv.columns",
             where="params.yaml: data.csv.columns",
-            fix=f"keys are canonical names: {list(INTERACTION_COLUMNS)}",
+            fix=f"keys are canonical names: {[*INTERACTION_COLUMNS, WEIGHT]}",
         )
-    wanted = [USER_ID, ITEM_ID, TIMESTAMP]
-    if not cfg.implicit or RATING in mapping:
-        wanted.insert(2, RATING)
+    if WEIGHT in mapping and RATING in mapping:
+        raise ConfigError(
+            "data.csv.columns maps both 'rating' and 'weight'",
+            where="params.yaml: data.csv.columns",
+            fix="map 'rating' for explicit ratings or 'weight' for counts/clicks, not both",
+        )
+    implicit = cfg.implicit or WEIGHT in mapping
+    if WEIGHT in mapping:
+        mapping[RATING] = mapping.pop(WEIGHT)
+    wanted = [USER_ID, ITEM_ID]
+    if not implicit or RATING in mapping:
+        wanted.append(RATING)
+    if cfg.timestamp_unit != "none":
+        wanted.append(TIMESTAMP)
     table = _LogFile(path, cfg)
-    file_cols = table.resolve(wanted, mapping, _default_positions(cfg.implicit))
+    file_cols = table.resolve(wanted, mapping, _default_positions(implicit))
     numeric = [file_cols[RATING]] if RATING in file_cols else []
-    if cfg.timestamp_unit != "datetime":
+    if cfg.timestamp_unit not in ("datetime", "none"):
         numeric.append(file_cols[TIMESTAMP])
-    raw = table.read(
-        list(dict.fromkeys(file_cols.values())),
-        integer=[file_cols[USER_ID], file_cols[ITEM_ID]],
-        numeric=numeric,
-    )
+    raw = table.read(list(dict.fromkeys(file_cols.values())), integer=[], numeric=numeric)
     io.require_rows(raw, path)
-    interactions = pd.DataFrame(
-        {
-            USER_ID: table.as_int64(raw, file_cols[USER_ID]),
-            ITEM_ID: table.as_int64(raw, file_cols[ITEM_ID]),
-            RATING: table.as_float(raw, file_cols[RATING]) if RATING in file_cols else 1.0,
-            TIMESTAMP: table.as_unix_seconds(raw, file_cols[TIMESTAMP], cfg.timestamp_unit),
-        }
-    ).astype(INTERACTION_DTYPES)
+    interactions = interactions_frame(
+        table.ids(raw, file_cols[USER_ID]),
+        table.ids(raw, file_cols[ITEM_ID]),
+        table.as_float(raw, file_cols[RATING]) if RATING in file_cols else 1.0,
+        table.as_unix_seconds(raw, file_cols[TIMESTAMP], cfg.timestamp_unit)
+        if TIMESTAMP in file_cols
+        else 0,
+    )
     files = {"interactions": str(path)}
     items = users = None
     if cfg.items_path:
@@ -111,16 +121,18 @@ def read_csv_source(path: Path | str, cfg: CsvConfig) -> Dataset:
             age = pd.to_numeric(users[AGE], errors="coerce")
             users[AGE] = age.astype("int64") if age.notna().all() and (age % 1 == 0).all() else age
         files["users"] = str(users_file)
-    scale = None if cfg.implicit else cfg.rating_scale
-    return Dataset(
+    scale = None if implicit else cfg.rating_scale
+    dataset = Dataset(
         interactions=interactions,
         items=items,
         users=users,
         name=path.stem,
-        feedback=IMPLICIT if cfg.implicit else EXPLICIT,
+        feedback=IMPLICIT if implicit else EXPLICIT,
         rating_scale=scale,
         source_files=files,
     )
+    check_dataset_ids(dataset)
+    return dataset
 
 
 def _default_positions(implicit: bool) -> dict[str, str]:
@@ -218,21 +230,9 @@ class _LogFile:
     def _fail(self, column: str, index: int, what: str, fix: str) -> DataError:
         return DataError(what, where=self.where(column, index), fix=fix)
 
-    def as_int64(self, raw: pd.DataFrame, column: str) -> pd.Series:
-        values = raw[column]
-        if pd.api.types.is_integer_dtype(values.dtype) and not values.isna().any():
-            return values.astype("int64")
-        number = pd.to_numeric(values, errors="coerce")
-        bad = number.isna().to_numpy() | (number.fillna(0) % 1 != 0).to_numpy()
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise self._fail(
-                column,
-                i,
-                f"column '{column}' must hold an integer id on every row; found {values.iloc[i]!r}",
-                "fix the value, or map the column to the right one in data.csv.columns",
-            )
-        return number.astype("int64")
+    def ids(self, raw: pd.DataFrame, column: str) -> pd.Series:
+        """The column as canonical ids (``int64`` or ``str``, ``recsys.data.sources.ids``)."""
+        return canonical_ids(raw[column], column, lambda i: self.where(column, i))
 
     def as_float(self, raw: pd.DataFrame, column: str) -> pd.Series:
         values = raw[column]
@@ -331,7 +331,7 @@ def _read_side_table(
             )
     id_column = wanted[required[0]]
     numeric = [wanted[AGE]] if AGE in wanted and not log.parquet else []
-    raw = log.read(list(dict.fromkeys(wanted.values())), integer=[id_column], numeric=numeric)
+    raw = log.read(list(dict.fromkeys(wanted.values())), integer=[], numeric=numeric)
     out = pd.DataFrame({canonical: raw[name] for canonical, name in wanted.items()})
-    out[required[0]] = log.as_int64(raw, id_column)
+    out[required[0]] = log.ids(raw, id_column)
     return out
