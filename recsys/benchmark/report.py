@@ -7,9 +7,10 @@ import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
+import pandas as pd
 
 from recsys import __version__
 from recsys.benchmark.config import MARKDOWN_COLUMNS, OUTPUT_FILES
@@ -21,9 +22,47 @@ from recsys.evaluation.harness import (
     ProtocolName,
     Trial,
 )
+from recsys.models.requirements import cold_user_answer
 from recsys.schema import (
+    ITEM_ID,
     USER_ID,
 )
+
+COLD_ANSWER: Final = {
+    "topk": {
+        "users": "not evaluated (PROTOCOL.md: nothing to exclude, no history to rank from)",
+        "items": "outside the candidates (the training items): each such test row is a miss",
+    },
+    "loo": {
+        "users": "each model's cold-user answer (models[...].cold_users)",
+        "items": "each model's score of an item it never saw trained (0 or a content score)",
+    },
+    "rating": {
+        "users": "the mean training rating (evaluate_rating's fallback)",
+        "items": "the mean training rating, unless the model scores items from content",
+    },
+}
+"""Protocol -> what answers a test user without training rows, and a test item without any."""
+
+
+def cold_start_counts(
+    train: pd.DataFrame, test: pd.DataFrame, protocol: ProtocolName
+) -> dict[str, Any]:
+    """How many test users and items of a split had no training interaction, and what
+    answered them under ``protocol`` (``COLD_ANSWER``)."""
+    users, items = test[USER_ID].drop_duplicates(), test[ITEM_ID].drop_duplicates()
+    cold_users = ~users.isin(train[USER_ID])
+    cold_items = ~items.isin(train[ITEM_ID])
+    cold_rows = ~test[USER_ID].isin(train[USER_ID]) | ~test[ITEM_ID].isin(train[ITEM_ID])
+    return {
+        "test_users": len(users),
+        "cold_users": int(cold_users.sum()),
+        "test_items": len(items),
+        "cold_items": int(cold_items.sum()),
+        "test_rows": len(test),
+        "cold_rows": int(cold_rows.sum()),
+        "answered_by": dict(COLD_ANSWER[protocol]),
+    }
 
 
 # --- running ------------------------------------------------------------------------------------
@@ -108,6 +147,7 @@ class ModelOutcome:
             "samples_per_second": self.samples_per_second,
             "n_parameters": last.train.n_parameters,
             "device": last.train.device,
+            "cold_users": cold_user_answer(self.name),
         }
         if self.cross_validated:
             out["std"] = dict(self.std)
@@ -134,6 +174,8 @@ class BenchmarkReport:
     n_items: int
     """Distinct items in train (the topk candidates; first fold)."""
     seconds: float
+    cold_start: dict[str, dict[str, Any]]
+    """Split or fold name (``test`` for one split) -> ``cold_start_counts``."""
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``results.json``."""
@@ -144,6 +186,7 @@ class BenchmarkReport:
             "versions": self.versions,
             "models": {name: m.summary() for name, m in self.models.items()},
             "skipped": dict(self.skipped),
+            "cold_start": self.cold_start,
             "seconds": self.seconds,
         }
 
@@ -192,7 +235,12 @@ class BenchmarkReport:
         if tuned:
             lines.append(f"Tuned on the validation files only: {'; '.join(tuned)}.")
         if self.skipped:
-            lines.append(f"Skipped (not importable): {', '.join(sorted(self.skipped))}.")
+            why = "; ".join(f"{name}: {reason}" for name, reason in sorted(self.skipped.items()))
+            lines.append(f"Skipped: {why}.")
+        lines += self._describe_cold_start(models)
+        for m in models:  # the ensemble: a blend, or its best member alone, and why
+            if m.tuning is not None and "selection" in m.tuning.chosen:
+                lines.append(f"{m.name}: {m.tuning.chosen['selection']['summary']}.")
         devices = sorted({m.folds[-1].train.device for m in models})
         hw = self.hardware
         lines.append(
@@ -201,6 +249,28 @@ class BenchmarkReport:
         )
         lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in self.versions.items()) + ".")
         return "\n".join(lines) + "\n"
+
+    def _describe_cold_start(self, models: list[ModelOutcome]) -> list[str]:
+        """One line: cold test users and items summed over folds, and what answered them."""
+        if not self.cold_start:
+            return []
+        total = {
+            key: sum(c[key] for c in self.cold_start.values())
+            for key in ("cold_users", "test_users", "cold_items", "test_items")
+        }
+        answer = next(iter(self.cold_start.values()))["answered_by"]
+        line = (
+            f"Cold start: {total['cold_users']:,} of {total['test_users']:,} test users and "
+            f"{total['cold_items']:,} of {total['test_items']:,} test items had no training "
+            f"interaction; users: {answer['users']}; items: {answer['items']}."
+        )
+        if total["cold_users"] and self.protocol == "loo":
+            line += (
+                " Cold users: "
+                + "; ".join(f"{m.name}: {cold_user_answer(m.name)}" for m in models)
+                + "."
+            )
+        return [line]
 
     def _describe_split(self, models: list[ModelOutcome]) -> str:
         fold = models[0].folds[0]

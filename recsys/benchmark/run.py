@@ -29,7 +29,13 @@ from recsys.benchmark.config import (
     check_config,
     quiet,
 )
-from recsys.benchmark.report import BenchmarkReport, FoldOutcome, ModelOutcome, library_versions
+from recsys.benchmark.report import (
+    BenchmarkReport,
+    FoldOutcome,
+    ModelOutcome,
+    cold_start_counts,
+    library_versions,
+)
 from recsys.benchmark.splits import SplitData, load_split, read_side_tables
 from recsys.benchmark.tuning import tune_model
 from recsys.data import io
@@ -48,6 +54,7 @@ from recsys.evaluation.results import Evaluation
 from recsys.hardware import hardware
 from recsys.models import registry
 from recsys.models.base import Recommender
+from recsys.models.requirements import skip_reason
 from recsys.schema import (
     ITEM_ID,
 )
@@ -168,12 +175,13 @@ def run_benchmark(
     _check_out(Path(out))
     classes, skipped = resolve_models(cfg.models, warn)
     fields = {n: dict(cfg.model_params.get(n, {})) for n in classes}
-    for name, cls in classes.items():
-        cls(**fields[name])  # a bad setting fails now, not after an hour of other models
+    # A bad setting fails now, not after an hour of other models.
+    built = {name: cls(**fields[name]) for name, cls in classes.items()}
     items, users = read_side_tables(cfg.items, cfg.users)
     splits = [
         load_split(s, file_format=cfg.file_format, items=items, users=users) for s in cfg.splits
     ]
+    classes = skip_unable(classes, built, splits[0], skipped, warn)
     val = None
     if cfg.val is not None:
         val = load_split(
@@ -204,10 +212,44 @@ def run_benchmark(
             versions=library_versions(),
             n_items=int(splits[0].train[ITEM_ID].nunique()),
             seconds=round(time.perf_counter() - start, 3),
+            cold_start={
+                s.name or "test": cold_start_counts(s.train, s.test, cfg.protocol) for s in splits
+            },
         )
         io.write_json(report.to_dict(), tmp / RESULTS_JSON)
         io.write_text(report.markdown(), tmp / RESULTS_MD)
     return report
+
+
+def skip_unable(
+    classes: dict[str, type[Recommender]],
+    built: Mapping[str, Recommender],
+    split: SplitData,
+    skipped: dict[str, str],
+    warn: Log = quiet,
+) -> dict[str, type[Recommender]]:
+    """``classes`` without the models that cannot learn from ``split``'s data (content without
+    item content, a rating model without ratings: ``recsys.models.requirements``); each one's
+    reason goes to ``skipped`` (results.json and results.md).
+
+    Raises:
+      ConfigError: every model was skipped (nothing to benchmark).
+    """
+    data = split.fit_data()
+    out = {}
+    for name, cls in classes.items():
+        reason = skip_reason(built[name], data)
+        if reason is None:
+            out[name] = cls
+        else:
+            skipped[name] = reason
+            warn(f"skipping model '{name}': {reason}")
+    if not out:
+        raise ConfigError(
+            "no model can run on this data: " + "; ".join(skipped.values()),
+            fix="add the missing input (--items) or choose other --models",
+        )
+    return out
 
 
 def _check_out(out: Path) -> None:

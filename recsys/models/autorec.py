@@ -243,6 +243,7 @@ class AutoRec(KerasRecommender):
 
     name: ClassVar[str] = "autorec"
     scores_cold_items: ClassVar[bool] = False
+    requires: ClassVar[frozenset[str]] = frozenset({"ratings"})
 
     config_class: ClassVar[type[Any]] = AutoRecConfig
 

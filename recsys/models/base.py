@@ -110,6 +110,11 @@ class Recommender(abc.ABC):
     """The model's frozen config dataclass (its constructor's fields)."""
     scores_cold_items: ClassVar[bool] = False
     """True when the model can score items never seen in training (content features)."""
+    requires: ClassVar[frozenset[str]] = frozenset()
+    """What the data must hold for the model to learn anything: ``item_content`` (item text,
+    genres or other item features), ``ratings`` (explicit ratings, not counts or clicks).
+    ``recsys.models.requirements.skip_reason`` checks it; the benchmark and the pipeline skip,
+    with that reason, a model whose data lacks it instead of training it on nothing."""
 
     def __init__(self) -> None:
         self.vocab: Vocabulary | None = None

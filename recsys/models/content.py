@@ -197,6 +197,7 @@ class DeepContent(TowerRecommender):
 
     name: ClassVar[str] = "content"
     scores_cold_items: ClassVar[bool] = True
+    requires: ClassVar[frozenset[str]] = frozenset({"item_content"})
     config_class: ClassVar[type[Any]] = DeepContentConfig
     net_class: ClassVar[type[TowerNet]] = ContentNet
     net_fields: ClassVar[tuple[str, ...]] = (

@@ -289,6 +289,7 @@ class Hybrid(DeepContent):
 
     name: ClassVar[str] = "hybrid"
     scores_cold_items: ClassVar[bool] = True
+    requires: ClassVar[frozenset[str]] = frozenset({"item_content"})
     config_class: ClassVar[type[Any]] = HybridConfig
     net_class: ClassVar[type[TowerNet]] = HybridNet
     net_fields: ClassVar[tuple[str, ...]] = (
