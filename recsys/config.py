@@ -93,6 +93,12 @@ class CsvConfig:
     users_path: str | None = None
     item_columns: dict[str, str] = field(default_factory=dict)
     user_columns: dict[str, str] = field(default_factory=dict)
+    item_text: tuple[str, ...] = ()
+    """Item-table columns of free text, appended to the items' ``text``."""
+    item_categorical: tuple[str, ...] = ()
+    """Item-table columns of categories, added to ``genres`` as ``column=value``."""
+    item_numeric: tuple[str, ...] = ()
+    """Item-table columns kept as float64 attributes."""
 
 
 @dataclass(frozen=True)

@@ -5,20 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, get_args
 
-from recsys.config import PreprocessConfig, SplitConfig
+from recsys.config import CsvConfig, PreprocessConfig, SplitConfig
+from recsys.config_loader import from_dict
 from recsys.data import io
+from recsys.data.sources.formats import FORMAT_CHOICES, resolve_format
 from recsys.errors import ConfigError
 from recsys.evaluation.harness import (
     ProtocolName,
 )
 
-FileFormat = Literal["uidata", "csv"]
+FileFormat = str
+"""A format name of ``recsys.data.sources.formats.FORMAT_CHOICES`` (``ml-100k``, ``ml-dat``,
+``ml-csv``, ``playcount``, ``csv``, ``parquet``; ``uidata`` = ``ml-100k``)."""
 Log = Callable[[str], None]
 
 PROTOCOLS: Final = get_args(ProtocolName)
-FILE_FORMATS: Final = get_args(FileFormat)
+FILE_FORMATS: Final = FORMAT_CHOICES
 OUTPUT_FILES: Final[Mapping[str, str]] = {
     "topk": "recommendations.csv",
     "loo": "scores.csv",
@@ -36,8 +40,6 @@ TUNE_METRIC: Final[Mapping[str, str]] = {"topk": "ndcg@10", "loo": "ndcg@10", "r
 """What tuning maximises on the validation files (``neg_rmse`` = -RMSE)."""
 EASE_L2_GRID: Final = (10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0)
 """EASE lambdas tried on validation (plus the configured one); ml100k-u1 picks 500."""
-UIDATA_SUFFIXES: Final = (".tsv", ".tab", ".data", ".base", ".test")
-CSV_SUFFIXES: Final = (".csv",)
 SPLIT_PREPROCESS: Final = PreprocessConfig(
     min_user_interactions=1,
     min_item_interactions=1,
@@ -93,11 +95,17 @@ class BenchmarkConfig:
     val: SplitFiles | None = None
     """Validation train/test (and negatives) files: tuning reads these and nothing else."""
     items: Path | None = None
-    """MovieLens ``u.item``: item content for content-aware models."""
+    """Item table (content for content-aware models), any format of ``read_items_file``."""
     users: Path | None = None
-    """MovieLens ``u.user``: user attributes."""
+    """User table (user attributes), any format of ``read_users_file``."""
     file_format: FileFormat | None = None
-    """None: from each file's suffix (``detect_format``)."""
+    """Format of the split files; None: detected per file (``detect_format``)."""
+    items_format: FileFormat | None = None
+    users_format: FileFormat | None = None
+    """Formats of ``items`` / ``users``; None: detected."""
+    csv: CsvConfig | None = None
+    """Column mapping of ``csv``/``parquet`` files (``data.csv`` of ``--params``); None: the
+    header names the canonical columns."""
     save_models: bool = False
     n_boot: int = 1000
     seed: int = 0
@@ -169,8 +177,21 @@ def load_model_params(path: Path | None) -> dict[str, dict[str, Any]]:
     return out
 
 
+def load_data_csv(path: Path | None) -> CsvConfig | None:
+    """The ``data.csv`` section of a parameter file (the column mapping), or None without one."""
+    if path is None:
+        return None
+    raw = io.read_yaml(path) or {}
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(data, dict) or data.get("csv") is None:
+        return None
+    return from_dict(CsvConfig, data["csv"], "data.csv")
+
+
 def check_config(cfg: BenchmarkConfig) -> None:
     """``ConfigError`` for option combinations the protocol cannot honour."""
+    for name in (cfg.file_format, cfg.items_format, cfg.users_format):
+        resolve_format(name)
     if cfg.protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol '{cfg.protocol}'", fix=f"use one of {PROTOCOLS}")
     if not cfg.splits:

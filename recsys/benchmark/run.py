@@ -177,16 +177,21 @@ def run_benchmark(
     fields = {n: dict(cfg.model_params.get(n, {})) for n in classes}
     # A bad setting fails now, not after an hour of other models.
     built = {name: cls(**fields[name]) for name, cls in classes.items()}
-    items, users = read_side_tables(cfg.items, cfg.users)
-    splits = [
-        load_split(s, file_format=cfg.file_format, items=items, users=users) for s in cfg.splits
-    ]
+    items, users = read_side_tables(
+        cfg.items,
+        cfg.users,
+        items_format=cfg.items_format,
+        users_format=cfg.users_format,
+        csv_cfg=cfg.csv,
+    )
+    reading: dict[str, Any] = {
+        "file_format": cfg.file_format, "items": items, "users": users, "csv_cfg": cfg.csv
+    }  # fmt: skip
+    splits = [load_split(s, **reading) for s in cfg.splits]
     classes = skip_unable(classes, built, splits[0], skipped, warn)
     val = None
     if cfg.val is not None:
-        val = load_split(
-            cfg.val, file_format=cfg.file_format, items=items, users=users, prefix="val-"
-        )
+        val = load_split(cfg.val, prefix="val-", **reading)
     log(f"benchmark {cfg.protocol}: {', '.join(classes)} on {len(splits)} split(s)")
     outcomes: dict[str, ModelOutcome] = {}
     with io.atomic_dir(Path(out)) as tmp:

@@ -1,6 +1,7 @@
 """The split files of a benchmark, read into one vocabulary (``load_split`` -> ``SplitData``).
 
-A train/test pair in the benchmark's file format (or a generic CSV) becomes a ``Processed``
+A train/test pair in any format of ``recsys.data.sources.formats`` (detected, or ``--format``)
+becomes a ``Processed``
 whose split reproduces the files exactly (no cleaning, test rows predefined). Leakage rule: a
 model is fitted on ``SplitData.fit_data()``, a copy whose interactions and ``split.test`` hold
 no test row (the vocabulary still lists every id, as the catalogue does).
@@ -16,28 +17,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.benchmark.config import (
-    CSV_SUFFIXES,
-    SPLIT_PREPROCESS,
-    UIDATA_SUFFIXES,
-    FileFormat,
-    SplitFiles,
-)
-from recsys.data import io, sources
+from recsys.benchmark.config import SPLIT_PREPROCESS, SplitFiles
+from recsys.config import CsvConfig
+from recsys.data import io
 from recsys.data.preprocess import Processed, preprocess
+from recsys.data.sources import formats, ids
+from recsys.data.sources.formats import Format
 from recsys.errors import ConfigError, DataError, location
 from recsys.evaluation.harness import (
     Heldout,
 )
-from recsys.schema import (
-    INTERACTION_COLUMNS,
-    INTERACTION_DTYPES,
-    ITEM_ID,
-    RATING,
-    TIMESTAMP,
-    USER_ID,
-    Dataset,
-)
+from recsys.schema import ITEM_ID, RATING, USER_ID, Dataset
+
+SOURCE_FILE = "source_file"
+"""``DataFrame.attrs`` key naming the file a side table was read from."""
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -77,81 +70,66 @@ class SplitData:
         return (low, high) if high > low else None
 
 
-def detect_format(path: Path) -> FileFormat:
-    """``uidata`` for ``.tsv .tab .data .base .test``; ``csv`` for ``.csv``."""
-    suffix = path.suffix.lower()
-    if suffix in UIDATA_SUFFIXES:
-        return "uidata"
-    if suffix in CSV_SUFFIXES:
-        return "csv"
-    raise ConfigError(
-        f"cannot tell the format of '{path.name}' from its suffix",
-        where=location(path),
-        fix="pass --format uidata (tab-separated user, item, rating, timestamp; no header) or "
-        "--format csv (header user_id,item_id[,rating,timestamp])",
-    )
+def detect_format(path: Path) -> Format:
+    """The format of a split file from its content (``recsys.data.sources.formats``)."""
+    return formats.detect_format(path, "interactions")
 
 
-def read_interactions(path: Path, file_format: FileFormat | None, option: str) -> pd.DataFrame:
-    """[n, 4] canonical interactions of a split file, in file order.
-
-    ``uidata``: MovieLens ``u.data`` lines. ``csv``: a header naming ``user_id`` and ``item_id``
-    and optionally ``rating`` (default 1.0) and ``timestamp`` (default 0); other columns ignored.
-    """
-    path = Path(path)
-    if not path.is_file():
+def read_split_file(
+    path: Path, file_format: str | None, option: str, csv_cfg: CsvConfig | None = None
+) -> formats.LogFile:
+    """One split file in ``file_format`` (None: detected), by the pipeline's readers."""
+    if not Path(path).is_file():
         raise DataError("file not found", where=location(path), fix=f"check {option}")
-    if (file_format or detect_format(path)) == "uidata":
-        return sources.read_ratings_file(path)
-    found = io.read_header(path, sep=",", quoted=True)
-    io.check_columns(
-        path, [USER_ID, ITEM_ID], found, sep=",", fix="write a header user_id,item_id,rating,..."
-    )
-    columns = [c for c in INTERACTION_COLUMNS if c in found]
-    raw = io.read_delimited(
-        path,
-        columns,
-        sep=",",
-        header=True,
-        quoted=True,
-        integer=[c for c in (USER_ID, ITEM_ID, TIMESTAMP) if c in columns],
-        numeric=[RATING] if RATING in columns else [],
-        what=f"{option} file",
-    )
-    if RATING not in raw:
-        raw[RATING] = 1.0
-    if TIMESTAMP not in raw:
-        raw[TIMESTAMP] = 0
-    return raw.loc[:, list(INTERACTION_COLUMNS)].astype(INTERACTION_DTYPES)
+    return formats.read_log_file(path, file_format, csv_cfg=csv_cfg)
+
+
+def read_interactions(
+    path: Path, file_format: str | None, option: str, csv_cfg: CsvConfig | None = None
+) -> pd.DataFrame:
+    """[n, 4] canonical interactions of a split file, in file order (any format of
+    ``recsys.data.sources.formats``; ids int64 or text)."""
+    return read_split_file(path, file_format, option, csv_cfg).interactions
 
 
 def load_split(
     files: SplitFiles,
     *,
-    file_format: FileFormat | None = None,
+    file_format: str | None = None,
     items: pd.DataFrame | None = None,
     users: pd.DataFrame | None = None,
     prefix: str = "",
+    csv_cfg: CsvConfig | None = None,
 ) -> SplitData:
     """Read a split's files and build the ``Processed`` that reproduces them exactly.
 
     Args:
       files: the split's paths.
-      file_format: None: from each file's suffix.
-      items, users: MovieLens side tables (content features, vocabulary of cold items).
+      file_format: a ``recsys.data.sources.formats`` name; None: detected per file.
+      items, users: side tables from ``read_side_tables`` (content features, vocabulary of
+        cold items).
       prefix: ``"val-"`` for the validation files (names the options in errors).
+      csv_cfg: the column mapping of ``csv``/``parquet`` files (``data.csv`` of ``--params``).
+
+    The data set's ``feedback`` is the train file's: ``implicit`` for play-count and click logs
+    (their weight is the ``rating``), ``explicit`` for ratings.
 
     Raises:
-      DataError: a missing or malformed file, an empty one, or train and test sharing a pair.
+      DataError: a missing or malformed file, an empty one, train and test sharing a pair,
+        mixed id types across the files, or a side table sharing no id with them.
+      ConfigError: a file whose format cannot be told, or train and test read as different
+        kinds of feedback.
     """
     roles = {"train": files.train, "test": files.test}
     if files.negatives is not None:
         roles["negatives"] = files.negatives
-    frames = {
-        role: read_interactions(path, file_format, f"--{prefix}{role}")
+    logs = {
+        role: read_split_file(path, file_format, f"--{prefix}{role}", csv_cfg)
         for role, path in roles.items()
     }
+    frames = {role: log.interactions for role, log in logs.items()}
     train, test = frames["train"], frames["test"]
+    _check_files_agree(logs, roles, items, users)
     for role in ("train", "test"):
         if frames[role].empty:
             raise DataError(f"the {role} file holds no rows", where=location(roles[role]))
@@ -172,6 +150,7 @@ def load_split(
         items=items,
         users=users,
         name=files.name or files.train.parent.name or "benchmark",
+        feedback=logs["train"].feedback,
     )
     data = preprocess(dataset, SPLIT_PREPROCESS, test_pairs=test)
     info = {
@@ -181,14 +160,51 @@ def load_split(
     return SplitData(files.name, data, test, frames.get("negatives"), info)
 
 
+def _check_files_agree(
+    logs: dict[str, formats.LogFile],
+    roles: dict[str, Path],
+    items: pd.DataFrame | None,
+    users: pd.DataFrame | None,
+) -> None:
+    """One feedback kind for train and test; one id kind everywhere; side tables that match."""
+    if logs["train"].feedback != logs["test"].feedback:
+        raise ConfigError(
+            f"the train file reads as {logs['train'].format} ({logs['train'].feedback}), the "
+            f"test file as {logs['test'].format} ({logs['test'].feedback})",
+            where=f"{location(roles['train'])} and {location(roles['test'])}",
+            fix="pass --format (e.g. --format playcount for count logs) so both read alike",
+        )
+    for column in (USER_ID, ITEM_ID):
+        ids.check_same_kind(
+            column, [(log.interactions[column], str(roles[r])) for r, log in logs.items()]
+        )
+    ids_in = pd.concat([logs["train"].interactions, logs["test"].interactions])
+    for table, column, option in ((items, ITEM_ID, "--items"), (users, USER_ID, "--users")):
+        if table is not None:
+            where = str(table.attrs.get(SOURCE_FILE, option))
+            ids.check_matches(column, ids_in[column], str(roles["train"]), table[column], where)
+
+
 def read_side_tables(
-    items: Path | None, users: Path | None
+    items: Path | None,
+    users: Path | None,
+    *,
+    items_format: str | None = None,
+    users_format: str | None = None,
+    csv_cfg: CsvConfig | None = None,
 ) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """MovieLens 100K ``u.item`` / ``u.user`` files (either may be None)."""
+    """Item and user tables (either may be None) in any format the pipeline reads: ml-100k
+    ``u.item``/``u.user``, ml-1m/10m ``movies.dat``/``users.dat``, ml-20m+ ``movies.csv``, or a
+    CSV/Parquet table (``csv_cfg.item_columns`` / ``user_columns``). None: detected per file.
+    Each table's ``attrs[SOURCE_FILE]`` names its file (for later messages)."""
     for path, option in ((items, "--items"), (users, "--users")):
         if path is not None and not Path(path).is_file():
             raise DataError("file not found", where=location(path), fix=f"check {option}")
-    return (
-        sources.read_ml100k_items(items) if items is not None else None,
-        sources.read_ml100k_users(users) if users is not None else None,
-    )
+    item_table = user_table = None
+    if items is not None:
+        item_table = formats.read_items_file(items, items_format, csv_cfg=csv_cfg)
+        item_table.attrs[SOURCE_FILE] = str(items)
+    if users is not None:
+        user_table = formats.read_users_file(users, users_format, csv_cfg=csv_cfg)
+        user_table.attrs[SOURCE_FILE] = str(users)
+    return item_table, user_table

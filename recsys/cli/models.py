@@ -21,6 +21,7 @@ from recsys.timings import NOT_MEASURED, Timings
 
 def add_benchmark_parser(commands: Commands) -> None:
     """Add ``recsys benchmark``."""
+    from recsys.data.sources.formats import FORMAT_CHOICES
     from recsys.models.registry import MODELS
 
     bench = add_command(commands, "benchmark", cmd_benchmark, raw=True)
@@ -28,14 +29,21 @@ def add_benchmark_parser(commands: Commands) -> None:
         ("--train", "training interactions"),
         ("--test", "test interactions (never used for tuning)"),
         ("--negatives", "loo: sampled negatives per test user"),
-        ("--items", "MovieLens u.item: item content features"),
-        ("--users", "MovieLens u.user: user attributes"),
+        ("--items", "item table: content features (u.item, movies.dat, movies.csv, CSV)"),
+        ("--users", "user table: attributes (u.user, users.dat, CSV)"),
     )
     for flag, text in split_files:
         bench.add_argument(flag, type=Path, metavar="FILE", help=text)
-    bench.add_argument(
-        "--format", dest="file_format", choices=("uidata", "csv"), help="split file format"
-    )
+    formats = ", ".join(FORMAT_CHOICES)
+    for flag, dest, what in (
+        ("--format", "file_format", "the split files"),
+        ("--items-format", "items_format", "--items"),
+        ("--users-format", "users_format", "--users"),
+    ):
+        bench.add_argument(
+            flag, dest=dest, choices=FORMAT_CHOICES, metavar="FMT",
+            help=f"format of {what} (default: detected); one of {formats}",
+        )  # fmt: skip
     bench.add_argument(
         "--protocol", choices=("topk", "loo", "rating"), default="topk", help="default: topk"
     )
@@ -46,7 +54,7 @@ def add_benchmark_parser(commands: Commands) -> None:
         f"imports; registered: {', '.join(MODELS)})",
     )
     tuning_files = (
-        ("--params", "FILE", "YAML whose models.<name> sets each model"),
+        ("--params", "FILE", "YAML: models.<name> sets each model; data.csv maps csv columns"),
         ("--val-train", "FILE", "validation training file (tuning)"),
         ("--val-test", "FILE", "validation held-out file (tuning)"),
         ("--val-negatives", "FILE", "loo: validation negatives"),
@@ -106,9 +114,22 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                                        parameters, file checksums, hardware, versions
     OUT is built beside itself and replaced only when every model finished.
 
-    Split files: u.data format (tab-separated user, item, rating, timestamp; no header)
-    for .tsv .tab .data .base .test; CSV with a header user_id,item_id[,rating,timestamp]
-    for .csv. --format overrides the suffix.
+    Files (split files, --items, --users) are read by the pipeline's readers in any
+    of these formats, detected from their content or named by --format,
+    --items-format, --users-format (docs/data.md):
+      ml-100k    u.data lines (tab, no header: user, item, rating, timestamp), u.item,
+                 u.user (alias: uidata)
+      ml-dat     ML-1M/ML-10M '::' files: ratings.dat, movies.dat (+ tags.dat), users.dat
+      ml-csv     ML-20M/25M/latest: ratings.csv, movies.csv (+ tags.csv)
+      playcount  user, item, weight[, timestamp]; tab or comma; header optional;
+                 implicit feedback (the weight is the rating)
+      csv        header user_id,item_id[,rating or weight][,timestamp], or any columns
+                 mapped by data.csv in --params; items/users tables with a header
+      parquet    as csv, in Parquet
+    Ids may be integers or text (SKUs, names); results speak the original ids.
+    A headerless 4-field file reads as ml-100k (ratings); pass --format playcount for
+    counts. Ambiguous or unknown files, mixed id types, or a side table sharing no id
+    with the split are refused (exit 2).
 
     Tuning reads only --val-train/--val-test (and --val-negatives for loo): EASE's
     lambda, and any model class with a tune() hook. The chosen values are recorded in
@@ -136,6 +157,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         models=bm.parse_names(args.models),
         model_params=bm.load_model_params(args.params),
         val=val, items=args.items, users=args.users, file_format=args.file_format,
+        items_format=args.items_format, users_format=args.users_format,
+        csv=bm.load_data_csv(args.params),
         save_models=args.save_models, n_boot=args.n_boot, seed=args.seed,
     )  # fmt: skip
     report = bm.run_benchmark(

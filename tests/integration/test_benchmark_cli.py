@@ -416,7 +416,7 @@ def test_bad_options_exit_2(
     message: str,
 ) -> None:
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"models": {"bpr": {"nope": 1}}}))
-    (tmp_path / "BAD.txt").write_text("1\t1\t1\t1\n")
+    (tmp_path / "BAD.txt").write_text("1\t1\t1\n")  # 3 fields: rating or count? ask
     names = {
         "VAL": files["val_train"],
         "MISSING": tmp_path / "missing.tsv",

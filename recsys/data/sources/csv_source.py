@@ -21,6 +21,7 @@ from recsys.errors import ConfigError, DataError, location
 from recsys.schema import (
     AGE,
     EXPLICIT,
+    GENRE_SEPARATOR,
     GENRES,
     IMPLICIT,
     INTERACTION_COLUMNS,
@@ -106,20 +107,11 @@ def read_csv_source(path: Path | str, cfg: CsvConfig) -> Dataset:
     items = users = None
     if cfg.items_path:
         items_file = _side_path(cfg.items_path, path, "items_path")
-        items = _read_side_table(items_file, cfg, cfg.item_columns, [ITEM_ID, TITLE], "items")
-        for optional in (GENRES, TEXT):
-            if optional not in items:
-                items[optional] = ""
-            items[optional] = items[optional].fillna("").astype("str")
-        items[GENRES] = canonical_genres(items[GENRES])
-        items = items[[*ITEM_REQUIRED, *(c for c in items if c not in ITEM_REQUIRED)]]
+        items = read_item_table(items_file, cfg)
         files["items"] = str(items_file)
     if cfg.users_path:
         users_file = _side_path(cfg.users_path, path, "users_path")
-        users = _read_side_table(users_file, cfg, cfg.user_columns, [USER_ID], "users")
-        if AGE in users and users[AGE].dtype != "int64":
-            age = pd.to_numeric(users[AGE], errors="coerce")
-            users[AGE] = age.astype("int64") if age.notna().all() and (age % 1 == 0).all() else age
+        users = read_user_table(users_file, cfg)
         files["users"] = str(users_file)
     scale = None if implicit else cfg.rating_scale
     dataset = Dataset(
@@ -133,6 +125,45 @@ def read_csv_source(path: Path | str, cfg: CsvConfig) -> Dataset:
     )
     check_dataset_ids(dataset)
     return dataset
+
+
+def read_item_table(path: Path | str, cfg: CsvConfig) -> pd.DataFrame:
+    """An item table (CSV/TSV with a header, or Parquet) mapped by ``cfg.item_columns``.
+
+    ``item_id`` is required; ``title``, ``genres`` and ``text`` read as ``""`` when absent.
+    ``cfg.item_text`` columns are appended to ``text`` (space-joined), ``cfg.item_categorical``
+    ones to ``genres`` as ``column=value`` (so content models see them as categories), and
+    ``cfg.item_numeric`` ones kept as float64 attributes; other mapped columns are kept as read.
+    """
+    path = Path(path)
+    named = [*cfg.item_text, *cfg.item_categorical, *cfg.item_numeric]
+    mapping = {**{c: c for c in named}, **cfg.item_columns}
+    items = _read_side_table(path, cfg, mapping, [ITEM_ID], "items")
+    for optional in (TITLE, GENRES, TEXT):
+        if optional not in items:
+            items[optional] = ""
+        items[optional] = items[optional].fillna("").astype("str")
+    items[GENRES] = canonical_genres(items[GENRES])
+    for column in cfg.item_text:
+        items[TEXT] = (items[TEXT] + " " + items[column].fillna("").astype("str")).str.strip()
+    for column in cfg.item_categorical:
+        value = items[column].fillna("").astype("str")
+        tag = (column + "=" + value).where(value != "", "")
+        items[GENRES] = (items[GENRES] + GENRE_SEPARATOR + tag).str.strip(GENRE_SEPARATOR)
+    for column in cfg.item_numeric:
+        items[column] = pd.to_numeric(items[column], errors="coerce").astype("float64")
+    return items[[*ITEM_REQUIRED, *(c for c in items if c not in ITEM_REQUIRED)]]
+
+
+def read_user_table(path: Path | str, cfg: CsvConfig) -> pd.DataFrame:
+    """A user table (CSV/TSV with a header, or Parquet) mapped by ``cfg.user_columns``;
+    ``user_id`` is required, ``age``, ``gender``, ``occupation``, ``zip_code`` and any mapped
+    column are kept (``age`` as int64 when every value is a whole number)."""
+    users = _read_side_table(Path(path), cfg, cfg.user_columns, [USER_ID], "users")
+    if AGE in users and users[AGE].dtype != "int64":
+        age = pd.to_numeric(users[AGE], errors="coerce")
+        users[AGE] = age.astype("int64") if age.notna().all() and (age % 1 == 0).all() else age
+    return users
 
 
 def _default_positions(implicit: bool) -> dict[str, str]:
