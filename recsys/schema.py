@@ -8,8 +8,9 @@ later stage (validation, preprocessing, training, serving) reads only these name
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
+import numpy as np
 import pandas as pd
 
 # --- interactions ---------------------------------------------------------------------------
@@ -54,6 +55,61 @@ USER_REQUIRED: Final = (USER_ID,)
 USER_DTYPES: Final = {USER_ID: "int64"}
 USER_ATTRIBUTES: Final = (AGE, GENDER, OCCUPATION, ZIP_CODE)
 """The demographic columns the sources know; a users table may carry others."""
+
+# --- id kinds -------------------------------------------------------------------------------
+INT_IDS: Final = "int"
+"""Every id of a column is a plain decimal integer: the column is ``int64``."""
+STR_IDS: Final = "str"
+"""Any other ids (SKUs, UUIDs, names): the column holds the original text (pandas ``str``;
+numpy arrays of ids are ``object`` arrays of Python ``str``). Never empty."""
+ID_PAD: Final = {INT_IDS: -1, STR_IDS: ""}
+"""The id that pads a ranked list shorter than k, per kind (never a real id)."""
+
+
+def id_kind(values: Any) -> str:
+    """``INT_IDS`` for an integer column or array, else ``STR_IDS``."""
+    dtype = getattr(values, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(values).dtype
+    return INT_IDS if pd.api.types.is_integer_dtype(dtype) else STR_IDS
+
+
+def id_array(values: Any) -> np.ndarray:
+    """[n] raw ids as one flat numpy array of their kind: ``int64`` for integers (never a cast
+    from text), an ``object`` array of Python ``str`` otherwise: the one representation every
+    layer compares, sorts and looks up."""
+    raw = values if isinstance(values, np.ndarray) else np.asarray(values)
+    if raw.dtype.kind in "iu":
+        return raw.astype(np.int64, copy=False).ravel()
+    return np.asarray(values, dtype=object).ravel()
+
+
+def pad_ids(shape: tuple[int, ...], kind: str) -> np.ndarray:
+    """An array of ``shape`` holding the pad of ``kind`` (``ID_PAD``): -1 or ``""``."""
+    return np.full(shape, ID_PAD[kind], dtype=np.int64 if kind == INT_IDS else object)
+
+
+def is_pad(ids: np.ndarray) -> np.ndarray:
+    """[same shape] bool: which entries of a ranked id array are padding."""
+    return np.asarray(ids == ID_PAD[id_kind(ids)], dtype=bool)
+
+
+def with_id_dtypes(dtypes: dict[str, str], df: pd.DataFrame) -> dict[str, str]:
+    """``dtypes`` with ``str`` for each id column of ``df`` that holds text (``STR_IDS``): what
+    ``astype`` takes to canonicalize a table whose ids may be strings, and what validation
+    expects. Other columns (integer ids, and ids of any other dtype, which stay wrong) keep
+    their declared dtype."""
+    return {
+        col: "str"
+        if col in (USER_ID, ITEM_ID) and col in df.columns and _is_text(df[col])
+        else dtype
+        for col, dtype in dtypes.items()
+    }
+
+
+def _is_text(column: pd.Series) -> bool:
+    return bool(pd.api.types.is_string_dtype(column.dtype)) and column.dtype != bool
+
 
 EXPLICIT: Final = "explicit"
 IMPLICIT: Final = "implicit"

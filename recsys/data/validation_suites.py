@@ -31,6 +31,7 @@ from recsys.schema import (
     USER_ID,
     USER_REQUIRED,
     Dataset,
+    with_id_dtypes,
 )
 
 N_INTERACTIONS: Final = "n_interactions"
@@ -247,7 +248,8 @@ def _schema_checks(
     table: str, frame: pd.DataFrame, dtypes: dict[str, str], gxe: Any
 ) -> list[Check]:
     checks = []
-    for col, dtype in dtypes.items():
+    # An id column is int64 or, as soon as one id is not a plain integer, str (schema.STR_IDS).
+    for col, dtype in with_id_dtypes(dtypes, frame).items():
         checks.append(
             Check(
                 f"{col}_exists",
@@ -265,6 +267,16 @@ def _schema_checks(
         checks.append(
             Check(f"{col}_type", table, (col,), f"{table}.{col} has dtype {dtype}", expectation)
         )
+        if col in (USER_ID, ITEM_ID) and dtype == "str":
+            checks.append(
+                Check(
+                    f"{col}_not_blank",
+                    table,
+                    (col,),
+                    f"{table}.{col} string ids are not empty",
+                    gxe.ExpectColumnValueLengthsToBeBetween(column=col, min_value=1),
+                )
+            )
     return checks
 
 

@@ -30,7 +30,16 @@ from recsys.evaluation.results import RatingResult as RatingResult
 from recsys.evaluation.results import TopKResult as TopKResult
 from recsys.evaluation.results import summarize
 from recsys.models.base import Recommender
-from recsys.schema import ITEM_ID, RATING, USER_ID
+from recsys.schema import (
+    INT_IDS,
+    ITEM_ID,
+    RATING,
+    USER_ID,
+    id_array,
+    id_kind,
+    is_pad,
+    pad_ids,
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -77,9 +86,9 @@ def evaluate_topk(
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive cut-offs, got {ks}")
     length = max(max(ks), list_length or 0)
-    train_users = np.unique(train[USER_ID].to_numpy(dtype=np.int64))
-    candidates = np.unique(train[ITEM_ID].to_numpy(dtype=np.int64))
-    test_users = test[USER_ID].to_numpy(dtype=np.int64)
+    train_users = np.unique(id_array(train[USER_ID]))
+    candidates = np.unique(id_array(train[ITEM_ID]))
+    test_users = id_array(test[USER_ID])
     users = np.intersect1d(np.unique(test_users), train_users)
     if not len(users):
         raise DataError("no test user has a training interaction: nothing to evaluate")
@@ -88,19 +97,18 @@ def evaluate_topk(
     asked = min(length, len(candidates))
     got_ids, got_scores = model.recommend(users, k=asked, exclude_seen=True, candidates=candidates)
     seconds = time.perf_counter() - start
-    item_ids = np.full((len(users), length), M.PAD, dtype=np.int64)
+    item_ids = pad_ids((len(users), length), id_kind(candidates))
     scores = np.full((len(users), length), -np.inf, dtype=np.float32)
     item_ids[:, :asked], scores[:, :asked] = got_ids, got_scores
     rows = np.searchsorted(users, test_users)
     evaluated = rows < len(users)
     evaluated[evaluated] = users[rows[evaluated]] == test_users[evaluated]
-    relevant = M.Relevance.from_pairs(
-        rows[evaluated], test[ITEM_ID].to_numpy(dtype=np.int64)[evaluated], len(users)
-    )
-    per_user = M.topk_metrics(item_ids, relevant, ks)
+    ranked, relevant_items = _integer_ids(item_ids, id_array(test[ITEM_ID])[evaluated])
+    relevant = M.Relevance.from_pairs(rows[evaluated], relevant_items, len(users))
+    per_user = M.topk_metrics(ranked, relevant, ks)
     means, cis = summarize(per_user, n_boot, seed)
     for k in ks:
-        means[f"coverage@{k}"] = M.coverage_at_k(item_ids, k, len(candidates))
+        means[f"coverage@{k}"] = M.coverage_at_k(ranked, k, len(candidates))
     return TopKResult(
         metrics=means, ci=cis, per_user=per_user,
         user_ids=users, item_ids=item_ids, scores=scores,
@@ -136,14 +144,14 @@ def evaluate_loo(
       DataError: a user with several test rows, or a test user without negatives.
     """
     ks = tuple(int(k) for k in ks)
-    pos_users = test[USER_ID].to_numpy(dtype=np.int64)
-    pos_items = test[ITEM_ID].to_numpy(dtype=np.int64)
+    pos_users = id_array(test[USER_ID])
+    pos_items = id_array(test[ITEM_ID])
     order = np.argsort(pos_users, kind="stable")
     pos_users, pos_items = pos_users[order], pos_items[order]
-    if len(pos_users) and (np.diff(pos_users) == 0).any():
+    if len(pos_users) and (pos_users[1:] == pos_users[:-1]).any():
         raise DataError("leave-one-out test has several rows for one user")
-    neg_users = negatives[USER_ID].to_numpy(dtype=np.int64)
-    neg_items = negatives[ITEM_ID].to_numpy(dtype=np.int64)
+    neg_users = id_array(negatives[USER_ID])
+    neg_items = id_array(negatives[ITEM_ID])
     neg_row, mine = M.group_negatives(pos_users, neg_users)
     neg_users, neg_items = neg_users[mine], neg_items[mine]
     n_neg = np.bincount(neg_row, minlength=len(pos_users))
@@ -208,12 +216,12 @@ def evaluate_rating(
     if test.empty or train.empty:
         raise DataError("rating evaluation needs non-empty train and test sets")
     fallback = float(train[RATING].to_numpy(dtype=np.float64).mean())
-    users = test[USER_ID].to_numpy(dtype=np.int64)
-    items = test[ITEM_ID].to_numpy(dtype=np.int64)
+    users = id_array(test[USER_ID])
+    items = id_array(test[ITEM_ID])
     actual = test[RATING].to_numpy(dtype=np.float64)
-    warm = np.isin(users, train[USER_ID].to_numpy(dtype=np.int64))
+    warm = np.isin(users, id_array(train[USER_ID]))
     if not model.scores_cold_items:
-        warm &= np.isin(items, train[ITEM_ID].to_numpy(dtype=np.int64))
+        warm &= np.isin(items, id_array(train[ITEM_ID]))
     start = time.perf_counter()
     scores, known = _score_known(model, users, items, mask=warm)
     seconds = time.perf_counter() - start
@@ -238,6 +246,19 @@ def evaluate_rating(
         n_fallback=int((~known).sum()),
         score_seconds=round(seconds, 4),
     )
+
+
+def _integer_ids(ranked: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The metrics' integer item ids: integer ids as they are; string ids as their rank among
+    the distinct ids of both arrays (padding ``""`` -> ``metrics.PAD``), which keeps every
+    equality the metrics test."""
+    if id_kind(ranked) == INT_IDS:
+        return ranked, relevant
+    pad = is_pad(ranked)
+    universe = np.unique(np.concatenate([ranked[~pad], relevant]))
+    filled = np.where(pad, universe[0] if len(universe) else "", ranked)
+    codes = np.where(pad, M.PAD, np.searchsorted(universe, filled))
+    return codes.astype(np.int64), np.searchsorted(universe, relevant).astype(np.int64)
 
 
 def _score_known(

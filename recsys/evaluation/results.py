@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.evaluation import metrics as M
-from recsys.schema import ITEM_ID, USER_ID
+from recsys.schema import ITEM_ID, USER_ID, is_pad
 
 RANK: Final = "rank"
 SCORE: Final = "score"
@@ -46,7 +46,8 @@ class TopKResult:
     user_ids: np.ndarray
     """[n_users] evaluated raw user ids, ascending."""
     item_ids: np.ndarray
-    """[n_users, list_length] recommended raw item ids, best first, -1 padded."""
+    """[n_users, list_length] recommended raw item ids, best first, padded with -1 (integer
+    ids) or ``""`` (string ids: ``recsys.schema.ID_PAD``)."""
     scores: np.ndarray
     """[n_users, list_length] float32 scores, -inf at padding."""
     ks: tuple[int, ...]
@@ -61,7 +62,7 @@ class TopKResult:
     def recommendations(self) -> pd.DataFrame:
         """``recommendations.csv`` rows: user_id, item_id, rank (1-based), score; no padding."""
         n, k = self.item_ids.shape
-        keep = (self.item_ids != M.PAD).ravel()
+        keep = ~is_pad(self.item_ids).ravel()
         return pd.DataFrame(
             {
                 USER_ID: np.repeat(self.user_ids, k)[keep],

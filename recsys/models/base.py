@@ -36,12 +36,15 @@ from recsys.data.preprocess import InteractionSplit, Processed, Vocabulary
 from recsys.errors import DataError, RecsysError
 from recsys.models.model_config import resolve_config, to_jsonable
 from recsys.models.ranking import blocks, interaction_matrix, item_similarities, top_items, top_k
+from recsys.schema import id_array
 from recsys.timings import split_timings
 
 __all__ = [
     "FORMAT_VERSION",
     "META_FILE",
     "USER_BLOCK",
+    "Ids",
+    "RawId",
     "Recommender",
     "TrainResult",
     "UnknownIdError",
@@ -52,6 +55,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+RawId = int | str
+"""One raw user or item id: an integer, or the original text of a string id."""
+Ids = np.ndarray | Sequence[int] | Sequence[str] | Sequence[RawId]
+"""Raw ids of one kind (``recsys.schema.INT_IDS`` / ``STR_IDS``)."""
 
 FORMAT_VERSION = 1
 META_FILE = "recommender.json"
@@ -201,11 +208,11 @@ class Recommender(abc.ABC):
 
     def recommend(
         self,
-        user_ids: np.ndarray | list[int],
+        user_ids: Ids,
         k: int = 10,
         *,
         exclude_seen: bool = True,
-        candidates: np.ndarray | list[int] | None = None,
+        candidates: Ids | None = None,
         allowed: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items per user, best first.
@@ -223,12 +230,10 @@ class Recommender(abc.ABC):
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        raw_users = np.asarray(user_ids, dtype=np.int64).ravel()
+        raw_users = id_array(user_ids)
         return self._recommend(raw_users, k, exclude_seen, self._eligible(candidates, allowed))
 
-    def _eligible(
-        self, candidates: np.ndarray | list[int] | None, allowed: np.ndarray | None
-    ) -> np.ndarray | None:
+    def _eligible(self, candidates: Ids | None, allowed: np.ndarray | None) -> np.ndarray | None:
         """[n_items] bool: the items both ``candidates`` (raw ids) and ``allowed`` let through;
         None when neither is given."""
         if candidates is None:
@@ -243,7 +248,7 @@ class Recommender(abc.ABC):
         """``recommend`` once its arguments are checked; ``eligible`` as ``_eligible`` gives it."""
         users = self.encode_users(raw_users)
         cand = self.default_candidates() if eligible is None else np.flatnonzero(eligible)
-        ids = np.full((len(users), k), -1, dtype=np.int64)
+        ids = self._vocab().item_grid(len(users), k)
         scores = np.full((len(users), k), -np.inf, dtype=np.float32)
         item_raw = self._vocab().item_ids
         for lo, hi, block in blocks(users, USER_BLOCK):
@@ -255,7 +260,7 @@ class Recommender(abc.ABC):
             top_scores = np.take_along_axis(s, top, axis=1)
             valid = np.isfinite(top_scores)
             width = top.shape[1]
-            ids[lo:hi, :width] = np.where(valid, item_raw[cand[top]], -1)
+            ids[lo:hi, :width] = np.where(valid, item_raw[cand[top]], ids[lo:hi, :width])
             scores[lo:hi, :width] = np.where(valid, top_scores, -np.inf)
         return ids, scores
 
@@ -303,9 +308,7 @@ class Recommender(abc.ABC):
             out[row] = np.asarray(self._scores(np.array([user]), cand[row]), dtype=np.float32)[0]
         return out
 
-    def score(
-        self, user_ids: np.ndarray | list[int], item_ids: np.ndarray | list[int]
-    ) -> np.ndarray:
+    def score(self, user_ids: Ids, item_ids: Ids) -> np.ndarray:
         """[n] float32 scores of the pairs ``(user_ids[i], item_ids[i])``."""
         users, items = self.encode_users(user_ids), self.encode_items(item_ids)
         if users.shape != items.shape:
@@ -325,9 +328,7 @@ class Recommender(abc.ABC):
         """[n_items, d] item vectors for nearest-neighbour search, where the model has them."""
         return None
 
-    def similar_items(
-        self, item_ids: np.ndarray | list[int], k: int = 10
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def similar_items(self, item_ids: Ids, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` most similar items (cosine of item embeddings, or co-occurrence).
 
         Returns ([n, k] raw item ids, [n, k] float32 similarities), the query item excluded.
@@ -339,7 +340,7 @@ class Recommender(abc.ABC):
         return top_items(sims, k, self._vocab().item_ids, allowed=cand_mask, exclude=items)
 
     # --- ids ------------------------------------------------------------------------------
-    def encode_users(self, user_ids: np.ndarray | list[int]) -> np.ndarray:
+    def encode_users(self, user_ids: Ids) -> np.ndarray:
         return _encode(
             self._vocab().encode_users,
             user_ids,
@@ -347,20 +348,20 @@ class Recommender(abc.ABC):
             "use ids from the training data, or a cold-start fallback",
         )
 
-    def encode_items(self, item_ids: np.ndarray | list[int]) -> np.ndarray:
+    def encode_items(self, item_ids: Ids) -> np.ndarray:
         return _encode(
             self._vocab().encode_items, item_ids, "item", "use ids from the item catalogue"
         )
 
-    def known_users(self, user_ids: np.ndarray | list[int]) -> np.ndarray:
+    def known_users(self, user_ids: Ids) -> np.ndarray:
         """[n] bool: which raw user ids the model's vocabulary contains."""
-        return self._vocab().encode_users(np.asarray(user_ids, dtype=np.int64).ravel()) >= 0
+        return self._vocab().encode_users(id_array(user_ids)) >= 0
 
-    def known_items(self, item_ids: np.ndarray | list[int]) -> np.ndarray:
+    def known_items(self, item_ids: Ids) -> np.ndarray:
         """[n] bool: which raw item ids the model's vocabulary contains."""
-        return self._vocab().encode_items(np.asarray(item_ids, dtype=np.int64).ravel()) >= 0
+        return self._vocab().encode_items(id_array(item_ids)) >= 0
 
-    def seen_items(self, user_id: int) -> np.ndarray:
+    def seen_items(self, user_id: RawId) -> np.ndarray:
         """Raw ids of the items ``user_id`` interacted with in training."""
         return self._vocab().item_ids[self.seen_item_indices(user_id)]
 
@@ -368,7 +369,7 @@ class Recommender(abc.ABC):
         """[n_items] float32: training interactions per item (0 for cold items)."""
         return np.asarray(self._seen_matrix().getnnz(axis=0), dtype=np.float32)
 
-    def seen_item_indices(self, user_id: int) -> np.ndarray:
+    def seen_item_indices(self, user_id: RawId) -> np.ndarray:
         """Sorted vocabulary indices of the items ``user_id`` interacted with in training.
 
         Read straight from the CSR arrays: scipy's row indexing costs ~0.1 ms per call, a
@@ -417,12 +418,12 @@ class Recommender(abc.ABC):
 
 
 def _encode(
-    encode: Callable[[np.ndarray], np.ndarray], raw_ids: np.ndarray | list[int], what: str, fix: str
+    encode: Callable[[np.ndarray], np.ndarray], ids: Ids, what: str, fix: str
 ) -> np.ndarray:
     """Vocabulary indices of raw ids; ``UnknownIdError`` naming the unknown ones."""
-    raw = np.asarray(raw_ids, dtype=np.int64).ravel()
+    raw = id_array(ids)
     idx = encode(raw)
     if (idx < 0).any():
-        unknown = sorted(set(raw[idx < 0].tolist()))
+        unknown = sorted(set(raw[idx < 0].tolist()), key=lambda v: (type(v).__name__, v))
         raise UnknownIdError(f"{len(unknown)} unknown {what} id(s): {unknown[:10]}", fix=fix)
     return idx

@@ -35,6 +35,7 @@ from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.models.base import USER_BLOCK, Recommender, TrainResult
 from recsys.models.model_config import resolve_config
 from recsys.retrieval import ExactIndex, ItemIndex, build_index, recall_at_k
+from recsys.schema import id_array
 
 RANKER_DIR: Final = "ranker"
 RETRIEVER_DIR: Final = "retriever"
@@ -172,7 +173,7 @@ class TwoStage(Recommender):
     ) -> tuple[np.ndarray, np.ndarray]:
         """The two stages (``Recommender.recommend``'s contract): ``eligible``, from
         ``candidates`` and ``allowed``, limits what is retrieved (and so ranked)."""
-        ids = np.full((len(raw_users), k), -1, dtype=np.int64)
+        ids = self._vocab().item_grid(len(raw_users), k)
         scores = np.full((len(raw_users), k), -np.inf, dtype=np.float32)
         for lo in range(0, len(raw_users), USER_BLOCK):
             hi = min(lo + USER_BLOCK, len(raw_users))
@@ -189,10 +190,10 @@ class TwoStage(Recommender):
         # which would cost a bitmap of n_items bits per request and a slower filtered search.
         search_filter = None if eligible.all() else eligible
         queries = self.user_vectors(raw_users)
-        exclude = [ranker.seen_item_indices(int(u)) for u in raw_users] if exclude_seen else None
+        exclude = [ranker.seen_item_indices(u) for u in raw_users] if exclude_seen else None
         m = max(self.config.rerank_top, k)
         cand, _ = self.index.search(queries, m, exclude=exclude, allowed=search_filter)
-        ids = np.full((len(raw_users), k), -1, dtype=np.int64)
+        ids = self._vocab().item_grid(len(raw_users), k)
         scores = np.full((len(raw_users), k), -np.inf, dtype=np.float32)
         rows = [row for row in range(len(users)) if (cand[row] >= 0).any()]
         # The index already left the seen items out of the candidates: the ranking excludes
@@ -214,10 +215,10 @@ class TwoStage(Recommender):
         """Recall@M of the index against exact search over the same vectors and filters (1.0
         for an exact index): how much the ANN loses before the ranker sees the candidates."""
         m = m or self.config.rerank_top
-        raw = np.asarray(user_ids, dtype=np.int64).ravel()
+        raw = id_array(user_ids)
         queries = self.user_vectors(raw)
         ranker = self.parts()[0]
-        exclude = [ranker.seen_item_indices(int(u)) for u in raw]
+        exclude = [ranker.seen_item_indices(u) for u in raw]
         allowed = None if self.rankable.all() else self.rankable
         got, _ = self.index.search(queries, m, exclude=exclude, allowed=allowed)
         exact = self.index if isinstance(self.index, ExactIndex) else ExactIndex(self.index.vectors)

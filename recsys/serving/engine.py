@@ -13,7 +13,10 @@ Fallbacks (RELIABILITY.md item 7), named in every answer:
   of their two-tower item vectors (which embed content, so cold items can come back).
 
 Unknown item ids and unknown genre names are request errors (``RequestError``, HTTP 422)
-that name the field and the ids.
+that name the field and the ids. Ids are those of the training data, integers or strings
+(``recsys.schema.INT_IDS`` / ``STR_IDS``); an id of the other kind (the text ``"7"`` for a
+model of integer user ids, the number 7 for one of string ids) is a ``RequestError`` with
+HTTP 400 naming the field and the kind expected, never an unknown user.
 """
 
 from __future__ import annotations
@@ -26,16 +29,20 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import pandas as pd
 
 from recsys.config import ServingConfig
 from recsys.data import io
 from recsys.data.preprocess import Processed
 from recsys.errors import DataError, RecsysError
-from recsys.models.base import Recommender, top_k
+from recsys.models.base import RawId, Recommender, top_k
 from recsys.models.twostage import TwoStage, two_stage_of
 from recsys.retrieval import ItemIndex
+from recsys.schema import INT_IDS, ITEM_ID, id_array, id_kind, is_pad, pad_ids
 
 CATALOGUE_FORMAT: Final = 1
+STR_ITEM_IDS: Final = "item_ids.parquet"
+"""A catalogue of string item ids keeps them here instead of ``item_ids.npy``."""
 FALLBACK_POPULARITY: Final = "popularity"
 FALLBACK_RECENT: Final = "recent_items"
 
@@ -74,13 +81,16 @@ class Catalogue:
     @classmethod
     def from_processed(cls, data: Processed) -> Catalogue:
         return cls(
-            item_ids=np.asarray(data.vocab.item_ids, dtype=np.int64),
+            item_ids=id_array(data.vocab.item_ids),
             genres=np.asarray(data.features.item_genres > 0),
             genre_names=tuple(data.features.genre_names),
         )
 
     def save(self, path: Path) -> None:
-        io.write_array(self.item_ids, path / "item_ids.npy")
+        if id_kind(self.item_ids) == INT_IDS:
+            io.write_array(self.item_ids, path / "item_ids.npy")
+        else:  # text: a Parquet column (a .npy of objects needs pickle to read back)
+            io.write_table(pd.DataFrame({ITEM_ID: self.item_ids}), path / STR_ITEM_IDS)
         io.write_array(self.genres, path / "item_genres.npy")
         io.write_json(
             {"format": CATALOGUE_FORMAT, "genre_names": list(self.genre_names)},
@@ -92,8 +102,13 @@ class Catalogue:
         meta = io.read_json(io.require_file(path / "catalogue.json", "catalogue"))
         if meta.get("format") != CATALOGUE_FORMAT:
             raise DataError(f"unsupported catalogue format {meta.get('format')!r}", where=str(path))
+        ids = (
+            id_array(io.read_table(path / STR_ITEM_IDS)[ITEM_ID])
+            if (path / STR_ITEM_IDS).is_file()
+            else np.asarray(io.read_array(path / "item_ids.npy"), dtype=np.int64)
+        )
         return cls(
-            item_ids=np.asarray(io.read_array(path / "item_ids.npy"), dtype=np.int64),
+            item_ids=ids,
             genres=np.asarray(io.read_array(path / "item_genres.npy"), dtype=bool),
             genre_names=tuple(meta["genre_names"]),
         )
@@ -138,16 +153,16 @@ class Provenance:
 class Ranked:
     """An answer: raw item ids and scores, best first (padding dropped), and the fallback."""
 
-    item_ids: list[int]
+    item_ids: list[RawId]
     scores: list[float]
     fallback: str | None = None
 
 
 @dataclass(frozen=True)
 class Explanation:
-    item_id: int
+    item_id: RawId
     score: float
-    history: list[tuple[int, float]]
+    history: list[tuple[RawId, float]]
     """(history item id, cosine of its two-tower vector with the recommended item's)."""
     genres: list[tuple[str, float]]
     """(genre of the recommended item, share of the user's history having it)."""
@@ -188,15 +203,21 @@ class Engine:
         )
 
     # --- ids --------------------------------------------------------------------------------
-    def known_user(self, user_id: int) -> bool:
-        return bool(self.ranker.known_users([user_id])[0])
+    def known_user(self, user_id: RawId) -> bool:
+        return bool(self.ranker.known_users(self.user_array([user_id], "user_id"))[0])
 
-    def item_index(self, item_ids: Sequence[int], field: str) -> np.ndarray:
-        """Raw ids -> indices; ``RequestError`` naming ``field`` and every unknown id."""
-        raw = np.asarray(item_ids, dtype=np.int64).ravel()
+    def user_array(self, user_ids: Sequence[RawId], field: str) -> np.ndarray:
+        """Raw user ids as an array of the model's id kind; ``RequestError`` (400) when they
+        are of the other kind."""
+        return _of_kind(user_ids, self.ranker._vocab().user_kind, field, "user")
+
+    def item_index(self, item_ids: Sequence[RawId], field: str) -> np.ndarray:
+        """Raw ids -> indices; ``RequestError`` naming ``field`` and every unknown id (422),
+        or the kind expected (400)."""
+        raw = _of_kind(item_ids, self.ranker._vocab().item_kind, field, "item")
         known = self.ranker.known_items(raw)
         if not known.all():
-            unknown = sorted({int(i) for i in raw[~known]})
+            unknown = sorted(set(raw[~known].tolist()))
             raise RequestError(
                 f"{len(unknown)} unknown item id(s) in '{field}': {unknown[:20]}",
                 field=field,
@@ -207,7 +228,7 @@ class Engine:
     # --- answers ----------------------------------------------------------------------------
     def recommend(
         self,
-        user_id: int,
+        user_id: RawId,
         k: int = 10,
         *,
         exclude_seen: bool = True,
@@ -218,7 +239,7 @@ class Engine:
 
     def recommend_many(
         self,
-        user_ids: Sequence[int],
+        user_ids: Sequence[RawId],
         k: int = 10,
         *,
         exclude_seen: bool = True,
@@ -227,7 +248,7 @@ class Engine:
         """``recommend`` for many users in one pass (one ANN search for all known users): what
         the service's micro-batcher calls. Answer i is exactly ``recommend(user_ids[i], ...)``."""
         allowed = self.catalogue.genre_mask(genres)
-        raw = np.asarray(user_ids, dtype=np.int64).ravel()
+        raw = self.user_array(user_ids, "user_id")
         known = self.ranker.known_users(raw)
         out: list[Ranked] = []
         if not known.all():
@@ -252,7 +273,7 @@ class Engine:
         return _ranked(self.ranker.item_ids[top], s[0, top], FALLBACK_POPULARITY)
 
     def recommend_recent(
-        self, item_ids: Sequence[int], k: int = 10, *, genres: Sequence[str] | None = None
+        self, item_ids: Sequence[RawId], k: int = 10, *, genres: Sequence[str] | None = None
     ) -> Ranked:
         """An anonymous user: nearest items to the mean two-tower vector of ``item_ids``."""
         idx = self.item_index(item_ids, "item_ids")
@@ -261,13 +282,13 @@ class Engine:
         found, scores = self.index.search(query, k, exclude=[idx], allowed=allowed)
         return _ranked(_raw(self.ranker.item_ids, found[0]), scores[0], FALLBACK_RECENT)
 
-    def similar_items(self, item_id: int, k: int = 10) -> Ranked:
+    def similar_items(self, item_id: RawId, k: int = 10) -> Ranked:
         """Nearest items to ``item_id`` by two-tower item vectors (inner product)."""
         idx = self.item_index([item_id], "item_id")
         found, scores = self.index.search(self.index.vectors[idx], k, exclude=[idx])
         return _ranked(_raw(self.ranker.item_ids, found[0]), scores[0])
 
-    def score(self, user_id: int, item_ids: Sequence[int]) -> Ranked:
+    def score(self, user_id: RawId, item_ids: Sequence[RawId]) -> Ranked:
         """Champion scores of (user, item) pairs in request order; for an unknown user the
         items' training popularity (share of interactions), fallback ``popularity``."""
         idx = self.item_index(item_ids, "item_ids")
@@ -275,12 +296,12 @@ class Engine:
         if not self.known_user(user_id):
             share = self.popularity[idx] / max(float(self.popularity.sum()), 1.0)
             return Ranked(raw.tolist(), share.astype(float).tolist(), FALLBACK_POPULARITY)
-        s = self.ranker.score(np.full(len(raw), user_id, dtype=np.int64), raw)
+        s = self.ranker.score(self.user_array([user_id] * len(raw), "user_id"), raw)
         return Ranked(raw.tolist(), [_finite(x) for x in s.tolist()])
 
     def explain(
         self,
-        user_id: int,
+        user_id: RawId,
         k: int = 10,
         *,
         exclude_seen: bool = True,
@@ -306,14 +327,12 @@ class Engine:
         n_hist = min(self.cfg.explain_history, len(history))
         for item, score in zip(ranked.item_ids, ranked.scores, strict=True):
             i = int(self.ranker.encode_items([item])[0])
-            pairs: list[tuple[int, float]] = []
+            pairs: list[tuple[RawId, float]] = []
             if n_hist:
                 sims = (self.unit_vectors[history] @ self.unit_vectors[i])[None, :]
                 top = top_k(sims, n_hist)[0]
-                pairs = [
-                    (int(self.ranker.item_ids[history[j]]), round(float(sims[0, j]), 6))
-                    for j in top
-                ]
+                near = self.ranker.item_ids[history[top]].tolist()  # Python ints or str
+                pairs = [(i, round(float(sims[0, j]), 6)) for i, j in zip(near, top, strict=True)]
             cols = np.flatnonzero(self.catalogue.genres[i])
             weighted = sorted(
                 ((self.catalogue.genre_names[c], round(float(profile[c]), 6)) for c in cols),
@@ -324,7 +343,19 @@ class Engine:
 
 
 def _raw(item_raw: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return np.where(idx >= 0, item_raw[np.maximum(idx, 0)], -1)
+    return np.where(idx >= 0, item_raw[np.maximum(idx, 0)], pad_ids(idx.shape, id_kind(item_raw)))
+
+
+def _of_kind(ids: Sequence[RawId], kind: str, field: str, what: str) -> np.ndarray:
+    raw = id_array(ids)
+    if len(raw) and id_kind(raw) != kind:
+        expected = "integers" if kind == INT_IDS else "strings"
+        raise RequestError(
+            f"'{field}': this model's {what} ids are {expected}, as in its training data",
+            field=field,
+            status=400,
+        )
+    return raw
 
 
 def _finite(x: float) -> float:
@@ -333,10 +364,10 @@ def _finite(x: float) -> float:
 
 
 def _ranked(ids: np.ndarray, scores: np.ndarray, fallback: str | None = None) -> Ranked:
-    """Drop the -1 / -inf padding (fewer eligible items than k)."""
-    keep = (np.asarray(ids) >= 0) & np.isfinite(scores)
+    """Drop the -1 (or "") / -inf padding (fewer eligible items than k)."""
+    keep = ~is_pad(np.asarray(ids)) & np.isfinite(scores)
     return Ranked(
-        [int(i) for i in np.asarray(ids)[keep]],
+        np.asarray(ids)[keep].tolist(),
         [float(s) for s in np.asarray(scores)[keep]],
         fallback,
     )

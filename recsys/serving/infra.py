@@ -30,8 +30,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from recsys.data import io
 from recsys.errors import DataError, Refused
+from recsys.schema import INT_IDS, id_kind
 from recsys.serving.bentoml_cli import (
     PROJECT_DIR,
     bento_model_path,
@@ -226,9 +229,15 @@ def sample_requests(
     bento = load_bento(bento_tag, home)
     champion_tag = str(bento.info.args["champion"])
     champion = Recommender.load(bento_model_path(bento, champion_tag, home))
-    user = int(champion.vocab.user_ids[0]) if champion.vocab is not None else 0
-    item = int(champion.train_item_ids[0])
-    unknown_item = int(champion.item_ids.max()) + 1
+    users = champion.vocab.user_ids if champion.vocab is not None else np.zeros(1, np.int64)
+    user, item = users[:1].tolist()[0], champion.train_item_ids[:1].tolist()[0]
+    # An id past the largest of its kind is unknown: +1 for integers, a longer text for strings.
+    unknown_user = 2**62 if id_kind(users) == INT_IDS else f"{users.max()}~"
+    unknown_item = (
+        int(champion.item_ids.max()) + 1
+        if id_kind(champion.item_ids) == INT_IDS
+        else f"{champion.item_ids.max()}~"
+    )
 
     def answer(min_items: int, fallback: str | None = "any") -> Callable[[int, Any], str | None]:
         def check(status: int, body: Any) -> str | None:
@@ -254,7 +263,7 @@ def sample_requests(
 
     return [
         ("recommend", "/recommend", {"user_id": user, "k": 5}, answer(1, None)),
-        ("unknown user", "/recommend", {"user_id": 2**62, "k": 5}, answer(1, "popularity")),
+        ("unknown user", "/recommend", {"user_id": unknown_user, "k": 5}, answer(1, "popularity")),
         ("recommend_recent", "/recommend_recent", {"item_ids": [item], "k": 5}, answer(1)),
         ("similar_items", "/similar_items", {"item_id": item, "k": 5}, answer(1)),
         ("score", "/score", {"user_id": user, "item_ids": [item]}, answer(1, None)),

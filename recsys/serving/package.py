@@ -36,6 +36,7 @@ from recsys.data.preprocess import Processed, load_processed
 from recsys.data.records import Record
 from recsys.errors import DataError, RecsysError
 from recsys.fingerprint import tree_digest
+from recsys.schema import STR_IDS
 from recsys.serving import store
 from recsys.serving.bentoml_cli import PROJECT_DIR, bentoml_command, bentoml_env, tail_lines
 from recsys.serving.engine import Catalogue
@@ -91,6 +92,9 @@ __all__ = [
 ]
 
 CATALOGUE_NAME: Final = "recsys-catalogue"
+IDS_KEY: Final = "ids"
+"""Catalogue metadata and bento argument naming string ids (``service.IdArgs``); absent for
+integer ids."""
 BENTOFILE: Final = "bentofile.yaml"
 BUILD_TIMEOUT_S: Final = 600
 
@@ -112,10 +116,21 @@ def save_catalogue(
 
     processed = data if isinstance(data, Processed) else load_processed(Path(data))
     catalogue = Catalogue.from_processed(processed)
+    metadata: dict[str, Any] = {
+        "n_items": len(catalogue.item_ids),
+        "genres": list(catalogue.genre_names),
+    }
+    vocab = processed.vocab
+    if STR_IDS in (vocab.user_kind, vocab.item_kind):  # integer ids: the metadata as before
+        metadata[IDS_KEY] = {
+            "kind": STR_IDS,
+            "example_user": str(vocab.user_ids[0]),
+            "example_items": [str(i) for i in vocab.item_ids[:2]],
+        }
     with bentoml.models.create(
         CATALOGUE_NAME,
         labels={"data_version": data_version},
-        metadata={"n_items": len(catalogue.item_ids), "genres": list(catalogue.genre_names)},
+        metadata=metadata,
         _model_store=store.model_store(home),
     ) as ref:
         catalogue.save(Path(ref.path))
@@ -153,12 +168,17 @@ def bento_arguments(
 ) -> dict[str, Any]:
     """The service's arguments (``service.BentoArgs``) with every tag resolved to its version."""
     champion = store.resolve_tag(champion_tag, home=home)
-    return {
+    catalogue = store.resolve_tag(catalogue_tag, home=home)
+    args = {
         "champion": champion,
-        "catalogue": store.resolve_tag(catalogue_tag, home=home),
+        "catalogue": catalogue,
         "serving": (serving or ServingConfig()).to_dict(),
         "lineage": lineage(champion, registry=registry, home=home),
     }
+    ids = store.model_info(catalogue, home=home)["metadata"].get(IDS_KEY)
+    if ids is not None:  # string ids: the service's requests carry text (service.IdArgs)
+        args["ids"] = ids
+    return args
 
 
 def build_bento(

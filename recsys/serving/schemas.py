@@ -12,10 +12,12 @@ OpenAPI schema BentoML generates (which lists 400/404/500 only).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from recsys.schema import INT_IDS
 
 MAX_K: Final = 1000
 MAX_ITEMS: Final = 1000
@@ -96,13 +98,76 @@ REQUESTS: Final[dict[str, type[BaseModel]]] = {
     "/score": ScoreRequest,
     "/explain": ExplainRequest,
 }
-"""The request model of each data-plane route."""
+"""The request model of each data-plane route (integer ids)."""
+
+MAX_ID_LENGTH: Final = 256
+"""Longest string id a request may carry (UUIDs: 36; SKUs and names: tens)."""
+
+
+def request_models(
+    kind: str = INT_IDS, example_user: str = "", example_items: Sequence[str] = ()
+) -> dict[str, type[BaseModel]]:
+    """The request model of each route for a model whose ids are of ``kind``.
+
+    ``INT_IDS``: ``REQUESTS`` (integers only: the text ``"7"`` is a 400). ``STR_IDS``: the same
+    models with ``user_id`` / ``item_id(s)`` as non-empty strings (the number 7 is a 400: the
+    ids are the training data's text, so a client never guesses a conversion), and the given
+    ids (known to the served data) as the OpenAPI examples."""
+    if kind == INT_IDS:
+        return REQUESTS
+    items = list(example_items) or ["item"]
+
+    def text(what: str, example: str) -> Any:
+        return Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=MAX_ID_LENGTH,
+                description=f"raw {what} id, as in the training data",
+                json_schema_extra={"example": example},
+            ),
+        ]
+
+    user_id, item_id = text("user", example_user or "user"), text("item", items[0])
+    item_ids = Annotated[list[item_id], Field(min_length=1, max_length=MAX_ITEMS)]  # type: ignore[valid-type]
+
+    class StrRecommendRequest(RecommendRequest):
+        model_config = _strict({"user_id": example_user, "k": 10, "exclude_seen": True})
+        user_id: user_id  # type: ignore[valid-type]
+
+    class StrRecentItemsRequest(RecentItemsRequest):
+        model_config = _strict({"item_ids": items[:2], "k": 10})
+        item_ids: item_ids  # type: ignore[valid-type]
+
+    class StrSimilarItemsRequest(SimilarItemsRequest):
+        model_config = _strict({"item_id": items[0], "k": 10})
+        item_id: item_id  # type: ignore[valid-type]
+
+    class StrScoreRequest(ScoreRequest):
+        model_config = _strict({"user_id": example_user, "item_ids": items[:2]})
+        user_id: user_id  # type: ignore[valid-type]
+        item_ids: item_ids  # type: ignore[valid-type]
+
+    class StrExplainRequest(StrRecommendRequest):
+        model_config = _strict({"user_id": example_user, "k": 3, "exclude_seen": True})
+
+    models: list[type[BaseModel]] = [
+        StrRecommendRequest,
+        StrRecentItemsRequest,
+        StrSimilarItemsRequest,
+        StrScoreRequest,
+        StrExplainRequest,
+    ]
+    for model, base in zip(models, REQUESTS.values(), strict=True):
+        model.__name__ = model.__qualname__ = base.__name__  # the OpenAPI schema's names
+    return dict(zip(REQUESTS, models, strict=True))
+
 
 ScoreKind = Literal["model", "popularity_share", "similarity"]
 
 
 class ScoredItem(BaseModel):
-    item_id: int
+    item_id: int | str = Field(description="raw item id: an integer, or text for string ids")
     score: float
 
 
@@ -128,17 +193,17 @@ class Answer(BaseModel):
 
 
 class RecommendResponse(Answer):
-    user_id: int | None = None
+    user_id: int | str | None = None
     items: list[ScoredItem]
 
 
 class ScoreResponse(Answer):
-    user_id: int
+    user_id: int | str
     items: list[ScoredItem]
 
 
 class HistoryItem(BaseModel):
-    item_id: int
+    item_id: int | str
     similarity: float
 
 
@@ -153,7 +218,7 @@ class ExplainedItem(ScoredItem):
 
 
 class ExplainResponse(Answer):
-    user_id: int
+    user_id: int | str
     items: list[ExplainedItem]
 
 

@@ -35,7 +35,7 @@ import gc
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 
 import bentoml
 from bentoml.models import BentoModel
@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse
 
 from recsys.config import ServingConfig
+from recsys.schema import INT_IDS
 from recsys.serving.batching import MicroBatcher
 from recsys.serving.engine import FALLBACK_POPULARITY, Engine, Ranked, RequestError, load_engine
 from recsys.serving.fastpath import Handler, JSONFastPath
@@ -55,19 +56,15 @@ from recsys.serving.limits import (
 )
 from recsys.serving.schemas import (
     ExplainedItem,
-    ExplainRequest,
     ExplainResponse,
     GenreWeight,
     HistoryItem,
-    RecentItemsRequest,
-    RecommendRequest,
     RecommendResponse,
     ScoredItem,
     ScoreKind,
-    ScoreRequest,
     ScoreResponse,
-    SimilarItemsRequest,
     document_errors,
+    request_models,
 )
 
 MAX_BODY_BYTES: Final = 64 * 1024
@@ -118,6 +115,16 @@ RecommendKey = tuple[int, bool, tuple[str, ...] | None]
 """The options of a ``/recommend`` request that must agree for requests to share a batch."""
 
 
+class IdArgs(BaseModel):
+    """The ids the bento's requests carry: ``int`` (the default) or ``str``, the kind of the
+    training data's ids (``recsys.schema``), and for string ids the examples OpenAPI shows."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["int", "str"] = INT_IDS
+    example_user: str = ""
+    example_items: list[str] = []
+
+
 class BentoArgs(BaseModel):
     """The bento's arguments (``--arg KEY=VALUE`` or ``--arg-file``), fixed at build time."""
 
@@ -132,6 +139,8 @@ class BentoArgs(BaseModel):
     """``data_version``, ``params_hash``, ``gate_decision`` of the champion
     (``recsys.serving.package.lineage``); the service is not ready without all three."""
     max_body_bytes: int = MAX_BODY_BYTES
+    ids: IdArgs = IdArgs()
+    """The kind of the champion's ids and OpenAPI example ids (``package.id_arguments``)."""
 
     def serving_config(self) -> ServingConfig:
         raw = json.loads(self.serving) if isinstance(self.serving, str) else self.serving
@@ -144,6 +153,23 @@ LINEAGE_KEYS: Final = ("data_version", "params_hash", "gate_decision")
 ARGS = bentoml.use_arguments(BentoArgs)
 SERVING: Final = ARGS.serving_config()
 """The bento's ``ServingConfig``, parsed once."""
+REQUEST_MODELS: Final = request_models(ARGS.ids.kind, ARGS.ids.example_user, ARGS.ids.example_items)
+"""Each route's request model for the champion's id kind: a request with an id of the other
+kind is a 400 naming the field, as any wrong type."""
+if TYPE_CHECKING:
+    from recsys.serving.schemas import (
+        ExplainRequest,
+        RecentItemsRequest,
+        RecommendRequest,
+        ScoreRequest,
+        SimilarItemsRequest,
+    )
+else:  # the API signatures below name these: BentoML builds its routes from them
+    RecommendRequest = REQUEST_MODELS["/recommend"]
+    RecentItemsRequest = REQUEST_MODELS["/recommend_recent"]
+    SimilarItemsRequest = REQUEST_MODELS["/similar_items"]
+    ScoreRequest = REQUEST_MODELS["/score"]
+    ExplainRequest = REQUEST_MODELS["/explain"]
 DATA_PLANE: Final = ("/recommend", "/recommend_recent", "/similar_items", "/score", "/explain")
 """The request-answering routes: under the latency budget, and excluded from tracing unless
 ``serving.trace_requests``."""

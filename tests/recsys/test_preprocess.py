@@ -585,3 +585,70 @@ def test_save_replaces_previous_output_atomically(tmp_path: Path) -> None:
 def test_load_missing_directory_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not found"):
         load_processed(tmp_path / "nope")
+
+
+# --- string ids (issue 17) ------------------------------------------------------------------
+def as_text(ds: Dataset) -> Dataset:
+    """``ds`` with every id written as text whose order differs from the numbers' (10 < 9)."""
+
+    def users(col: pd.Series) -> pd.Series:
+        return col.map(lambda u: f"user-{u}-x").astype("str")
+
+    def items(col: pd.Series) -> pd.Series:
+        return col.map(lambda i: f"SKU-{i}-B").astype("str")
+
+    assert ds.items is not None and ds.users is not None
+    inter = ds.interactions.assign(
+        user_id=users(ds.interactions[USER_ID]), item_id=items(ds.interactions[ITEM_ID])
+    )
+    return Dataset(
+        inter,
+        ds.items.assign(item_id=items(ds.items[ITEM_ID])),
+        ds.users.assign(user_id=users(ds.users[USER_ID])),
+        name=ds.name,
+    )
+
+
+def test_vocabulary_of_string_ids() -> None:
+    v = Vocabulary(np.array(["u-10", "u-2"]), np.array(["SKU-1-B", "SKU-10-B", "SKU-2-B"]))
+    assert v.user_ids.dtype == object and (v.user_kind, v.item_kind) == ("str", "str")
+    with pytest.raises(DataError, match="sorted"):
+        Vocabulary(np.array(["b", "a"]), np.array([1]))
+    assert v.encode_items(["SKU-2-B", "SKU-1-B", "nope"]).tolist() == [2, 0, -1]
+    assert v.encode_users(np.array(["u-10"], dtype=object)).tolist() == [0]
+    assert v.encode_users([10, 2]).tolist() == [-1, -1]  # another kind is unknown, not cast
+    assert Vocabulary(np.array([2, 10]), np.array([1])).encode_users(["2", 10]).tolist() == [-1, 1]
+    assert v.decode_items([1, 2]).tolist() == ["SKU-10-B", "SKU-2-B"]
+    assert v.item_grid(1, 2).tolist() == [["", ""]]
+    back = Vocabulary.from_frames(*v.to_frames())
+    assert back.equals(v) and back.item_ids.dtype == object
+
+
+def test_vocabulary_refuses_two_id_kinds_for_one_side() -> None:
+    ds = as_text(dataset())
+    assert ds.items is not None
+    numeric_items = ds.items.assign(item_id=np.arange(1, len(ds.items) + 1))
+    with pytest.raises(DataError, match="items table's item_id values are int ids"):
+        Vocabulary.build(ds.interactions, numeric_items, ds.users)
+
+
+@pytest.mark.parametrize("method", ["leave_one_out", "kfold", "temporal_holdout"])
+def test_string_ids_preprocess_round_trip_and_keep_their_text(tmp_path: Path, method: str) -> None:
+    """Text ids give the same cleaning and split sizes as the same data with integer ids, the
+    indices decode to the very text of each row, and the output is saved losslessly (same bytes
+    twice, equal when loaded)."""
+    ints, texts = dataset(), as_text(dataset())
+    a, p = preprocess(ints, config(method)), preprocess(texts, config(method))
+    assert p.stats == a.stats
+    assert (len(p.split.train), len(p.split.test)) == (len(a.split.train), len(a.split.test))
+    assert p.vocab.item_ids[:3].tolist() == ["SKU-1-B", "SKU-10-B", "SKU-11-B"]
+    for frame in (p.interactions, p.split.train, p.split.test, p.split.negatives):
+        if frame is not None:
+            assert str(frame[USER_ID].dtype) == "str"
+            np.testing.assert_array_equal(p.vocab.decode_users(frame[USER_IDX]), frame[USER_ID])
+            np.testing.assert_array_equal(p.vocab.decode_items(frame[ITEM_IDX]), frame[ITEM_ID])
+    np.testing.assert_array_equal(p.features.item_genres.sum(0), a.features.item_genres.sum(0))
+    save_processed(p, tmp_path / "a")
+    save_processed(preprocess(texts, config(method)), tmp_path / "b")
+    assert files(tmp_path / "a") == files(tmp_path / "b")
+    assert load_processed(tmp_path / "a").equals(p)

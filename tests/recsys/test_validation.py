@@ -728,3 +728,38 @@ def test_prepare_reuses_the_verdict_of_validate_once(
     assert failed.key != validated.key
     assert Path("prepared/interactions.parquet").read_bytes() == written  # nothing overwritten
     assert ValidationResult.read(verdict) == validated  # a failure is not recorded as a pass
+
+
+# --- string ids (issue 17) ------------------------------------------------------------------
+def as_text(ds: Dataset) -> Dataset:
+    def users(col: pd.Series) -> pd.Series:
+        return col.map(lambda u: f"user-{u:05d}-x").astype("str")
+
+    def items(col: pd.Series) -> pd.Series:
+        return col.map(lambda i: f"SKU-{i}-B").astype("str")
+
+    assert ds.items is not None and ds.users is not None
+    inter = ds.interactions.assign(
+        user_id=users(ds.interactions["user_id"]), item_id=items(ds.interactions["item_id"])
+    )
+    return dataclasses.replace(
+        ds,
+        interactions=inter,
+        items=ds.items.assign(item_id=items(ds.items["item_id"])),
+        users=ds.users.assign(user_id=users(ds.users["user_id"])),
+    )
+
+
+def test_string_ids_pass_and_blank_or_mismatched_ones_fail(tiny: Dataset) -> None:
+    text = as_text(tiny)
+    report = validate(text, CFG, now=NOW)
+    assert report.success, report.summary()
+    checks = {o.check for o in report.outcomes}
+    assert {"user_id_type", "item_id_not_blank", "item_id_known"} <= checks
+    blank = validate(edit(text, 2, "user_id", ""), CFG, now=NOW)
+    assert "user_id_not_blank" in failed_checks(blank)
+    assert [r["row"] for r in failure(blank, "user_id_not_blank").sample_rows] == [2]
+    assert text.items is not None
+    numeric_items = dataclasses.replace(text, items=tiny.items)  # 10, 11, ... vs "SKU-10-B"
+    assert "item_id_known" in failed_checks(validate(numeric_items, CFG, now=NOW))
+    assert "item_id_not_blank" not in {o.check for o in validate(tiny, CFG, now=NOW).outcomes}

@@ -8,7 +8,7 @@ import pandas as pd
 from recsys.data.preprocess.arrays import encode_sorted, isin_sorted, unique
 from recsys.data.preprocess.vocabulary import ITEM_IDX, USER_IDX
 from recsys.errors import DataError
-from recsys.schema import ITEM_ID, USER_ID
+from recsys.schema import ITEM_ID, USER_ID, id_array
 
 
 def sample_negatives(
@@ -101,9 +101,9 @@ def negatives_frame(
     # Raw ids come from the interactions themselves (every sampled index occurs there).
     raw = {}
     for idx_col, id_col in ((USER_IDX, USER_ID), (ITEM_IDX, ITEM_ID)):
-        idx = indexed[idx_col].to_numpy()
-        raw[id_col] = np.zeros(int(idx.max(initial=-1)) + 1, dtype=np.int64)
-        raw[id_col][idx] = indexed[id_col].to_numpy()
+        idx, ids = indexed[idx_col].to_numpy(), id_array(indexed[id_col])
+        raw[id_col] = np.zeros(int(idx.max(initial=-1)) + 1, dtype=ids.dtype)  # int64 or str
+        raw[id_col][idx] = ids
     return pd.DataFrame(
         {USER_ID: raw[USER_ID][u], ITEM_ID: raw[ITEM_ID][i], USER_IDX: u, ITEM_IDX: i}
     )

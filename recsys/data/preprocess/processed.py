@@ -35,6 +35,7 @@ from recsys.schema import (
     ITEM_ID,
     USER_ID,
     Dataset,
+    with_id_dtypes,
 )
 
 FORMAT_VERSION: Final = 1
@@ -90,7 +91,8 @@ def preprocess(
     """
     check_split_config(cfg.split, test_pairs=test_pairs)
     require_columns(dataset.interactions, INTERACTION_COLUMNS, "interactions")
-    df = dataset.interactions.loc[:, list(INTERACTION_COLUMNS)].astype(INTERACTION_DTYPES)
+    df = dataset.interactions.loc[:, list(INTERACTION_COLUMNS)]
+    df = df.astype(with_id_dtypes(INTERACTION_DTYPES, df))
     stats: dict[str, Any] = {"dataset": dataset.name, "rows_in": len(df)}
     df, stats["duplicates_removed"] = deduplicate(df, dataset.feedback)
     feedback = dataset.feedback

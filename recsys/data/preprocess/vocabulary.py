@@ -6,7 +6,7 @@ users and items tables (see ``recsys.data.preprocess``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
@@ -14,7 +14,18 @@ import pandas as pd
 
 from recsys.data.preprocess.arrays import array_equal, encode_sorted, unique
 from recsys.errors import DataError
-from recsys.schema import INTERACTION_COLUMNS, INTERACTION_DTYPES, ITEM_ID, TIMESTAMP, USER_ID
+from recsys.schema import (
+    INT_IDS,
+    INTERACTION_COLUMNS,
+    INTERACTION_DTYPES,
+    ITEM_ID,
+    TIMESTAMP,
+    USER_ID,
+    id_array,
+    id_kind,
+    pad_ids,
+    with_id_dtypes,
+)
 
 USER_IDX: Final = "user_idx"
 """Contiguous 0..n_users-1 index of ``user_id`` in the ``Vocabulary`` (int64)."""
@@ -28,22 +39,42 @@ PAIR_COLUMNS: Final = (USER_ID, ITEM_ID, USER_IDX, ITEM_IDX)
 class Vocabulary:
     """Raw id <-> contiguous index maps; position i of each array holds the raw id encoded as i.
 
-    Ids are sorted ascending, so the index of an id does not depend on row order.
+    Ids are sorted ascending, so the index of an id does not depend on row order. Ids are
+    integers or strings (``recsys.schema.INT_IDS`` / ``STR_IDS``), each side on its own.
     Compare two vocabularies with ``equals`` (``==`` is identity: the fields are arrays).
     """
 
     user_ids: np.ndarray
-    """[n_users] raw user ids, strictly increasing."""
+    """[n_users] raw user ids, strictly increasing: ``int64``, or an ``object`` array of
+    ``str`` for string ids (sorted by code point; ``recsys.schema.id_array``)."""
     item_ids: np.ndarray
-    """[n_items] raw item ids, strictly increasing."""
+    """[n_items] raw item ids, strictly increasing, of either kind (independent of users')."""
+    _lookup: dict[str, pd.Index | None] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("user_ids", "item_ids"):
-            ids = np.array(getattr(self, name), copy=True)
+            ids = np.array(id_array(getattr(self, name)), copy=True)
             if ids.ndim != 1 or (len(ids) > 1 and not (ids[1:] > ids[:-1]).all()):
                 raise DataError(f"Vocabulary.{name} must be 1-D, unique and sorted ascending")
             ids.flags.writeable = False
             object.__setattr__(self, name, ids)
+        # String ids are looked up by hash (a binary search compares Python strings).
+        object.__setattr__(
+            self, "_lookup", {n: _hash_lookup(getattr(self, n)) for n in ("user_ids", "item_ids")}
+        )
+
+    @property
+    def user_kind(self) -> str:
+        """``"int"`` or ``"str"`` (``recsys.schema.INT_IDS`` / ``STR_IDS``)."""
+        return id_kind(self.user_ids)
+
+    @property
+    def item_kind(self) -> str:
+        return id_kind(self.item_ids)
+
+    def item_grid(self, n: int, k: int) -> np.ndarray:
+        """[n, k] item ids all equal to the pad of this vocabulary's kind (``ID_PAD``)."""
+        return pad_ids((n, k), self.item_kind)
 
     @classmethod
     def build(
@@ -53,13 +84,10 @@ class Vocabulary:
         users: pd.DataFrame | None = None,
     ) -> Vocabulary:
         """Every id in the interactions plus every row of the side tables, sorted."""
-        user_parts = [interactions[USER_ID].to_numpy()]
-        item_parts = [interactions[ITEM_ID].to_numpy()]
-        if users is not None:
-            user_parts.append(users[USER_ID].to_numpy())
-        if items is not None:
-            item_parts.append(items[ITEM_ID].to_numpy())
-        return cls(unique(np.concatenate(user_parts)), unique(np.concatenate(item_parts)))
+        return cls(
+            _all_ids(interactions, users, USER_ID, "users"),
+            _all_ids(interactions, items, ITEM_ID, "items"),
+        )
 
     @property
     def n_users(self) -> int:
@@ -70,12 +98,34 @@ class Vocabulary:
         return len(self.item_ids)
 
     def encode_users(self, raw: Any) -> np.ndarray:
-        """[n] raw user ids -> [n] int64 indices; -1 where the id is unknown."""
-        return encode_sorted(self.user_ids, raw)
+        """[n] raw user ids -> [n] int64 indices; -1 where the id is unknown (an id of the
+        other kind, a string for integer ids or the reverse, is unknown)."""
+        return self._encode("user_ids", raw)
 
     def encode_items(self, raw: Any) -> np.ndarray:
         """[n] raw item ids -> [n] int64 indices; -1 where the id is unknown."""
-        return encode_sorted(self.item_ids, raw)
+        return self._encode("item_ids", raw)
+
+    def _encode(self, name: str, raw: Any) -> np.ndarray:
+        ids: np.ndarray = getattr(self, name)
+        values = raw if isinstance(raw, np.ndarray) else np.asarray(raw)
+        if values.dtype.kind == "U":  # numpy turned the numbers of a mixed list into text
+            mixed = not isinstance(raw, np.ndarray) and not all(isinstance(v, str) for v in raw)
+            values = np.array(list(raw), dtype=object) if mixed else values.astype(object)
+        lookup = self._lookup[name]
+        if lookup is not None:  # string ids: integers are never among them
+            if values.dtype.kind != "O":
+                return np.full(values.shape, -1, dtype=np.int64)
+            found = lookup.get_indexer(values.ravel())
+            return np.asarray(found, dtype=np.int64).reshape(values.shape)
+        if values.dtype.kind == "O":  # mixed Python values: only the true integers can match
+            ints = np.array([_is_int(v) for v in values.ravel()], dtype=bool).reshape(values.shape)
+            out = np.full(values.shape, -1, dtype=np.int64)
+            out[ints] = encode_sorted(ids, values[ints].astype(np.int64))
+            return out
+        if values.dtype.kind not in "iu":
+            return np.full(values.shape, -1, dtype=np.int64)
+        return encode_sorted(ids, values)
 
     def decode_users(self, idx: Any) -> np.ndarray:
         """[n] indices -> [n] raw user ids; ``IndexError`` on -1 or out of range."""
@@ -107,6 +157,34 @@ class Vocabulary:
         )
 
 
+def _all_ids(
+    interactions: pd.DataFrame, side: pd.DataFrame | None, column: str, table: str
+) -> np.ndarray:
+    """Sorted distinct ids of ``column`` in the interactions and the side table, which must
+    be of one kind."""
+    ids = id_array(interactions[column])
+    if side is None:
+        return unique(ids)
+    more = id_array(side[column])
+    if len(more) and len(ids) and id_kind(more) != id_kind(ids):
+        raise DataError(
+            f"the {table} table's {column} values are {id_kind(more)} ids but the "
+            f"interactions' are {id_kind(ids)} ids",
+            fix=f"write the same ids in both files (a {column} is text as soon as one is not "
+            "a plain integer)",
+        )
+    return unique(np.concatenate([ids, more]))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _hash_lookup(ids: np.ndarray) -> pd.Index | None:
+    """A hash index over string ids (None for integer ids: ``encode_sorted`` is faster)."""
+    return None if id_kind(ids) == INT_IDS else pd.Index(ids, dtype=object)
+
+
 def _decode(ids: np.ndarray, idx: Any, what: str) -> np.ndarray:
     idx = np.asarray(idx, dtype=np.int64)
     bad = (idx < 0) | (idx >= len(ids))
@@ -124,7 +202,8 @@ def index_interactions(df: pd.DataFrame, vocab: Vocabulary) -> pd.DataFrame:
     Returns:
       [n, 6] ``INDEXED_COLUMNS`` with canonical dtypes and a fresh RangeIndex.
     """
-    out = df.loc[:, list(INTERACTION_COLUMNS)].astype(INTERACTION_DTYPES)
+    out = df.loc[:, list(INTERACTION_COLUMNS)]
+    out = out.astype(with_id_dtypes(INTERACTION_DTYPES, out))
     out[USER_IDX] = vocab.encode_users(out[USER_ID].to_numpy())
     out[ITEM_IDX] = vocab.encode_items(out[ITEM_ID].to_numpy())
     for col, raw in ((USER_IDX, USER_ID), (ITEM_IDX, ITEM_ID)):
