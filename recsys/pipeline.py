@@ -14,6 +14,10 @@ Every candidate is scored on the same processed test split (full ranking, PROTOC
 numbers that came from different splits. The per-user arrays are what the gate's paired
 bootstrap needs.
 
+A candidate that cannot learn from the data (``recsys.models.requirements``) is skipped, not
+trained on nothing: its directory, metrics file and served ranking record only the reason
+(``recsys.skipped``), and it takes no part in the choice of the best candidate.
+
 The DVC-tracked files hold no wall-clock measurement: the same code, params and data give the
 same bytes (``dvc.lock`` unchanged by a rerun). What a run measured goes to its timing record
 (``recsys.timings``, written when ``timings_dir`` is given, as the CLI does).
@@ -38,9 +42,16 @@ from recsys.evaluation.results import TopKResult
 from recsys.gate import dir_size, measure_latency
 from recsys.models import registry
 from recsys.models.base import META_FILE, Recommender
+from recsys.models.requirements import skip_reason
+from recsys.skipped import (
+    TRAIN_SUMMARY,
+    read_summary,
+    skipped_metrics,
+    skipped_reason,
+    write_skipped,
+)
 from recsys.timings import NOT_MEASURED, read_timings, split_timings, write_timings
 
-TRAIN_SUMMARY: Final = "train.json"
 FORMAT_VERSION: Final = 1
 KS: Final = (10, 20)
 """Cut-offs of the evaluation metrics (``ndcg@10``, ``recall@20``, ...)."""
@@ -108,6 +119,8 @@ class TrainSummary:
     split: dict[str, str]
     """``split_fingerprint`` of the data it was fitted on."""
     format_version: int = FORMAT_VERSION
+    skipped: str | None = None
+    """Why the candidate was not trained (its data lacks what it needs); None: trained."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -124,6 +137,19 @@ def train_candidate(
     """
     model = build_candidate(family, params.models)  # bad settings fail before loading data
     data = load_processed(Path(processed_dir))
+    reason = skip_reason(model, data)
+    if reason is not None:
+        summary = TrainSummary(
+            family=family,
+            config=model.config_dict(),
+            train={"model": model.name, "epochs": 0, "n_parameters": 0, "device": "none"},
+            history={},
+            size_bytes=0,
+            split=split_fingerprint(Path(processed_dir)),
+            skipped=reason,
+        )
+        write_skipped(Path(out), summary.to_dict())
+        return summary
     result = fit(model, data)
     summary = _save_with_summary(model, family, result.history, Path(processed_dir), Path(out))
     write_timings(timings_dir, "train", family, Path(out), result.timings())
@@ -167,6 +193,12 @@ def compose_candidate(
     from recsys.models.twostage import TwoStage
 
     ranker_dir, retriever_dir = Path(ranker_dir), Path(retriever_dir)
+    reason = skipped_reason(ranker_dir)
+    if reason is not None:  # nothing to serve: the served ranking is skipped alike
+        summary = read_train_summary(ranker_dir)
+        summary["family"] = f"{TWO_STAGE_PREFIX}{summary['family']}"
+        write_skipped(Path(out), summary)
+        return TrainSummary(**summary)
     io.require_file(ranker_dir / META_FILE, "trained ranker (run its train stage first)")
     io.require_file(retriever_dir / META_FILE, "trained retriever (serving.retriever)")
     ranker = Recommender.load(ranker_dir)
@@ -183,8 +215,7 @@ def compose_candidate(
 
 
 def read_train_summary(model_dir: Path) -> dict[str, Any]:
-    summary: dict[str, Any] = io.read_json(io.require_file(Path(model_dir) / TRAIN_SUMMARY))
-    return summary
+    return read_summary(model_dir)
 
 
 # --- evaluate -------------------------------------------------------------------------------
@@ -228,6 +259,9 @@ def evaluate_candidate(
       DataError: the model directory is missing or incomplete, or nothing can be evaluated.
     """
     model_dir = Path(model_dir)
+    reason = skipped_reason(model_dir)
+    if reason is not None:
+        return skipped_metrics(model_dir, Path(out), split_fingerprint(processed_dir))
     if not (model_dir / META_FILE).is_file():
         raise DataError(
             "no saved model here", where=str(model_dir), fix="run the train stage first"
@@ -345,6 +379,9 @@ def metrics_table(
     rows = [head]
     unmeasured = False
     for r in sorted(reports, key=lambda r: -float(r["metrics"].get(primary, float("-inf")))):
+        if r.get("skipped"):
+            rows.append(f"| {r['family']} | skipped: {r['skipped']} | | | | | | |")
+            continue
         m = r["metrics"]
         lo, hi = r["ci"].get(primary, (float("nan"), float("nan")))
         measured = (timings or {}).get(r["family"], {})

@@ -3,7 +3,9 @@
 Each runs the DVC stage ``train@<family>``, which writes ``models/<family>/`` (the saved
 ``Recommender`` plus ``train.json``); the model travels to later assets as that path. The fit
 time comes from the stage's untracked timing record (``reports/timings/train-<family>.json``,
-``recsys.timings``), when this run measured it.
+``recsys.timings``), when this run measured it. A candidate that cannot learn from the data
+(the content model without item content, ...) is skipped by the stage, not trained: its
+metadata says so, with the reason.
 """
 
 from collections.abc import Sequence
@@ -56,6 +58,15 @@ def build_model_asset(family: str) -> dg.AssetsDefinition:
         )
         model_dir = dvc.path / MODELS_DIR / family
         summary = pipeline.read_train_summary(model_dir)
+        if summary.get("skipped"):
+            return dg.MaterializeResult(
+                data_version=dvc.data_version(train_stage(family)),
+                metadata={
+                    **stage_metadata(run),
+                    "skipped": str(summary["skipped"]),
+                    "model path": dg.MetadataValue.path(str(model_dir)),
+                },
+            )
         train, history = summary["train"], summary.get("history", {})
         fit = pipeline.candidate_timings(dvc.path / MODELS_DIR, family, dvc.path / TIMINGS_DIR)
         metadata = {

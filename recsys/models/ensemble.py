@@ -237,8 +237,9 @@ class Ensemble(Recommender):
 
     def choose_weights(self, value: Callable[[Ensemble], float], metric: str) -> Selection:
         """The best of every member alone and the ``WEIGHT_GRID`` blends (the best member
-        alone at weight 1, every other member on the grid), by ``value`` (a validation score, higher is better) of a copy with those weights. A
-        blend wins only strictly above the best member alone (ties: the earlier candidate)."""
+        alone at weight 1, every other member on the grid), by ``value`` (a validation score,
+        higher is better) of a copy with those weights. A blend wins only strictly above the
+        best member alone (ties: the earlier candidate)."""
         members = self.config.members
         n = len(members)
         alone = {}

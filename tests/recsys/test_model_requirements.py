@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recsys import pipeline
 from recsys.benchmark import BenchmarkConfig, SplitFiles, run_benchmark
-from recsys.config import PreprocessConfig, SplitConfig
-from recsys.data.preprocess import Processed, preprocess
+from recsys.config import ModelsConfig, Params, PreprocessConfig, ServingConfig, SplitConfig
+from recsys.data.preprocess import Processed, preprocess, save_processed
 from recsys.errors import ConfigError
 from recsys.models.base import Recommender
 from recsys.models.registry import MODELS, model_class
@@ -24,6 +25,7 @@ from recsys.models.requirements import (
     has_ratings,
     skip_reason,
 )
+from recsys.promotion import best_candidate
 from recsys.schema import EXPLICIT, IMPLICIT, ITEM_ID, RATING, USER_ID, Dataset
 from tests.recsys.test_models_contract import synthetic_data
 
@@ -146,3 +148,38 @@ def test_constant_ratings_skip_autorec_in_the_benchmark(bare: Processed, tmp_pat
     assert "explicit ratings" in report.skipped["autorec"]
     assert isinstance(report.to_dict()["cold_start"]["test"]["answered_by"], dict)
     assert list(report.models) == ["mostpop"]
+
+
+def test_pipeline_skips_a_candidate_that_cannot_run(bare: Processed, tmp_path: Path) -> None:
+    """The train stage of a content candidate on content-less data records the reason instead
+    of a model; evaluate and compose pass it on; the metrics table and the choice of the best
+    candidate leave it out; a trained candidate beside it is unaffected."""
+    processed = tmp_path / "processed"
+    save_processed(bare, processed)
+    params = Params(
+        models=ModelsConfig(families={"content": {"epochs": 1}, "ease": {"l2": 50.0}}),
+        serving=ServingConfig(retriever="ease"),
+    )
+    models = tmp_path / "models"
+    summary = pipeline.train_candidate("content", processed, models / "content", params)
+    assert summary.skipped is not None and "item content" in summary.skipped
+    assert sorted(p.name for p in (models / "content").iterdir()) == [pipeline.TRAIN_SUMMARY]
+    assert pipeline.skipped_reason(models / "content") == summary.skipped
+    ease = pipeline.train_candidate("ease", processed, models / "ease", params)
+    assert ease.skipped is None and pipeline.skipped_reason(models / "ease") is None
+    reports = [
+        pipeline.evaluate_candidate(
+            models / f, processed, pipeline.metrics_file(models, f), n_boot=10
+        )
+        for f in ("content", "ease")
+    ]
+    assert reports[0]["skipped"] == summary.skipped and reports[0]["metrics"] == {}
+    assert reports[1]["metrics"]["ndcg@10"] > 0
+    table = pipeline.metrics_table(reports)
+    assert f"| content | skipped: {summary.skipped} |" in table
+    served = pipeline.compose_candidate(
+        models / "content", models / "ease", processed, models / "twostage-content", params
+    )
+    assert served.family == "twostage-content" and served.skipped == summary.skipped
+    assert pipeline.skipped_reason(models / "twostage-content") == summary.skipped
+    assert best_candidate({"content": reports[0], "ease": reports[1]}, "ndcg@10") == "ease"
