@@ -44,10 +44,20 @@ CASES: dict[str, tuple[Callable[[], str | bytes | None], int, tuple[str, ...]]] 
         ("utf-8", "line 38", "latin-1"),
     ),
     "malformed_line": (lambda: rows_with(4, "1,4,3,1600000000,extra\n"), 2, ("line 5", "fields")),
-    "non_numeric_id": (
-        lambda: rows_with(2, "u1,2,3,1600000000\n"),
+    "mixed_id_types": (  # issue 17: text ids are fine, but not against an integer item table
+        lambda: rows_with(2, "1,SKU-2,3,1600000000\n"),
         2,
-        ("column 'user'", "line 3", "'u1'"),
+        ("mixed id types in 'item_id'", "log.csv", "items.csv", "'SKU-2'"),
+    ),
+    "empty_id": (
+        lambda: rows_with(2, ",2,3,1600000000\n"),
+        2,
+        ("column 'user'", "line 3", "empty"),
+    ),
+    "side_table_matches_nothing": (
+        lambda: HEADER + "".join(r.replace(",", ",10", 1) for r in GOOD_ROWS),
+        2,
+        ("none of the 6 item_ids", "items.csv", "belongs to these interactions"),
     ),
     "renamed_column": (
         lambda: HEADER.replace("stars", "score") + "".join(GOOD_ROWS),
@@ -129,7 +139,7 @@ def prepare(project: Path) -> int:
 
 
 def test_the_cases_cover_the_issue_list() -> None:
-    assert len(CASES) >= 11
+    assert len(CASES) >= 13
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -343,7 +343,7 @@ def _read_side_table(
 ) -> pd.DataFrame:
     """A side table (items or users) with a header, mapped onto canonical names."""
     log = _LogFile(path, cfg, header=True)
-    optional = (GENRES, TEXT) if table == "items" else USER_ATTRIBUTES
+    optional = (TITLE, GENRES, TEXT) if table == "items" else USER_ATTRIBUTES
     found = log.columns()
     wanted = {c: mapping.get(c, c) for c in required}
     extra = [c for c in (*optional, *mapping) if c not in wanted]
