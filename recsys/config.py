@@ -41,6 +41,7 @@ __all__ = [
     "SplitMethod",
     "Storage",
     "SyntheticConfig",
+    "TuningConfig",
     "ValidationConfig",
     "from_dict",
     "load_params",
@@ -266,6 +267,28 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class TuningConfig:
+    """``recsys tune`` on the processed validation split (``recsys.tuning``): opt-in, so the
+    default run stays fast; with ``enabled`` the candidates train with the tuned settings."""
+
+    enabled: bool = False
+    trials: int = 20
+    """Trials per candidate (a resumed study counts those already run)."""
+    timeout_s: float = 300.0
+    """Wall seconds per candidate for one run."""
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.trials, bool) or self.trials < 1:
+            raise ValueError(f"trials must be >= 1, got {self.trials}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        if self.pruner not in ("median", "hyperband", "none"):
+            raise ValueError(f"pruner must be median, hyperband or none, got {self.pruner!r}")
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig = field(default_factory=DataConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
@@ -273,6 +296,7 @@ class Params:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
 
 
 SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Params))

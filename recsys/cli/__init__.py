@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Sequence
 
 from recsys import __version__
-from recsys.cli import data, models, registry, serving
+from recsys.cli import data, models, registry, serving, tune
 from recsys.cli.common import (
     DEFAULT_PARAMS,
     DEFAULT_REGISTRY,
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The order of `recsys --help`.
     data.add_parsers(commands)
     models.add_benchmark_parser(commands)
+    tune.add_parsers(commands)
     registry.add_parsers(commands)
     models.add_parsers(commands)
     registry.add_gate_candidates_parser(commands)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -46,6 +46,7 @@ from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import ConfigError, RecsysError
 from recsys.models.base import Recommender, interaction_matrix, resolve_config
 from recsys.schema import RATING
+from recsys.tuning.space import Choice, Float, Int, SearchSpace
 
 __all__ = ["ALS", "ALSConfig", "confidence_matrix"]
 
@@ -113,6 +114,13 @@ class ALS(Recommender):
     """Weighted ALS on the training interactions' strengths (see the module docstring)."""
 
     name = "als"
+    search_space: ClassVar[SearchSpace] = {  # recsys tune
+        "factors": Choice((16, 32, 64, 128, 256)),
+        "regularization": Float(1e-3, 10.0, log=True),
+        "alpha": Float(0.1, 100.0, log=True),
+        "confidence": Choice(("linear", "log", "binary")),
+        "iterations": Int(5, 30),
+    }
 
     def __init__(self, config: ALSConfig | None = None, **fields: Any) -> None:
         super().__init__()

@@ -56,6 +56,7 @@ from recsys.models.model_config import TrainingSettings, check_config_fields
 from recsys.models.scoring import numpy_activation
 from recsys.schema import IMPLICIT, RATING
 from recsys.train import RatingValidation, resolve_device, set_seeds
+from recsys.tuning.space import Choice, Float, Int, SearchSpace
 
 __all__ = ["MODEL_FILE", "AutoRec", "AutoRecConfig", "build_autorec", "masked_squared_error"]
 
@@ -246,6 +247,13 @@ class AutoRec(KerasRecommender):
     requires: ClassVar[frozenset[str]] = frozenset({"ratings"})
 
     config_class: ClassVar[type[Any]] = AutoRecConfig
+    search_space: ClassVar[SearchSpace] = {  # recsys tune; epochs: the most, the best kept
+        "hidden_units": Choice((200, 500)),
+        "l2": Float(10.0, 1000.0, log=True),
+        "dropout": Float(0.0, 0.5),
+        "learning_rate": Float(1e-4, 3e-3, log=True),
+        "epochs": Int(20, 150),
+    }
 
     def __init__(self, config: AutoRecConfig | None = None, **fields: Any) -> None:
         super().__init__(config, **fields)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,6 +21,7 @@ from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.models.base import Recommender, resolve_config, top_k
 from recsys.models.tuning import EvaluateFn
+from recsys.tuning.space import Float, Int, SearchSpace
 
 __all__ = [
     "EASE",
@@ -117,6 +118,10 @@ class ItemKNN(Recommender):
     """
 
     name = "itemknn"
+    search_space: ClassVar[SearchSpace] = {  # recsys tune
+        "k": Int(10, 1000, log=True),
+        "shrink": Float(0.0, 200.0),
+    }
 
     def __init__(self, config: ItemKNNConfig | None = None, **fields: Any) -> None:
         super().__init__()
@@ -221,6 +226,7 @@ class EASE(Recommender):
     """
 
     name = "ease"
+    search_space: ClassVar[SearchSpace] = {"l2": Float(1.0, 1e5, log=True)}  # recsys tune
 
     def __init__(self, config: EASEConfig | None = None, **fields: Any) -> None:
         super().__init__()

@@ -20,6 +20,7 @@ from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Process
 from recsys.models.base import Recommender
 from recsys.models.model_config import check_config_fields, resolve_config
 from recsys.schema import RATING
+from recsys.tuning.space import Choice, Float, Int, SearchSpace
 
 __all__ = ["BiasedMF", "BiasedMFConfig"]
 
@@ -44,6 +45,11 @@ class BiasedMF(Recommender):
     """Biased matrix factorisation of explicit ratings (see the module docstring)."""
 
     name: ClassVar[str] = "biased_mf"
+    search_space: ClassVar[SearchSpace] = {  # recsys tune
+        "factors": Choice((5, 10, 20, 50)),
+        "l2": Float(0.01, 1.0, log=True),
+        "iterations": Int(5, 30),
+    }
 
     def __init__(self, config: BiasedMFConfig | None = None, **fields: Any) -> None:
         super().__init__()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,6 +36,7 @@ from recsys.errors import RecsysError
 from recsys.models.base import Recommender
 from recsys.models.baselines import binary_interactions, resolve_config
 from recsys.models.negatives import NegativeSampler
+from recsys.tuning.space import Choice, Float, Int, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,12 @@ class BPRMF(Recommender):
     """Dot-product matrix factorisation with an item bias, trained with the BPR loss."""
 
     name = "bpr"
+    search_space: ClassVar[SearchSpace] = {  # recsys tune
+        "factors": Choice((16, 32, 64, 128)),
+        "lr": Float(0.005, 0.2, log=True),
+        "reg": Float(1e-4, 0.1, log=True),
+        "epochs": Int(10, 100, log=True),
+    }
 
     def __init__(self, config: BPRConfig | None = None, **fields: Any) -> None:
         super().__init__()

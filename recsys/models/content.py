@@ -43,6 +43,7 @@ from recsys.models.negatives import NegativeSampler
 from recsys.models.scoring import GmfMlpHead
 from recsys.models.tower_base import NET, TowerNet, TowerRecommender
 from recsys.train import EpochArrays, PointwiseEpochs
+from recsys.tuning.space import Choice, Float, Int, SearchSpace
 
 __all__ = [
     "MODEL_FILE",
@@ -199,6 +200,14 @@ class DeepContent(TowerRecommender):
     scores_cold_items: ClassVar[bool] = True
     requires: ClassVar[frozenset[str]] = frozenset({"item_content"})
     config_class: ClassVar[type[Any]] = DeepContentConfig
+    search_space: ClassVar[SearchSpace] = {  # recsys tune; epochs: the most, the best kept
+        "embedding_dim": Choice((32, 64, 128)),
+        "dropout": Float(0.0, 0.5),
+        "learning_rate": Float(3e-4, 1e-2, log=True),
+        "weight_decay": Float(0.0, 0.3),
+        "n_negatives": Int(1, 8),
+        "epochs": Int(5, 40),
+    }
     net_class: ClassVar[type[TowerNet]] = ContentNet
     net_fields: ClassVar[tuple[str, ...]] = (
         "embedding_dim",

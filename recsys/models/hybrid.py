@@ -62,6 +62,7 @@ from recsys.models.twotower import (
     positive_pairs,
 )
 from recsys.train import EpochArrays, to_numpy
+from recsys.tuning.space import Choice, Float, Int, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -291,6 +292,15 @@ class Hybrid(DeepContent):
     scores_cold_items: ClassVar[bool] = True
     requires: ClassVar[frozenset[str]] = frozenset({"item_content"})
     config_class: ClassVar[type[Any]] = HybridConfig
+    search_space: ClassVar[SearchSpace] = {  # recsys tune; epochs: the most, the best kept
+        "embedding_dim": Choice((32, 64, 128)),
+        "id_dim": Choice((16, 32, 64)),
+        "dropout": Float(0.0, 0.5),
+        "id_dropout": Float(0.0, 0.7),
+        "learning_rate": Float(3e-4, 1e-2, log=True),
+        "weight_decay": Float(0.0, 0.3),
+        "epochs": Int(5, 40),
+    }
     net_class: ClassVar[type[TowerNet]] = HybridNet
     net_fields: ClassVar[tuple[str, ...]] = (
         *DeepContent.net_fields,

@@ -61,6 +61,7 @@ from recsys.train import (
     set_seeds,
     to_numpy,
 )
+from recsys.tuning.space import Choice, Float, Int, SearchSpace
 
 __all__ = ["COMPILED_MIN_PAIRS", "MODEL_FILE", "NeuMF", "NeuMFConfig", "build_neumf"]
 
@@ -173,6 +174,16 @@ class NeuMF(KerasRecommender):
 
     name: ClassVar[str] = "neumf"
     config_class: ClassVar[type[Any]] = NeuMFConfig
+    search_space: ClassVar[SearchSpace] = {  # recsys tune; epochs: the most, the best kept
+        "embedding_dim": Choice((16, 32, 64)),
+        "mlp_units": Choice(((32, 16, 8), (64, 32, 16), (128, 64, 32))),
+        "learning_rate": Float(3e-4, 1e-2, log=True),
+        "weight_decay": Float(0.0, 0.5),
+        "dropout": Float(0.0, 0.5),
+        "n_negatives": Int(1, 8),
+        "batch_size": Choice((512, 1024, 2048)),
+        "epochs": Int(5, 40),
+    }
 
     def resolved_loss(self, feedback: str | None = None) -> Literal["bce", "mse"]:
         """The loss ``fit`` uses for data of this ``feedback`` (``explicit``/``implicit``)."""

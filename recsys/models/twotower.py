@@ -46,6 +46,7 @@ from recsys.models.model_config import TrainingSettings, check_config_fields
 from recsys.models.tower_base import TowerNet, TowerRecommender
 from recsys.models.towers import UserTower
 from recsys.train import ITEM, USER, EpochArrays
+from recsys.tuning.space import Choice, Float, Int, SearchSpace
 
 MASKED_LOGIT = -1e9
 """Logit of a masked in-batch candidate (finite: a row never becomes all -inf and NaN)."""
@@ -274,6 +275,14 @@ class TwoTower(TowerRecommender):
     name: ClassVar[str] = "twotower"
     scores_cold_items: ClassVar[bool] = True
     config_class: ClassVar[type[Any]] = TwoTowerConfig
+    search_space: ClassVar[SearchSpace] = {  # recsys tune; epochs: the most, the best kept
+        "embedding_dim": Choice((64, 128, 256)),
+        "temperature": Float(0.02, 0.5, log=True),
+        "dropout": Float(0.0, 0.5),
+        "learning_rate": Float(3e-4, 1e-2, log=True),
+        "weight_decay": Float(0.0, 0.3),
+        "epochs": Int(5, 40),
+    }
     net_class: ClassVar[type[TowerNet]] = TwoTowerNet
     net_fields: ClassVar[tuple[str, ...]] = (
         "embedding_dim",

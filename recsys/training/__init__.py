@@ -8,7 +8,8 @@ two-tower) trains through ``fit_model``. One module per responsibility:
 - ``callbacks``: ``NonFiniteGuard``, ``PeriodicValidation``, progress lines (``report_epoch``).
 - ``validation``: ``RankingValidation``, ``SampledRankingValidation``, ``RatingValidation``.
 - ``state``: ``TrainSettings`` and the loop state; ``checkpoint``: resumable checkpoints.
-- ``loop``: ``fit_model``.
+- ``loop``: ``fit_model``; ``watch``: a watcher that sees each validation value and may stop
+  the run (a tuner's pruning, ``recsys.tuning``).
 
 No file paths here except the checkpoint directory a caller passes in. ``recsys.train``
 re-exports this API under its old import path.
@@ -39,6 +40,7 @@ from recsys.training.validation import (
     RatingValidation,
     SampledRankingValidation,
 )
+from recsys.training.watch import EpochWatcher, RunStopped, watching
 
 __all__ = [
     "ITEM",
@@ -47,12 +49,14 @@ __all__ = [
     "DeviceError",
     "DevicePlan",
     "EpochArrays",
+    "EpochWatcher",
     "NegativeSampler",
     "NonFiniteGuard",
     "PeriodicValidation",
     "PointwiseEpochs",
     "RankingValidation",
     "RatingValidation",
+    "RunStopped",
     "SampledRankingValidation",
     "TrainSettings",
     "TrainingError",
@@ -65,4 +69,5 @@ __all__ = [
     "set_seeds",
     "to_numpy",
     "visible_gpus",
+    "watching",
 ]

@@ -38,6 +38,7 @@ from recsys.training.core import STREAM_SHUFFLE, EpochArrays, TrainingError, epo
 from recsys.training.data import make_dataset
 from recsys.training.device import DevicePlan
 from recsys.training.state import LoopState, TrainSettings
+from recsys.training.watch import RunStopped, current_watcher
 
 
 def fit_model(
@@ -74,6 +75,7 @@ def fit_model(
 
     Raises:
       TrainingError: non-finite loss, weights or validation metric; an incompatible checkpoint.
+      RunStopped: the watcher installed with ``recsys.training.watch.watching`` said stop.
     """
     ckpt = Path(checkpoint_dir) / CHECKPOINT_SUBDIR if checkpoint_dir is not None else None
     state = LoopState()
@@ -141,6 +143,9 @@ def fit_model(
                 )
             state.history[validation.name].append(value)
             state.history["val_epoch"].append(float(epoch + 1))
+            watcher = current_watcher()  # a tuner's pruning (recsys.training.watch)
+            if watcher is not None and watcher(epoch + 1, _higher_better(value, validation)):
+                raise RunStopped(epoch + 1, value)
             better = state.best_value is None or (
                 value > state.best_value if validation.mode == "max" else value < state.best_value
             )
@@ -182,3 +187,7 @@ def fit_model(
             "device_plan": plan.as_dict(),
         },
     }
+
+
+def _higher_better(value: float, validation: PeriodicValidation) -> float:
+    return value if validation.mode == "max" else -value

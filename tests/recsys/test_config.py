@@ -26,7 +26,9 @@ def edited(tmp_path: Path, old: str, new: str) -> Path:
 
 def test_the_repository_file_has_every_section_typed() -> None:
     params = load_params(REPO_PARAMS)
-    assert set(SECTIONS) == {"data", "validation", "preprocess", "models", "gate", "serving"}
+    assert set(SECTIONS) == {
+        "data", "validation", "preprocess", "models", "gate", "serving", "tuning"
+    }  # fmt: skip
     assert isinstance(params.serving, ServingConfig)
     assert params.serving.retriever in params.models.candidates
     assert params.serving.rerank_top >= 1 and params.gate.max_two_stage_loss is not None
