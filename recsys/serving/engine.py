@@ -187,6 +187,9 @@ class Engine:
         if not np.array_equal(catalogue.item_ids, self.ranker.item_ids):
             raise DataError("the catalogue's items are not the models' item vocabulary")
         self.catalogue = catalogue
+        self.item_kind = id_kind(catalogue.item_ids)
+        """The kind of the ids requests carry (``recsys.schema``): the training data's."""
+        self.user_kind = id_kind(self.ranker.vocab.user_ids if self.ranker.vocab else [0])
         self.cfg = cfg or ServingConfig()
         self.index: ItemIndex = self.model.index
         vectors = self.index.vectors
@@ -209,12 +212,12 @@ class Engine:
     def user_array(self, user_ids: Sequence[RawId], field: str) -> np.ndarray:
         """Raw user ids as an array of the model's id kind; ``RequestError`` (400) when they
         are of the other kind."""
-        return _of_kind(user_ids, self.ranker._vocab().user_kind, field, "user")
+        return _of_kind(user_ids, self.user_kind, field, "user")
 
     def item_index(self, item_ids: Sequence[RawId], field: str) -> np.ndarray:
         """Raw ids -> indices; ``RequestError`` naming ``field`` and every unknown id (422),
         or the kind expected (400)."""
-        raw = _of_kind(item_ids, self.ranker._vocab().item_kind, field, "item")
+        raw = _of_kind(item_ids, self.item_kind, field, "item")
         known = self.ranker.known_items(raw)
         if not known.all():
             unknown = sorted(set(raw[~known].tolist()))
