@@ -108,6 +108,10 @@ class DataConfig:
     path: str | None = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     csv: CsvConfig = field(default_factory=CsvConfig)
+    format: str | None = None
+    """``csv`` source only: None reads ``data.path`` with the ``data.csv`` mapping; ``auto``
+    or a format name (``ml-100k``, ``ml-dat``, ``ml-csv``, ``playcount``, ``csv``, ``parquet``)
+    reads it with ``recsys.data.sources.formats`` (side tables detected)."""
 
 
 @dataclass(frozen=True)

@@ -297,6 +297,52 @@ def test_csv_split_files_give_the_same_result(
     ).read_bytes()
 
 
+def test_side_tables_in_every_movielens_layout(
+    files: dict[str, Path], topk_run: Path, tmp_path: Path
+) -> None:
+    """Issue 17: --items took only u.item; movies.dat and movies.csv stopped the run."""
+    items = read_ml100k_items(files["items"])
+    dat = tmp_path / "ml-1m" / "movies.dat"
+    dat.parent.mkdir()
+    dat.write_text(
+        "".join(f"{i}::{t}::{g}\n" for i, t, g in items[["item_id", "title", "genres"]].values),
+        encoding="latin-1",
+    )
+    csv = tmp_path / "ml-latest" / "movies.csv"
+    csv.parent.mkdir()
+    items[["item_id", "title", "genres"]].rename(columns={"item_id": "movieId"}).to_csv(
+        csv, index=False
+    )
+    for side, extra in ((dat, ()), (csv, ("--items-format", "ml-csv"))):
+        out = tmp_path / f"out-{side.parent.name}"
+        code = benchmark(
+            "--train", files["train"], "--test", files["test"], "--items", side,
+            "--models", "mostpop", "--out", out, *extra,
+        )  # fmt: skip
+        assert code == 0
+        assert (out / "mostpop" / "recommendations.csv").read_bytes() == (
+            topk_run / "mostpop" / "recommendations.csv"
+        ).read_bytes()
+
+
+def test_text_ids_come_back_verbatim(files: dict[str, Path], tmp_path: Path) -> None:
+    for role in ("train", "test"):
+        frame = read_ratings_file(files[role])
+        frame["user_id"] = "user-" + frame["user_id"].astype(str).str.zfill(5) + "-x"
+        frame["item_id"] = "SKU-" + frame["item_id"].astype(str) + "-B"
+        frame.to_csv(tmp_path / f"{role}.csv", index=False)
+    out = tmp_path / "out"
+    code = benchmark(
+        "--train", tmp_path / "train.csv", "--test", tmp_path / "test.csv", "--models",
+        "mostpop", "--out", out,
+    )  # fmt: skip
+    assert code == 0
+    recs = pd.read_csv(out / "mostpop" / "recommendations.csv", dtype=str)
+    train = pd.read_csv(tmp_path / "train.csv", dtype=str)
+    assert recs["user_id"].str.fullmatch(r"user-\d{5}-x").all()
+    assert set(recs["item_id"]) <= set(train["item_id"])
+
+
 # --- loo ----------------------------------------------------------------------------------------
 def test_loo(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from recsys.benchmark import SplitFiles, load_split, read_side_tables
-from recsys.config import CsvConfig
-from recsys.data.sources import formats
+from recsys.config import CsvConfig, DataConfig
+from recsys.data.sources import formats, load_source
 from recsys.errors import ConfigError, DataError
 
 # (user, item, rating, timestamp): users 1..4, items 10..15, invented values
@@ -210,3 +210,25 @@ def test_benchmark_side_table_that_matches_nothing(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="none of the 1 item_ids") as exc:
         load_split(SplitFiles(train, test), items=items)
     assert str(other) in str(exc.value)
+
+
+def test_pipeline_reads_any_format_through_data_format(tmp_path: Path) -> None:
+    """``data.source: csv`` with ``data.format``: the same readers as the benchmark."""
+    plays = write(
+        tmp_path / "user_artists.dat",
+        "userID\tartistID\tweight\n2\tBjörk\t13883\n2\tSKU-1\t11690\n3\tBjörk\t1\n",
+    )
+    write(tmp_path / "artists.csv", "item_id,title\nBjörk,Björk\nSKU-1,Some Band\n")
+    cfg = DataConfig(source="csv", format="auto", csv=CsvConfig(items_path="artists.csv"))
+    ds = load_source(cfg, plays)
+    assert ds.feedback == "implicit" and ds.rating_scale is None
+    assert ds.interactions["rating"].tolist() == [13883.0, 11690.0, 1.0]
+    assert ds.interactions["item_id"].tolist() == ["Björk", "SKU-1", "Björk"]
+    assert ds.items is not None and ds.items["title"].tolist() == ["Björk", "Some Band"]
+    assert ds.source_files["items"] == str(tmp_path / "artists.csv")
+    dat = write_log(tmp_path / "ml", "ml-dat")
+    explicit = load_source(DataConfig(source="csv", format="ml-dat"), dat)
+    assert explicit.feedback == "explicit" and explicit.rating_scale == (1.0, 5.0)
+    assert [tuple(r) for r in explicit.interactions.itertuples(index=False)] == ROWS
+    with pytest.raises(ConfigError, match="unknown format 'dat'"):
+        load_source(DataConfig(source="csv", format="dat"), dat)

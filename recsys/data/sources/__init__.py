@@ -13,11 +13,14 @@ movielens_files one MovieLens file: ``read_ratings_file`` (u.data, splits, ratin
                 ``read_ml_csv_ratings``, ``read_ml100k_items`` / ``read_dat_movies`` /
                 ``read_csv_movies``, ``read_ml100k_users`` / ``read_dat_users``
 csv_source      ``read_csv_source``: CSV / TSV / Parquet logs with a column mapping
+formats         one file in any format (detected or named): ``read_log_file``,
+                ``read_items_file``, ``read_users_file``, ``read_file_source``
 ids             the id contract: ``canonical_ids`` (int64 or verbatim text), kind checks
 download        ``download_movielens``: fetch and verify an official archive
 ==============  ==============================================================================
 
-``load_source`` picks the reader ``DataConfig.source`` names. This package re-exports the
+``load_source`` picks the reader ``DataConfig.source`` names (``csv`` with ``data.format``:
+``formats.read_file_source``). This package re-exports the
 readers' public names, so ``from recsys.data.sources import X`` keeps working.
 """
 
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from recsys.config import DataConfig, SyntheticConfig
+from recsys.data.sources import formats
 from recsys.data.sources.csv_source import read_csv_source
 from recsys.data.sources.download import MOVIELENS_MD5, MOVIELENS_URL, download_movielens
 from recsys.data.sources.ids import canonical_ids, check_dataset_ids
@@ -119,6 +123,9 @@ def load_source(
         )
     if cfg.source == "movielens":
         return read_movielens(Path(chosen))
+    if cfg.source == "csv" and cfg.format is not None:
+        formats.resolve_format(None if cfg.format == "auto" else cfg.format)
+        return formats.read_file_source(Path(chosen), cfg.format, cfg.csv)
     if cfg.source == "csv":
         return read_csv_source(Path(chosen), cfg.csv)
     raise ConfigError(

@@ -106,11 +106,11 @@ def read_csv_source(path: Path | str, cfg: CsvConfig) -> Dataset:
     files = {"interactions": str(path)}
     items = users = None
     if cfg.items_path:
-        items_file = _side_path(cfg.items_path, path, "items_path")
+        items_file = side_path(cfg.items_path, path, "items_path")
         items = read_item_table(items_file, cfg)
         files["items"] = str(items_file)
     if cfg.users_path:
-        users_file = _side_path(cfg.users_path, path, "users_path")
+        users_file = side_path(cfg.users_path, path, "users_path")
         users = read_user_table(users_file, cfg)
         files["users"] = str(users_file)
     scale = None if implicit else cfg.rating_scale
@@ -320,7 +320,7 @@ class _LogFile:
         return np.floor(number).astype("int64")
 
 
-def _side_path(configured: str, log: Path, key: str) -> Path:
+def side_path(configured: str, log: Path, key: str) -> Path:
     candidate = Path(configured)
     if candidate.is_absolute():
         return candidate

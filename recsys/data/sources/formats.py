@@ -43,9 +43,11 @@ from recsys.data.sources.csv_source import (
     read_csv_source,
     read_item_table,
     read_user_table,
+    side_path,
 )
+from recsys.data.sources.ids import check_dataset_ids
 from recsys.errors import ConfigError, location
-from recsys.schema import EXPLICIT, ITEM_ID, RATING, TIMESTAMP, USER_ID
+from recsys.schema import EXPLICIT, ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
 
 Format = Literal["ml-100k", "ml-dat", "ml-csv", "playcount", "csv", "parquet"]
 Role = Literal["interactions", "items", "users"]
@@ -265,6 +267,37 @@ def read_users_file(
     if fmt in ("ml-csv", "playcount"):
         raise _not_for(path, fmt, "users")
     return read_user_table(path, _side_config(path, csv_cfg))
+
+
+def read_file_source(path: Path | str, file_format: str, cfg: CsvConfig) -> Dataset:
+    """The pipeline's ``data.format`` source: one interaction file in ``file_format`` (``auto``:
+    detected) plus ``cfg.items_path`` / ``cfg.users_path`` in their detected formats.
+
+    The ``Dataset`` records the log's ``feedback``; explicit MovieLens ratings keep their
+    scale (``rating_scale``: ``cfg.rating_scale``), implicit logs have none.
+    """
+    path = Path(path)
+    log = read_log_file(path, None if file_format == "auto" else file_format, csv_cfg=cfg)
+    io.require_rows(log.interactions, path)
+    files = {"interactions": str(path)}
+    items = users = None
+    if cfg.items_path:
+        items_file = side_path(cfg.items_path, path, "items_path")
+        items, files["items"] = read_items_file(items_file, csv_cfg=cfg), str(items_file)
+    if cfg.users_path:
+        users_file = side_path(cfg.users_path, path, "users_path")
+        users, files["users"] = read_users_file(users_file, csv_cfg=cfg), str(users_file)
+    dataset = Dataset(
+        log.interactions,
+        items,
+        users,
+        name=path.stem,
+        feedback=log.feedback,
+        rating_scale=cfg.rating_scale if log.feedback == EXPLICIT else None,
+        source_files=files,
+    )
+    check_dataset_ids(dataset)
+    return dataset
 
 
 def _side_config(path: Path, cfg: CsvConfig | None) -> CsvConfig:
