@@ -40,6 +40,7 @@ from recsys.data.records import Record
 from recsys.errors import DataError
 from recsys.fingerprint import tree_digest
 from recsys.gate import ModelEvaluation, checksums_fingerprint, decide
+from recsys.skipped import skipped_reason
 from recsys.pipeline import (
     TWO_STAGE_PREFIX,
     candidate_timings,
@@ -161,6 +162,8 @@ class GateOutcome(Record):
     candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Candidate family -> primary metric served and ranking every item, recall@M, CI, p99
     latency (``P99_KEY``)."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Candidate family -> why it was not trained (its data lacks what it needs)."""
     format_version: int = OUTCOME_FORMAT
 
     RECORD_WHAT = "gate outcome"
@@ -196,6 +199,18 @@ def gate_candidates(
     from recsys.serving import store
 
     families = list(families or params.models.candidates)
+    skipped = {
+        f: reason
+        for f in families
+        if (reason := skipped_reason(served_dir(models_dir, f))) is not None
+    }
+    families = [f for f in families if f not in skipped]
+    if not families:
+        reasons = "; ".join(f"{f}: {why}" for f, why in skipped.items())
+        raise DataError(
+            f"every candidate was skipped, nothing to gate ({reasons})",
+            fix="list under 'models:' a candidate that the data can train (e.g. ease)",
+        )
     metric = params.gate.primary_metric
     reports = {f: _read_report(served_metrics_file(models_dir, f)) for f in families}
     tags = {
@@ -231,6 +246,7 @@ def gate_candidates(
         report="",
         registered=tags,
         candidates=summary,
+        skipped=skipped,
     )
     if champion_tag == tag:
         report = f"gate: {tag} already is the champion; nothing to decide"

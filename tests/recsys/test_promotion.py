@@ -227,3 +227,36 @@ def test_a_served_ranking_that_loses_too_much_to_its_ranker_is_refused(
         assert "ranker alone" in outcome.report
     else:
         assert outcome.promote
+
+
+def test_a_skipped_candidate_is_passed_by_with_its_reason(project: Path, tmp_path: Path) -> None:
+    """A candidate the data could not train (no item content here) holds only its reason: the
+    gate registers the others, records why it passed it by, and refuses when none is left."""
+    from recsys.skipped import write_skipped
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for family in PARAMS.models.candidates:
+        for name in (f"twostage-{family}", family):
+            (models / name).symlink_to(project / "models" / name)
+    (models / "metrics").mkdir()
+    for family in PARAMS.models.candidates:
+        for name in (f"twostage-{family}.json", f"{family}.json"):
+            (models / "metrics" / name).symlink_to(project / "models" / "metrics" / name)
+    reason = "needs item content; the items table has no text, genre or feature column"
+    summary = {"family": "content", "train": {"model": "content"}, "skipped": reason}
+    write_skipped(promotion.served_dir(models, "content"), summary)
+    registry = Registry(tmp_path / "registry")
+    run = dict(data_version="v1", work_dir=tmp_path / "gate", timings_dir=project / "timings")
+    families = [*PARAMS.models.candidates, "content"]
+    outcome = promotion.gate_candidates(
+        models, project / "processed", PARAMS, registry, families=families, **run
+    )
+    assert outcome.skipped == {"content": reason}
+    assert set(outcome.registered) == set(PARAMS.models.candidates)
+    assert "content" not in outcome.candidates
+    with pytest.raises(DataError, match="every candidate was skipped") as err:
+        promotion.gate_candidates(
+            models, project / "processed", PARAMS, registry, families=["content"], **run
+        )
+    assert "needs item content" in str(err.value)
