@@ -40,7 +40,6 @@ from recsys.data.records import Record
 from recsys.errors import DataError
 from recsys.fingerprint import tree_digest
 from recsys.gate import ModelEvaluation, checksums_fingerprint, decide
-from recsys.skipped import skipped_reason
 from recsys.pipeline import (
     TWO_STAGE_PREFIX,
     candidate_timings,
@@ -48,6 +47,7 @@ from recsys.pipeline import (
     metrics_file,
     recommend_latency_ms,
 )
+from recsys.skipped import skipped_reason
 from recsys.timings import NOT_MEASURED, read_timings, timings_path
 
 STORE_NAME: Final = "recsys-twostage"

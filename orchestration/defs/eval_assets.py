@@ -58,8 +58,9 @@ def build_model_metrics(families: Sequence[str]) -> dg.AssetsDefinition:
             f: pipeline.candidate_timings(dvc.path / MODELS_DIR, f, dvc.path / TIMINGS_DIR)
             for f in families
         }
+        scored = {f: r for f, r in reports.items() if not r.get("skipped")}
         chart = {
-            f: (r["metrics"][PRIMARY_METRIC], *r["ci"][PRIMARY_METRIC]) for f, r in reports.items()
+            f: (r["metrics"][PRIMARY_METRIC], *r["ci"][PRIMARY_METRIC]) for f, r in scored.items()
         }
         metadata: dict[str, Any] = {
             **stage_metadata(run),
@@ -73,11 +74,14 @@ def build_model_metrics(families: Sequence[str]) -> dg.AssetsDefinition:
                 "model-metrics",
                 "candidates",
             ),
-            "test users": int(next(iter(reports.values()))["n_users"]),
+            "test users": int(next(iter(scored.values()), {}).get("n_users", 0)),
             "data version": dvc.data_version(*stages).value,
         }
         for f, r in reports.items():
-            metadata[f"{f}: {PRIMARY_METRIC}"] = float(r["metrics"][PRIMARY_METRIC])
+            if r.get("skipped"):
+                metadata[f"{f}: skipped"] = str(r["skipped"])
+            else:
+                metadata[f"{f}: {PRIMARY_METRIC}"] = float(r["metrics"][PRIMARY_METRIC])
         return dg.MaterializeResult(data_version=dvc.data_version(*stages), metadata=metadata)
 
     return model_metrics

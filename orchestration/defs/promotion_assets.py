@@ -94,6 +94,7 @@ def build_gate_decision(families: Sequence[str]) -> dg.AssetsDefinition:
                 "already rejected": outcome.already_rejected,
                 "decision": dg.MetadataValue.md(f"```\n{outcome.report}\n```"),
                 "registered": dg.MetadataValue.json(outcome.registered),
+                "skipped (data lacks what they need)": dg.MetadataValue.json(outcome.skipped),
                 "served rankings": dg.MetadataValue.json(
                     {
                         family: {

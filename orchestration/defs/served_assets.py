@@ -42,6 +42,9 @@ def served_rankings(
     }
     for f in families:
         report = io.read_json(promotion.served_metrics_file(dvc.path / "models", f))
+        if report.get("skipped"):
+            metadata[f"{f}: skipped"] = str(report["skipped"])
+            continue
         two = report["two_stage"]
         metadata[f"{f}: {metric} served"] = float(report["metrics"][metric])
         metadata[f"{f}: {metric} ranking every item"] = float(two["ranker_metrics"][metric])

@@ -184,6 +184,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = pipeline.train_candidate(
         args.model, args.inp, args.out, params_from(args.params), timings_dir=args.timings
     )
+    if summary.skipped is not None:
+        print(f"skipped {args.model}: {summary.skipped} -> {args.out}/train.json")
+        return 0
     train = summary.train
     timed = read_timings(args.timings, "train", args.model, args.out)
     print(
@@ -214,6 +217,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = pipeline.evaluate_candidate(
         args.model, args.inp, args.out, n_boot=args.n_boot, seed=args.seed, timings_dir=args.timings
     )
+    if report.get("skipped"):
+        print(f"not evaluated {report['family']}: skipped ({report['skipped']}) -> {args.out}")
+        return 0
     m, ci = report["metrics"], report["ci"]["ndcg@10"]
     timed = read_timings(args.timings, "evaluate", report["family"], args.out)
     print(
@@ -240,6 +246,9 @@ def cmd_compose(args: argparse.Namespace) -> int:
     pipeline.check_candidates(params.models, params.serving)
     summary = pipeline.compose_candidate(args.ranker, args.retriever, args.inp, args.out, params)
     report = pipeline.evaluate_candidate(args.out, args.inp, args.metrics, timings_dir=args.timings)
+    if report.get("skipped"):
+        print(f"not composed {summary.family}: skipped ({report['skipped']}) -> {args.out}")
+        return 0
     two = report["two_stage"]
     primary = params.gate.primary_metric
     print(
