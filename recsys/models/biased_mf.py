@@ -45,6 +45,7 @@ class BiasedMF(Recommender):
     """Biased matrix factorisation of explicit ratings (see the module docstring)."""
 
     name: ClassVar[str] = "biased_mf"
+    requires: ClassVar[frozenset[str]] = frozenset({"ratings"})  # it regresses them
     search_space: ClassVar[SearchSpace] = {  # recsys tune
         "factors": Choice((5, 10, 20, 50)),
         "l2": Float(0.01, 1.0, log=True),
