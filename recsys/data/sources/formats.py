@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal, get_args
@@ -237,36 +238,41 @@ def _header_config(path: Path) -> CsvConfig:
     return cfg if TIMESTAMP in found else dataclasses.replace(cfg, timestamp_unit="none")
 
 
+_SIDE_READERS: Final[dict[str, dict[str, Callable[[Path], pd.DataFrame]]]] = {
+    "items": {
+        "ml-100k": ml.read_ml100k_items,
+        "ml-dat": ml.read_dat_movies,
+        "ml-csv": ml.read_csv_movies,
+    },
+    "users": {"ml-100k": ml.read_ml100k_users, "ml-dat": ml.read_dat_users},
+}
+"""Side-table role -> format -> the MovieLens reader; ``csv``/``parquet`` use ``csv_source``."""
+
+
 def read_items_file(
     path: Path | str, file_format: str | None = None, *, csv_cfg: CsvConfig | None = None
 ) -> pd.DataFrame:
     """Read one item table in ``file_format`` (None: ``detect_format(path, "items")``)."""
-    path = Path(path)
-    fmt = resolve_format(file_format) or detect_format(path, "items")
-    if fmt == "ml-100k":
-        return ml.read_ml100k_items(path)
-    if fmt == "ml-dat":
-        return ml.read_dat_movies(path)
-    if fmt == "ml-csv":
-        return ml.read_csv_movies(path)
-    if fmt == "playcount":
-        raise _not_for(path, fmt, "items")
-    return read_item_table(path, _side_config(path, csv_cfg))
+    return _read_side_file(Path(path), "items", file_format, csv_cfg)
 
 
 def read_users_file(
     path: Path | str, file_format: str | None = None, *, csv_cfg: CsvConfig | None = None
 ) -> pd.DataFrame:
     """Read one user table in ``file_format`` (None: ``detect_format(path, "users")``)."""
-    path = Path(path)
-    fmt = resolve_format(file_format) or detect_format(path, "users")
-    if fmt == "ml-100k":
-        return ml.read_ml100k_users(path)
-    if fmt == "ml-dat":
-        return ml.read_dat_users(path)
-    if fmt in ("ml-csv", "playcount"):
-        raise _not_for(path, fmt, "users")
-    return read_user_table(path, _side_config(path, csv_cfg))
+    return _read_side_file(Path(path), "users", file_format, csv_cfg)
+
+
+def _read_side_file(
+    path: Path, role: Role, file_format: str | None, csv_cfg: CsvConfig | None
+) -> pd.DataFrame:
+    fmt = resolve_format(file_format) or detect_format(path, role)
+    if fmt in _SIDE_READERS[role]:
+        return _SIDE_READERS[role][fmt](path)
+    if fmt not in ("csv", "parquet"):
+        raise _not_for(path, fmt, role)
+    cfg = _side_config(path, csv_cfg)
+    return read_item_table(path, cfg) if role == "items" else read_user_table(path, cfg)
 
 
 def read_file_source(path: Path | str, file_format: str, cfg: CsvConfig) -> Dataset:

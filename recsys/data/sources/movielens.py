@@ -28,14 +28,6 @@ from typing import Final
 from recsys.data import io
 from recsys.data.sources.ids import check_dataset_ids
 from recsys.data.sources.movielens_files import (
-    AGE_GROUP,
-    IMDB_URL,
-    ML1M_AGE_GROUPS,
-    ML1M_OCCUPATIONS,
-    ML100K_GENRES,
-    NO_GENRES,
-    RELEASE_DATE,
-    canonical_genres,
     read_csv_movies,
     read_dat_movies,
     read_dat_users,
@@ -46,24 +38,6 @@ from recsys.data.sources.movielens_files import (
 )
 from recsys.errors import DataError, location
 from recsys.schema import Dataset
-
-__all__ = [
-    "AGE_GROUP",
-    "HALF_STAR_SCALE",
-    "IMDB_URL",
-    "ML1M_AGE_GROUPS",
-    "ML1M_OCCUPATIONS",
-    "ML100K_GENRES",
-    "NO_GENRES",
-    "RELEASE_DATE",
-    "STAR_SCALE",
-    "canonical_genres",
-    "detect_movielens_layout",
-    "read_ml100k_items",
-    "read_ml100k_users",
-    "read_movielens",
-    "read_ratings_file",
-]
 
 STAR_SCALE: Final = (1.0, 5.0)
 """ml-100k and ml-1m: whole stars."""
