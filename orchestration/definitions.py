@@ -38,6 +38,7 @@ from orchestration.defs.schedules import build_nightly_training_schedule
 from orchestration.defs.sensors import build_failure_sensor, build_new_raw_data_sensor
 from orchestration.defs.served_assets import served_rankings, twostage_stage
 from orchestration.defs.serving_assets import BENTO_CODE, recommender_bento
+from orchestration.defs.tuning_assets import TUNE_STAGE, tuned_settings
 from recsys import pipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +65,7 @@ def asset_code(families: Sequence[str]) -> dict[str, tuple[tuple[str, ...], tupl
         "raw_interactions": ((), data_assets.RAW_CODE),
         "prepared_interactions": ((data_assets.PREPARE_STAGE,), ()),
         "processed_interactions": ((data_assets.PREPROCESS_STAGE,), ()),
+        "tuned_settings": ((TUNE_STAGE,), ()),
         **{model_asset_name(f): ((train_stage(f),), ()) for f in families},
         "model_metrics": (tuple(evaluate_stage(f) for f in families), ()),
         "served_rankings": (tuple(twostage_stage(f) for f in families), ()),
@@ -96,6 +98,7 @@ def build_assets(
         data_assets.raw_interactions,
         data_assets.prepared_interactions,
         data_assets.processed_interactions,
+        tuned_settings,
         *build_model_assets(families),
         build_model_metrics(families),
         served_rankings,

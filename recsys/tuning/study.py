@@ -12,6 +12,8 @@
   random start of the first.
 - ``timeout_s`` bounds this run's wall seconds: no trial starts after it, and a Keras trial
   still running when it passes stops at its next validation (``PRUNED``, note ``budget``).
+  The first trial (the starting settings) is never stopped, by the budget or the pruner: it
+  is the reference the others must beat, so a budget shorter than one fit still yields it.
 - Each trial fits on the validation files' training rows and is worth the protocol's metric on
   their held-out rows (``recsys.benchmark.tuning.validation_evaluator``: never the test file).
   Keras models also validate on those rows every epoch; each value goes to the pruner
@@ -180,8 +182,12 @@ class _Objective:
         monitored = "patience" in config and "eval_every" in config  # trains through the loop
         start = time.perf_counter()
 
+        reference = trial.user_attrs.get("note") == BASELINE_NOTE
+
         def watch(epoch: int, value: float) -> bool:
             trial.report(value, epoch)
+            if reference:  # the starting settings' value is what the others must beat
+                return False
             if self.deadline is not None and time.monotonic() > self.deadline:
                 trial.set_user_attr("note", "budget")
                 return True

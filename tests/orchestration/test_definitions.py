@@ -35,7 +35,7 @@ def test_repository_definitions_load() -> None:
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     expected = {
         "raw_interactions", "prepared_interactions", "processed_interactions",
-        "model_metrics", "served_rankings", "gate_decision", "champion_model",
+        "tuned_settings", "model_metrics", "served_rankings", "gate_decision", "champion_model",
         "recommender_bento", *(f"{f}_model" for f in families),
     }  # fmt: skip
     assert keys == expected
@@ -226,7 +226,8 @@ def test_code_version_changes_with_the_code_of_its_stage(tmp_path: Path) -> None
     with (tmp_path / "recsys" / "models" / "base.py").open("a") as fh:
         fh.write("\n# changed\n")
     after = code_versions(tmp_path)
-    # the training stages and the stages composing served rankings depend on recsys/models
+    # the training stages, the stages composing served rankings and tuning depend on
+    # recsys/models
     assert {k for k in before if after[k] != before[k]} == {
-        "mostpop_model", "bpr_model", "served_rankings",
+        "mostpop_model", "bpr_model", "served_rankings", "tuned_settings",
     }  # fmt: skip
