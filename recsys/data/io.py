@@ -485,7 +485,7 @@ def _diagnose(
                 if column in integer and not _is_int64(value):
                     problem = "is empty" if not value.strip() else f"holds {value!r}"
                     return DataError(
-                        f"column '{column}' must hold an integer id on every line, but line "
+                        f"column '{column}' must hold an integer on every line, but line "
                         f"{lineno} {problem}",
                         where=location(path, column=column, row=lineno),
                         fix="fix the value, or map the column to the right one in the config",
