@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from recsys.errors import DataError
+from recsys.schema import id_array
 
 if TYPE_CHECKING:
     from recsys.models.base import Recommender
@@ -33,7 +34,7 @@ class LatencyStats:
 
 def measure_latency(
     model: Recommender,
-    user_ids: np.ndarray | Sequence[int],
+    user_ids: np.ndarray | Sequence[int] | Sequence[str],
     *,
     k: int = 10,
     n_requests: int = 200,
@@ -44,7 +45,7 @@ def measure_latency(
 
     This is the in-process cost of the model: the serving stack adds its own overhead on top.
     """
-    users = np.asarray(user_ids, dtype=np.int64).ravel()
+    users = id_array(user_ids)  # integer or text ids, as the model's vocabulary holds them
     if not len(users) or n_requests < 1:
         raise ValueError("measure_latency needs at least one user and one request")
     rng = np.random.default_rng(seed)

@@ -13,6 +13,7 @@ import numpy as np
 
 from recsys.errors import DataError
 from recsys.fingerprint import mapping_digest
+from recsys.schema import id_array
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,7 +75,7 @@ class ModelEvaluation:
             split_fingerprint=split_fingerprint,
             metrics=dict(result.metrics),
             per_user={k: np.asarray(v, dtype=np.float64) for k, v in result.per_user.items()},
-            user_ids=np.asarray(result.user_ids, dtype=np.int64),
+            user_ids=id_array(result.user_ids),
             slices={
                 name: slice_metrics(result.per_user, result.user_ids, members)
                 for name, members in (slices or {}).items()
@@ -144,7 +145,7 @@ class ModelEvaluation:
                 split_fingerprint=raw["split_fingerprint"],
                 metrics={str(k): _float(v) for k, v in (raw.get("metrics") or {}).items()},
                 per_user={str(k): np.asarray(v, dtype=np.float64) for k, v in per_user.items()},
-                user_ids=np.asarray(raw.get("user_ids") or [], dtype=np.int64),
+                user_ids=id_array(raw.get("user_ids") or np.zeros(0, dtype=np.int64)),
                 slices={
                     str(s): {str(k): _float(v) for k, v in m.items()}
                     for s, m in (raw.get("slices") or {}).items()

@@ -375,6 +375,20 @@ def test_reads_the_recsys_evaluate_metrics_file() -> None:
         ModelEvaluation.from_dict(raw)
 
 
+def test_text_user_ids_survive_the_file_and_pair_the_bootstrap() -> None:
+    """A log with text user ids: the metrics file keeps them as text, and the paired test
+    matches champion and challenger by them (a different user set is still refused)."""
+    names = np.array([f"user-{i:05d}-x" for i in range(N_USERS)], dtype=object)
+    champion = dataclasses.replace(evaluation(base_scores(), tag="recsys-x:v0"), user_ids=names)
+    raw = json.loads(json.dumps(champion.to_dict()))
+    again = ModelEvaluation.from_dict(raw)
+    assert again.user_ids.tolist() == names.tolist()
+    challenger = dataclasses.replace(evaluation(base_scores() + 0.05), user_ids=names.copy())
+    assert decide(challenger, again, CFG).promote
+    shifted = dataclasses.replace(challenger, user_ids=np.roll(names, 1))
+    assert not decide(shifted, again, CFG).promote
+
+
 def test_split_fingerprint_changes_with_any_value() -> None:
     test = pd.DataFrame({"user_id": [1, 2], "item_id": [3, 4]})
     fp = gate.split_fingerprint(train=test.iloc[:1], test=test)
