@@ -230,8 +230,7 @@ def _fail_interrupted(study: optuna.Study) -> None:
     from optuna.trial import TrialState
 
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "note", "interrupted")
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.tell(t.number, state=TrialState.FAIL)
 
 
 def _logger(name: str, log: Any) -> Any:
@@ -262,7 +261,7 @@ def _model_study(
             seconds=t.user_attrs.get("seconds"),
             params=sp.decode(space, t.params),
             best_epoch=t.user_attrs.get("best_epoch"),
-            note=str(t.user_attrs.get("note", "")),
+            note=str(t.user_attrs.get("note", "interrupted" if t.state.name == STATE_FAIL else "")),
         )
         for t in trials
     )
