@@ -20,6 +20,8 @@ from recsys.data import io
 from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.models.base import Recommender, resolve_config, top_k
+from recsys.models.ease_solve import EASESolver, ease_from_gram, ease_weights
+from recsys.models.ranking import interaction_matrix
 from recsys.models.tuning import EvaluateFn
 from recsys.tuning.space import Float, Int, SearchSpace
 
@@ -34,7 +36,8 @@ __all__ = [
     "resolve_config",
     "tune_ease_lambda",
 ]
-# ``resolve_config`` lives in ``recsys.models.base``; re-exported for old imports.
+# ``resolve_config`` lives in ``recsys.models.base``, ``ease_from_gram`` and ``ease_weights`` in
+# ``recsys.models.ease_solve``; re-exported for old imports.
 
 C = TypeVar("C")
 
@@ -222,7 +225,9 @@ class EASE(Recommender):
 
     ``P = (X^T X + lambda I)^-1``, ``B = I - P diag(1 / diag(P))`` (so ``diag(B) = 0``),
     ``score(u, .) = X_u B``. ``B`` is dense over the items seen in training (items never seen
-    score 0): memory ``8 n^2`` bytes while solving, so up to a few 10^4 items.
+    score 0): memory ``4 m^2`` bytes, so up to a few 10^4 items. Solved by
+    ``recsys.models.ease_solve.EASESolver``: through the users (Woodbury) when they are fewer
+    than half the items, else through the items' Gram matrix.
     """
 
     name = "ease"
@@ -235,6 +240,9 @@ class EASE(Recommender):
         """[m, m] float32 ``B`` over the m training items."""
         self.items: np.ndarray | None = None
         """[m] item indices that rows/columns of ``weights`` stand for (ascending)."""
+        self.solver: EASESolver | None = None
+        """Set by ``tune_ease_lambda`` only: the solve of its training matrix, shared by every
+        candidate lambda; such a model scores from it and never forms ``weights``."""
 
     def n_parameters(self) -> int:
         return 0 if self.weights is None else int(self.weights.size)
@@ -242,13 +250,19 @@ class EASE(Recommender):
     def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
         self.items = np.flatnonzero(self._train_mask())
         x = binary_interactions(self._seen_matrix())[:, self.items]
-        self.weights = ease_weights(x, self.config.l2)
+        if self.solver is None:
+            self.weights = EASESolver(x).weights(self.config.l2)
+        elif not self.solver.same_matrix(x):
+            raise RecsysError("the shared EASE solve is of another training matrix")
         return {"epochs": 1, "extra": {"l2": self.config.l2, "n_train_items": len(self.items)}}
 
     def _scores(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        weights, items = self._params()
+        items = self._trained(self.items)
         x = binary_interactions(self._seen_matrix()[user_idx])[:, items]
-        full = np.asarray(x @ weights, dtype=np.float32)  # [n_u, m]
+        if self.solver is not None:
+            full = self.solver.scores(x, self.config.l2)  # [n_u, m]
+        else:
+            full = np.asarray(x @ self._params()[0], dtype=np.float32)
         pos = np.searchsorted(items, item_idx)
         known = (pos < len(items)) & (items[np.minimum(pos, len(items) - 1)] == item_idx)
         out = np.zeros((len(user_idx), len(item_idx)), dtype=np.float32)
@@ -268,25 +282,6 @@ class EASE(Recommender):
         if self.weights is None or self.items is None:
             raise RecsysError("the ease model is not trained", fix="call fit() or load()")
         return self.weights, self.items
-
-
-def ease_weights(x: sp.spmatrix, l2: float) -> np.ndarray:
-    """[m, m] float32 EASE matrix ``B`` of binary interactions ``x`` [n_users, m].
-
-    Solved in float64 (the Gram matrix of a large data set loses digits in float32).
-    """
-    return ease_from_gram(np.asarray((x.T @ x).toarray(), dtype=np.float64), l2)
-
-
-def ease_from_gram(gram: np.ndarray, l2: float) -> np.ndarray:
-    """[m, m] float32 EASE matrix from a Gram matrix ``X'X`` [m, m] (or another positive
-    semi-definite item-item matrix in its place; ``gram`` is not modified)."""
-    gram = np.array(gram, dtype=np.float64)
-    gram[np.diag_indices_from(gram)] += l2
-    p = np.linalg.inv(gram)
-    b = p / -np.diag(p)[None, :]  # B_ij = -P_ij / P_jj
-    b[np.diag_indices_from(b)] = 0.0
-    return b.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -327,9 +322,12 @@ def tune_ease_lambda(
     candidates = sorted({float(v) for v in grid})
     if not candidates:
         raise ConfigError("tune_ease_lambda needs a non-empty grid of lambdas")
+    seen = binary_interactions(interaction_matrix(val_split.train, data.vocab))
+    solver = EASESolver(seen[:, np.flatnonzero(seen.getnnz(axis=0))])  # what EASE._fit solves
     scores: dict[float, float] = {}
-    for l2 in candidates:  # one closed-form fit per grid point
+    for l2 in candidates:  # one factorisation for the grid, one cheap solve per grid point
         model = EASE(EASEConfig(l2=l2))
+        model.solver = solver
         model.fit(data, val_split)
         scores[l2] = float(evaluate_fn(model, val_split.train, heldout, (k,)).metrics[metric])
     best = max(candidates, key=lambda v: (scores[v], -v))

@@ -32,6 +32,7 @@ from recsys.models.baselines import (
     tune_ease_lambda,
 )
 from recsys.models.bpr import BPRMF, BPRConfig, sample_negatives
+from recsys.models.ease_solve import EASESolver
 from recsys.models.negatives import NegativeSampler
 from recsys.schema import IMPLICIT, INTERACTION_DTYPES, ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
 
@@ -113,6 +114,73 @@ def test_ease_from_gram_solves_any_psd_item_matrix_and_leaves_it_alone() -> None
     expected = np.eye(5) - p @ np.diag(1.0 / np.diag(p))
     np.testing.assert_allclose(b, expected, rtol=1e-5, atol=1e-6)
     assert b.dtype == np.float32 and np.all(np.diag(b) == 0.0)
+
+
+def closed_form(x: np.ndarray, l2: float) -> np.ndarray:
+    """Steck's B in float64, straight from the definition."""
+    p = np.linalg.inv(x.T @ x + l2 * np.eye(x.shape[1]))
+    b = np.eye(x.shape[1]) - p / np.diag(p)[None, :]
+    b[np.diag_indices_from(b)] = 0.0
+    return b
+
+
+@pytest.mark.parametrize(("n_users", "n_items"), [(40, 90), (90, 40), (50, 50)])
+def test_ease_dual_and_primal_forms_equal_the_closed_form(n_users: int, n_items: int) -> None:
+    rng = np.random.default_rng(n_users)
+    x = (rng.random((n_users, n_items)) < 0.12).astype(np.float64)
+    x[[2, 7]] = 0.0  # users without a training row do not count as users
+    assert EASESolver(sp.csr_matrix(x)).dual == (n_users - 2 < n_items / 2)
+    for dual in (True, False):
+        solver = EASESolver(sp.csr_matrix(x), dual=dual)
+        for l2 in (0.3, 4.0, 300.0):
+            expected = closed_form(x, l2)
+            np.testing.assert_allclose(solver.weights(l2), expected, rtol=1e-4, atol=1e-6)
+            got = solver.scores(sp.csr_matrix(x[:12]), l2)  # the search's path: no B formed
+            np.testing.assert_allclose(got, x[:12] @ expected, rtol=1e-4, atol=1e-6)
+
+
+def test_tune_ease_lambda_solves_once_and_scores_as_a_fitted_ease(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(1)
+    x = (rng.random((12, 30)) < 0.3).astype(np.float64)
+    x[:, :2] = 1.0  # every user has a row to hold out
+    data = from_matrix(x)
+    held_out = data.split.train.groupby(USER_ID).head(1)
+    split = InteractionSplit(
+        train=data.split.train.drop(held_out.index).reset_index(drop=True),
+        val=held_out.reset_index(drop=True),
+        test=data.split.test,
+        negatives=None,
+        val_negatives=None,
+        method="predefined",
+        seed=0,
+    )
+    built: list[EASESolver] = []
+
+    class Counted(EASESolver):
+        def __init__(self, matrix: sp.csr_matrix) -> None:
+            super().__init__(matrix)
+            built.append(self)
+
+    monkeypatch.setattr("recsys.models.baselines.EASESolver", Counted)
+    users, items = np.arange(1, 13), np.arange(1, 31)
+    gaps: dict[float, float] = {}
+
+    def evaluate(
+        model: Recommender, train: pd.DataFrame, test: pd.DataFrame, ks: tuple[int, ...]
+    ) -> SimpleNamespace:
+        assert isinstance(model, EASE) and model.weights is None  # B never formed
+        fresh = EASE(l2=model.config.l2)
+        fresh.fit(data, split)
+        got, want = (m.score(np.repeat(users, 30), np.tile(items, 12)) for m in (model, fresh))
+        gaps[model.config.l2] = float(np.abs(got - want).max())
+        return SimpleNamespace(metrics={"ndcg@10": -abs(model.config.l2 - 3.0)})
+
+    result = tune_ease_lambda(data, split, [1.0, 3.0, 30.0], evaluate)
+    assert result.best_l2 == 3.0
+    assert len(built) == 1 + 3  # one for the grid, one per reference fit in ``evaluate``
+    assert max(gaps.values()) < 1e-5
 
 
 def test_ease_scores_items_outside_training_zero() -> None:
@@ -341,8 +409,14 @@ def test_u1_mostpop(u1: Processed, record_property: Any) -> None:
 
 @pytest.mark.shared
 def test_u1_ease(u1: Processed, record_property: Any) -> None:
-    ndcg = fit_and_score(EASE(l2=500.0), u1, record_property)
+    model = EASE(l2=500.0)
+    ndcg = fit_and_score(model, u1, record_property)
     assert ndcg == pytest.approx(0.5652, abs=2e-3)
+    # The dual (Woodbury) form ranks as the primal one, to NDCG@10's fourth decimal.
+    x = sp.csr_matrix(model._seen_matrix())[:, model._trained(model.items)]
+    x.data[:] = 1.0
+    model.weights = EASESolver(x, dual=True).weights(500.0)
+    assert ndcg_at_10(model, u1, u1.split.train, u1.split.test) == pytest.approx(ndcg, abs=5e-5)
 
 
 @pytest.mark.shared
