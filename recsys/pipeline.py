@@ -61,6 +61,8 @@ LATENCY_REQUESTS: Final = 200
 LATENCY_WARMUP: Final = 5
 SPLIT_TABLES: Final = ("train", "val", "test")
 TWO_STAGE_PREFIX: Final = "twostage-"
+PARAMS_SETTINGS: Final = "params.yaml"
+TUNED_SETTINGS: Final = "tuned"
 """Family of the served ranking built over candidate ``<family>`` (``models/twostage-<family>``)."""
 
 
@@ -84,8 +86,11 @@ def check_candidates(models: ModelsConfig, serving: ServingConfig | None = None)
     return models.candidates
 
 
-def build_candidate(family: str, models: ModelsConfig) -> Recommender:
-    """A fresh, untrained model of ``family`` with its ``models.<family>`` settings."""
+def build_candidate(
+    family: str, models: ModelsConfig, settings: Mapping[str, Any] | None = None
+) -> Recommender:
+    """A fresh, untrained model of ``family`` with ``settings`` (default: its
+    ``models.<family>`` settings)."""
     if family not in check_candidates(models):
         raise ConfigError(
             f"'{family}' is not a candidate of this pipeline",
@@ -93,7 +98,8 @@ def build_candidate(family: str, models: ModelsConfig) -> Recommender:
             f"{', '.join(models.candidates)})",
         )
     try:
-        return registry.model_class(family)(**models.settings(family))
+        fields = models.settings(family) if settings is None else dict(settings)
+        return registry.model_class(family)(**fields)
     except ConfigError as exc:  # the model's own config class checked the fields
         raise ConfigError(f"models.{family}: {exc.what}", where=exc.where, fix=exc.fix) from None
 
@@ -121,21 +127,55 @@ class TrainSummary:
     format_version: int = FORMAT_VERSION
     skipped: str | None = None
     """Why the candidate was not trained (its data lacks what it needs); None: trained."""
+    settings_from: str = ""
+    """``params.yaml``, or ``tuned`` (``recsys tune``'s params file, ``tuning.enabled``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+def candidate_settings(
+    family: str, params: Params, tuned_file: Path | None = None
+) -> tuple[dict[str, Any], str]:
+    """The settings candidate ``family`` trains with, and where they come from: its
+    ``params.yaml`` settings, or with ``tuning.enabled`` those ``recsys tune`` chose
+    (``tuned_file``, its ``params.yaml``) over them."""
+    settings = params.models.settings(family)
+    if not params.tuning.enabled:
+        return settings, PARAMS_SETTINGS
+    if tuned_file is None or not Path(tuned_file).is_file():
+        raise ConfigError(
+            "tuning.enabled is true but there are no tuned settings to train with",
+            where=str(tuned_file) if tuned_file is not None else "recsys train --tuned",
+            fix="run the tune stage first (recsys tune --in data/processed --out models/tuning)"
+            " and pass --tuned models/tuning/params.yaml, or set tuning.enabled: false",
+        )
+    from recsys.tuning.report import read_params_file
+
+    tuned = read_params_file(Path(tuned_file)).get(family)
+    if tuned is None:
+        return settings, f"{PARAMS_SETTINGS} (not in {tuned_file})"
+    return {**settings, **tuned}, TUNED_SETTINGS
+
+
 def train_candidate(
-    family: str, processed_dir: Path, out: Path, params: Params, *, timings_dir: Path | None = None
+    family: str,
+    processed_dir: Path,
+    out: Path,
+    params: Params,
+    *,
+    timings_dir: Path | None = None,
+    tuned_file: Path | None = None,
 ) -> TrainSummary:
     """Fit candidate ``family`` on the processed split and save it to ``out`` atomically.
 
     ``out`` becomes the model's ``Recommender.save`` directory plus ``train.json``; on any
     failure (a NaN loss raises ``TrainingError``) the previous ``out`` stays as it was. With
     ``timings_dir``, the fit's timings go to its ``train-<family>.json`` (``recsys.timings``).
+    With ``tuning.enabled``, the settings are those of ``tuned_file`` (``candidate_settings``).
     """
-    model = build_candidate(family, params.models)  # bad settings fail before loading data
+    settings, source = candidate_settings(family, params, tuned_file)
+    model = build_candidate(family, params.models, settings)  # bad settings fail before data
     data = load_processed(Path(processed_dir))
     reason = skip_reason(model, data)
     if reason is not None:
@@ -147,11 +187,14 @@ def train_candidate(
             size_bytes=0,
             split=split_fingerprint(Path(processed_dir)),
             skipped=reason,
+            settings_from=source,
         )
         write_skipped(Path(out), summary.to_dict())
         return summary
     result = fit(model, data)
-    summary = _save_with_summary(model, family, result.history, Path(processed_dir), Path(out))
+    summary = _save_with_summary(
+        model, family, result.history, Path(processed_dir), Path(out), settings_from=source
+    )
     write_timings(timings_dir, "train", family, Path(out), result.timings())
     return summary
 
@@ -162,8 +205,11 @@ def _save_with_summary(
     history: Mapping[str, Sequence[float]],
     processed_dir: Path,
     out: Path,
+    *,
+    settings_from: str = "",
 ) -> TrainSummary:
-    """``model.save(out)`` and its ``train.json``, atomically together."""
+    """``model.save(out)`` and its ``train.json``, atomically together (``settings_from``:
+    where a trained candidate's settings came from; empty for a composed ranking)."""
     result = model.train_result
     assert result is not None  # fitted or composed
     with io.atomic_dir(out) as tmp:
@@ -175,6 +221,7 @@ def _save_with_summary(
             history={k: [float(x) for x in v] for k, v in history.items()},
             size_bytes=dir_size(tmp),
             split=split_fingerprint(processed_dir),
+            settings_from=settings_from,
         )
         io.write_json(summary.to_dict(), tmp / TRAIN_SUMMARY)
     return summary

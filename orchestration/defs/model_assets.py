@@ -16,6 +16,7 @@ from orchestration.defs.config import StageConfig
 from orchestration.defs.data_assets import processed_interactions, stage_metadata
 from orchestration.defs.plots import image_metadata, line_chart
 from orchestration.defs.resources import DVC_POOL, OWNERS, DvcProject
+from orchestration.defs.tuning_assets import tuned_settings
 from recsys import pipeline
 from recsys.models.registry import MODELS
 from recsys.timings import NOT_MEASURED, TIMINGS_DIR
@@ -41,7 +42,7 @@ def build_model_asset(family: str) -> dg.AssetsDefinition:
         name=model_asset_name(family),
         group_name="models",
         kinds={"dvc", kind},
-        deps=[processed_interactions],
+        deps=[processed_interactions, tuned_settings],
         pool=DVC_POOL,
         owners=OWNERS,
         description=f"The '{family}' candidate trained on the processed split "

@@ -81,6 +81,13 @@ def add_parsers(commands: Commands) -> None:
     add_out_option(train, "model directory to write")
     add_params_option(train)
     add_timings_option(train)
+    train.add_argument(
+        "--tuned",
+        type=Path,
+        metavar="FILE",
+        help="with tuning.enabled: recsys tune's params file (models/tuning/params.yaml), whose "
+        "settings replace the candidate's params.yaml ones; ignored when tuning is off",
+    )
 
     evaluate = add_command(commands, "evaluate", cmd_evaluate)
     evaluate.add_argument("--model", type=Path, required=True, help="trained model directory")
@@ -182,7 +189,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from recsys.timings import read_timings
 
     summary = pipeline.train_candidate(
-        args.model, args.inp, args.out, params_from(args.params), timings_dir=args.timings
+        args.model,
+        args.inp,
+        args.out,
+        params_from(args.params),
+        timings_dir=args.timings,
+        tuned_file=args.tuned,
     )
     if summary.skipped is not None:
         print(f"skipped {args.model}: {summary.skipped} -> {args.out}/train.json")
@@ -192,7 +204,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"trained {args.model}: {_seconds(timed, 'fit_seconds', spec='.1f', unit=' s')}, "
         f"{train['epochs']} epoch(s), {train['n_parameters']:,} parameters on "
-        f"{train['device']}, {summary.size_bytes / 1e6:.2f} MB -> {args.out}"
+        f"{train['device']}, {summary.size_bytes / 1e6:.2f} MB, settings from "
+        f"{summary.settings_from} -> {args.out}"
     )
     return 0
 

@@ -98,6 +98,31 @@ def test_train_then_evaluate_writes_what_the_gate_reads(
     assert "| 0.5 |" in table and f"—: {NOT_MEASURED}" in table  # the p99 column
 
 
+def test_tuned_settings_replace_params_only_when_tuning_is_enabled(
+    processed_dir: Path, tmp_path: Path
+) -> None:
+    """`recsys tune`'s params file wins over params.yaml with tuning.enabled (and the train
+    record says so); off, it is ignored; on without it, a clear error before any fit."""
+    from recsys.config import TuningConfig
+
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text("models:\n  ease: {l2: 7.0}\n")
+    models = ModelsConfig(families={"ease": {"l2": 50.0}, "mostpop": {}})
+    off = Params(models=models)
+    on = Params(models=models, tuning=TuningConfig(enabled=True))
+    assert pipeline.candidate_settings("ease", off, tuned) == ({"l2": 50.0}, "params.yaml")
+    assert pipeline.candidate_settings("ease", on, tuned) == ({"l2": 7.0}, "tuned")
+    settings, source = pipeline.candidate_settings("mostpop", on, tuned)
+    assert settings == {} and source.startswith("params.yaml (not in")
+    with pytest.raises(ConfigError, match="no tuned settings"):
+        pipeline.candidate_settings("ease", on, tmp_path / "missing.yaml")
+    summary = pipeline.train_candidate(
+        "ease", processed_dir, tmp_path / "ease", on, tuned_file=tuned
+    )
+    assert summary.settings_from == "tuned" and summary.config["l2"] == 7.0
+    assert io.read_json(tmp_path / "ease" / pipeline.TRAIN_SUMMARY)["settings_from"] == "tuned"
+
+
 TWO_RUNS = Params(
     models=ModelsConfig(
         families={
