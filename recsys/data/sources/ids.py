@@ -59,7 +59,8 @@ def canonical_ids(values: pd.Series, column: str, locate: Locate) -> pd.Series:
     arrow = pa.array(text.array)  # zero-copy: pandas' str is Arrow-backed
     empty = pc.equal(arrow, "")
     if pc.any(empty).as_py():
-        raise _bad(column, locate, int(np.argmax(empty.to_numpy())), "found an empty one")
+        first = int(np.argmax(empty.to_numpy(zero_copy_only=False)))
+        raise _bad(column, locate, first, "found an empty one")
     if pc.all(pc.match_substring_regex(arrow, f"^{PLAIN_INTEGER}$")).as_py() is not False:
         try:
             number = pc.cast(arrow, pa.int64()).to_numpy()
