@@ -54,16 +54,16 @@ def read_csv_source(path: Path | str, cfg: CsvConfig) -> Dataset:
     tab-separated unless ``cfg.sep`` says otherwise.
 
     ``timestamp`` is required for every log, implicit ones included (temporal splits and the
-    freshness checks need it): ``s`` and ``ms`` are Unix epochs (fractions are floored),
-    ``datetime`` ISO 8601 strings (naive ones are taken as UTC). Implicit logs
-    (``cfg.implicit``) keep a mapped ``rating`` column as the count, otherwise every row gets
-    rating 1.0; their ``rating_scale`` is None. Explicit logs get ``cfg.rating_scale`` (default
-    1..5), which validation checks unless ``validation.rating_min`` / ``max`` override it.
+    freshness checks need it), unless ``timestamp_unit`` is ``none`` (every row 0): ``s`` and
+    ``ms`` are Unix epochs (fractions are floored), ``datetime`` ISO 8601 strings (naive ones
+    are taken as UTC). Implicit logs (``cfg.implicit``, or a ``weight`` column mapped instead of
+    ``rating``) keep that column as the count, otherwise every row gets rating 1.0; their
+    ``rating_scale`` is None. Explicit logs get ``cfg.rating_scale`` (default 1..5), which
+    validation checks unless ``validation.rating_min`` / ``max`` override it. Ids may be
+    integers or text (``recsys.data.sources.ids``).
 
     ``cfg.items_path`` / ``cfg.users_path`` (relative paths: beside the log first, then as given)
-    name optional side tables, with a header (or Parquet), mapped by ``item_columns`` /
-    ``user_columns``. Items need ``item_id`` and ``title``; a missing ``genres`` or ``text``
-    column reads as ``""``. Users need ``user_id``. Other mapped columns are kept as attributes.
+    name optional side tables, read by ``read_item_table`` / ``read_user_table``.
     """
     path = Path(path)
     mapping = dict(cfg.columns)
