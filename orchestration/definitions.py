@@ -39,7 +39,7 @@ from orchestration.defs.sensors import build_failure_sensor, build_new_raw_data_
 from orchestration.defs.served_assets import served_rankings, twostage_stage
 from orchestration.defs.serving_assets import BENTO_CODE, recommender_bento
 from orchestration.defs.tuning_assets import TUNE_STAGE, tuned_settings
-from recsys import pipeline
+from recsys import candidates
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AUTOMATION_ENV = "RECSYS_AUTOMATION"
@@ -114,7 +114,7 @@ def build_definitions(root: Path | str = REPO_ROOT, *, automation: bool = False)
     ``automation``: the schedule and sensors run by default (else they start stopped)."""
     dvc = DvcProject(root=str(Path(root).resolve()))
     params = dvc.params()
-    families = pipeline.check_candidates(params.models, params.serving)
+    families = candidates.check_candidates(params.models, params.serving)
     return dg.Definitions(
         assets=build_assets(families, dvc),
         asset_checks=list(ASSET_CHECKS),

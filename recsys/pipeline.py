@@ -33,14 +33,14 @@ from typing import Any, Final
 
 import numpy as np
 
-from recsys.config import ModelsConfig, Params, ServingConfig
+from recsys.candidates import build_candidate, candidate_settings
+from recsys.config import Params
 from recsys.data import io
 from recsys.data.preprocess import load_processed
-from recsys.errors import ConfigError, DataError
+from recsys.errors import DataError
 from recsys.evaluation.harness import Heldout, fit, score
 from recsys.evaluation.results import TopKResult
 from recsys.gate import dir_size, measure_latency
-from recsys.models import registry
 from recsys.models.base import META_FILE, Recommender
 from recsys.models.requirements import skip_reason
 from recsys.skipped import (
@@ -61,47 +61,7 @@ LATENCY_REQUESTS: Final = 200
 LATENCY_WARMUP: Final = 5
 SPLIT_TABLES: Final = ("train", "val", "test")
 TWO_STAGE_PREFIX: Final = "twostage-"
-PARAMS_SETTINGS: Final = "params.yaml"
-TUNED_SETTINGS: Final = "tuned"
 """Family of the served ranking built over candidate ``<family>`` (``models/twostage-<family>``)."""
-
-
-def check_candidates(models: ModelsConfig, serving: ServingConfig | None = None) -> tuple[str, ...]:
-    """The candidate families, each a registered model, the retriever among them (``serving``
-    given: every served ranking retrieves with ``serving.retriever``); ``ConfigError``
-    otherwise."""
-    unknown = [name for name in models.candidates if name not in registry.MODELS]
-    if unknown:
-        raise ConfigError(
-            f"unknown model famil{'y' if len(unknown) == 1 else 'ies'} {unknown} in 'models'",
-            fix=f"choose from {', '.join(sorted(registry.MODELS))}",
-        )
-    if serving is not None and serving.retriever not in models.candidates:
-        raise ConfigError(
-            f"serving.retriever '{serving.retriever}' is not among the candidates "
-            f"{list(models.candidates)}: every served ranking retrieves with it",
-            fix=f"add '{serving.retriever}' under 'models:' or choose a candidate with user "
-            "and item vectors (twotower, bpr) as serving.retriever",
-        )
-    return models.candidates
-
-
-def build_candidate(
-    family: str, models: ModelsConfig, settings: Mapping[str, Any] | None = None
-) -> Recommender:
-    """A fresh, untrained model of ``family`` with ``settings`` (default: its
-    ``models.<family>`` settings)."""
-    if family not in check_candidates(models):
-        raise ConfigError(
-            f"'{family}' is not a candidate of this pipeline",
-            fix=f"add it to the 'models' section of params.yaml (candidates: "
-            f"{', '.join(models.candidates)})",
-        )
-    try:
-        fields = models.settings(family) if settings is None else dict(settings)
-        return registry.model_class(family)(**fields)
-    except ConfigError as exc:  # the model's own config class checked the fields
-        raise ConfigError(f"models.{family}: {exc.what}", where=exc.where, fix=exc.fix) from None
 
 
 def split_fingerprint(processed_dir: Path) -> dict[str, str]:
@@ -132,30 +92,6 @@ class TrainSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def candidate_settings(
-    family: str, params: Params, tuned_file: Path | None = None
-) -> tuple[dict[str, Any], str]:
-    """The settings candidate ``family`` trains with, and where they come from: its
-    ``params.yaml`` settings, or with ``tuning.enabled`` those ``recsys tune`` chose
-    (``tuned_file``, its ``params.yaml``) over them."""
-    settings = params.models.settings(family)
-    if not params.tuning.enabled:
-        return settings, PARAMS_SETTINGS
-    if tuned_file is None or not Path(tuned_file).is_file():
-        raise ConfigError(
-            "tuning.enabled is true but there are no tuned settings to train with",
-            where=str(tuned_file) if tuned_file is not None else "recsys train --tuned",
-            fix="run the tune stage first (recsys tune --in data/processed --out models/tuning)"
-            " and pass --tuned models/tuning/params.yaml, or set tuning.enabled: false",
-        )
-    from recsys.tuning.report import read_params_file
-
-    tuned = read_params_file(Path(tuned_file)).get(family)
-    if tuned is None:
-        return settings, f"{PARAMS_SETTINGS} (not in {tuned_file})"
-    return {**settings, **tuned}, TUNED_SETTINGS
 
 
 def train_candidate(

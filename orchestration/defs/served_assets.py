@@ -9,7 +9,7 @@ import dagster as dg
 from orchestration.defs.config import StageConfig
 from orchestration.defs.data_assets import stage_metadata
 from orchestration.defs.resources import DVC_POOL, OWNERS, DvcProject
-from recsys import pipeline, promotion
+from recsys import candidates, promotion
 from recsys.data import io
 
 
@@ -31,7 +31,7 @@ def served_rankings(
     models/twostage-FAMILY, metrics in models/metrics/twostage-FAMILY.json with the candidate's
     full-ranking NDCG@10 and the ANN's recall@M beside the served NDCG@10."""
     params = dvc.params()
-    families = pipeline.check_candidates(params.models, params.serving)
+    families = candidates.check_candidates(params.models, params.serving)
     stages = [twostage_stage(f) for f in families]
     run = dvc.repro(*stages, force=config.force, set_params=config.set_params)
     context.log.info(run.output)

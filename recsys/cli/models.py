@@ -253,10 +253,10 @@ def cmd_compose(args: argparse.Namespace) -> int:
     recall@M beside it (the gate's two-stage budget). What the scoring measured goes to
     --timings/evaluate-twostage-FAMILY.json, as with `recsys evaluate`.
     """
-    from recsys import pipeline
+    from recsys import candidates, pipeline
 
     params = params_from(args.params)
-    pipeline.check_candidates(params.models, params.serving)
+    candidates.check_candidates(params.models, params.serving)
     summary = pipeline.compose_candidate(args.ranker, args.retriever, args.inp, args.out, params)
     report = pipeline.evaluate_candidate(args.out, args.inp, args.metrics, timings_dir=args.timings)
     if report.get("skipped"):

@@ -15,7 +15,7 @@ import yaml
 from orchestration.definitions import ASSET_CHECKS, build_assets
 from orchestration.defs.checks import check_raw_interactions
 from orchestration.defs.resources import DvcProject
-from recsys import pipeline
+from recsys import candidates
 from tests.orchestration.conftest import RAW_FILE, make_project
 
 pytestmark = pytest.mark.slow  # DVC and the recsys CLI in subprocesses: ~1 min for the module
@@ -33,7 +33,7 @@ DVC_ASSETS = (
 
 def materialize(root: Path) -> dg.ExecuteInProcessResult:
     dvc = DvcProject(root=str(root))
-    families = pipeline.check_candidates(dvc.params().models)
+    families = candidates.check_candidates(dvc.params().models)
     return dg.materialize(
         [*build_assets(families, dvc), *ASSET_CHECKS],
         resources={"dvc": dvc},

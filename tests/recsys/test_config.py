@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recsys import pipeline
+from recsys import candidates
 from recsys.config import SECTIONS, ModelsConfig, Params, ServingConfig, load_params
 from recsys.errors import ConfigError
 
@@ -75,7 +75,7 @@ def test_a_missing_section_is_named(tmp_path: Path) -> None:
 def test_a_model_setting_is_checked_by_its_own_config_class(tmp_path: Path) -> None:
     params = load_params(edited(tmp_path, "    l2: 500.0", "    l3: 500.0"))
     with pytest.raises(ConfigError, match=r"models\.ease: unknown key\(s\) \['l3'\]") as info:
-        pipeline.build_candidate("ease", params.models)
+        candidates.build_candidate("ease", params.models)
     assert info.value.fix is not None and "l2" in info.value.fix
 
 
@@ -90,8 +90,8 @@ def test_partial_files_take_defaults_only_when_asked(tmp_path: Path) -> None:
 
 def test_the_retriever_must_be_a_candidate() -> None:
     params = Params()
-    assert pipeline.check_candidates(params.models, params.serving) == params.models.candidates
+    assert candidates.check_candidates(params.models, params.serving) == params.models.candidates
     only_ease = ModelsConfig(families={"ease": {}})
     with pytest.raises(ConfigError, match=r"serving\.retriever .twotower. is not among") as info:
-        pipeline.check_candidates(only_ease, params.serving)
+        candidates.check_candidates(only_ease, params.serving)
     assert info.value.fix is not None and "bpr" in info.value.fix

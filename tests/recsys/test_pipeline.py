@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from recsys import pipeline
+from recsys import candidates, pipeline
 from recsys.config import (
     ModelsConfig,
     Params,
@@ -54,11 +54,11 @@ def test_malformed_models_section_is_an_error(tmp_path: Path, text: str) -> None
 
 def test_unknown_family_or_setting_fails_before_training(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown model famil"):
-        pipeline.check_candidates(ModelsConfig(families={"nope": {}}))
+        candidates.check_candidates(ModelsConfig(families={"nope": {}}))
     with pytest.raises(ConfigError, match="not a candidate"):
-        pipeline.build_candidate("bpr", ModelsConfig(families={"ease": {}}))
+        candidates.build_candidate("bpr", ModelsConfig(families={"ease": {}}))
     with pytest.raises((ConfigError, TypeError)):
-        pipeline.build_candidate("ease", ModelsConfig(families={"ease": {"l3": 1.0}}))
+        candidates.build_candidate("ease", ModelsConfig(families={"ease": {"l3": 1.0}}))
 
 
 def test_train_then_evaluate_writes_what_the_gate_reads(
@@ -110,12 +110,12 @@ def test_tuned_settings_replace_params_only_when_tuning_is_enabled(
     models = ModelsConfig(families={"ease": {"l2": 50.0}, "mostpop": {}})
     off = Params(models=models)
     on = Params(models=models, tuning=TuningConfig(enabled=True))
-    assert pipeline.candidate_settings("ease", off, tuned) == ({"l2": 50.0}, "params.yaml")
-    assert pipeline.candidate_settings("ease", on, tuned) == ({"l2": 7.0}, "tuned")
-    settings, source = pipeline.candidate_settings("mostpop", on, tuned)
+    assert candidates.candidate_settings("ease", off, tuned) == ({"l2": 50.0}, "params.yaml")
+    assert candidates.candidate_settings("ease", on, tuned) == ({"l2": 7.0}, "tuned")
+    settings, source = candidates.candidate_settings("mostpop", on, tuned)
     assert settings == {} and source.startswith("params.yaml (not in")
     with pytest.raises(ConfigError, match="no tuned settings"):
-        pipeline.candidate_settings("ease", on, tmp_path / "missing.yaml")
+        candidates.candidate_settings("ease", on, tmp_path / "missing.yaml")
     summary = pipeline.train_candidate(
         "ease", processed_dir, tmp_path / "ease", on, tuned_file=tuned
     )
