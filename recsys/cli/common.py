@@ -52,6 +52,23 @@ def print_help(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def add_format_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--format``, ``--items-format``, ``--users-format``: how ``recsys benchmark`` and
+    ``recsys tune`` read their split files and side tables (default: detected per file)."""
+    from recsys.data.sources.formats import FORMAT_CHOICES
+
+    formats = ", ".join(FORMAT_CHOICES)
+    for flag, dest, what in (
+        ("--format", "file_format", "the split files"),
+        ("--items-format", "items_format", "--items"),
+        ("--users-format", "users_format", "--users"),
+    ):
+        parser.add_argument(
+            flag, dest=dest, choices=FORMAT_CHOICES, metavar="FMT",
+            help=f"format of {what} (default: detected); one of {formats}",
+        )  # fmt: skip
+
+
 def add_params_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="parameter file")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from recsys.cli.common import (
     Commands,
     add_command,
+    add_format_options,
     add_in_option,
     add_out_option,
     add_params_option,
@@ -21,7 +22,6 @@ from recsys.timings import NOT_MEASURED, Timings
 
 def add_benchmark_parser(commands: Commands) -> None:
     """Add ``recsys benchmark``."""
-    from recsys.data.sources.formats import FORMAT_CHOICES
     from recsys.models.registry import MODELS
 
     bench = add_command(commands, "benchmark", cmd_benchmark, raw=True)
@@ -34,16 +34,7 @@ def add_benchmark_parser(commands: Commands) -> None:
     )
     for flag, text in split_files:
         bench.add_argument(flag, type=Path, metavar="FILE", help=text)
-    formats = ", ".join(FORMAT_CHOICES)
-    for flag, dest, what in (
-        ("--format", "file_format", "the split files"),
-        ("--items-format", "items_format", "--items"),
-        ("--users-format", "users_format", "--users"),
-    ):
-        bench.add_argument(
-            flag, dest=dest, choices=FORMAT_CHOICES, metavar="FMT",
-            help=f"format of {what} (default: detected); one of {formats}",
-        )  # fmt: skip
+    add_format_options(bench)
     bench.add_argument(
         "--protocol", choices=("topk", "loo", "rating"), default="topk", help="default: topk"
     )

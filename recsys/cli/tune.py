@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from recsys.cli.common import Commands, add_command, add_out_option, params_from
+from recsys.cli.common import (
+    Commands,
+    add_command,
+    add_format_options,
+    add_out_option,
+    params_from,
+)
 from recsys.errors import ConfigError, location
 
 STUDY_DB = "study.db"
@@ -22,11 +28,11 @@ def add_parsers(commands: Commands) -> None:
         ("--val-train", "validation training file"),
         ("--val-test", "validation held-out file (scored; never the test file)"),
         ("--val-negatives", "loo: validation negatives"),
-        ("--items", "MovieLens u.item: item content (content, hybrid)"),
-        ("--users", "MovieLens u.user: user attributes"),
+        ("--items", "item table: content features (u.item, movies.dat, movies.csv, CSV)"),
+        ("--users", "user table: attributes (u.user, users.dat, CSV)"),
     ):
         data.add_argument(flag, type=Path, metavar="FILE", help=text)
-    data.add_argument("--format", dest="file_format", choices=("uidata", "csv"))
+    add_format_options(data)
     data.add_argument("--protocol", choices=("topk", "loo", "rating"), help="default: topk")
     data.add_argument(
         "--in",
@@ -113,9 +119,21 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 "protocol 'loo' needs the validation negatives, and only it uses them",
                 fix="pass --val-negatives with --protocol loo, and only then",
             )
-        items, users = bm.read_side_tables(args.items, args.users)
+        csv_cfg = bm.load_data_csv(args.params)
+        items, users = bm.read_side_tables(
+            args.items,
+            args.users,
+            items_format=args.items_format,
+            users_format=args.users_format,
+            csv_cfg=csv_cfg,
+        )
         val = bm.load_split(
-            split, file_format=args.file_format, items=items, users=users, prefix="val-"
+            split,
+            file_format=args.file_format,
+            items=items,
+            users=users,
+            prefix="val-",
+            csv_cfg=csv_cfg,
         )
         given = bm.load_model_params(args.params)
         start = TuneSettings()

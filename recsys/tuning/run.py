@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from recsys.benchmark.config import TUNE_METRIC, Log, quiet
-from recsys.benchmark.run import resolve_models
+from recsys.benchmark.run import resolve_models, skip_unable
 from recsys.benchmark.splits import SplitData
 from recsys.data import io
 from recsys.data.preprocess import load_processed
@@ -97,17 +97,23 @@ def tune_models(
     if protocol not in TUNE_METRIC:
         raise ConfigError(f"unknown protocol '{protocol}'", fix=f"use one of {tuple(TUNE_METRIC)}")
     classes, _ = resolve_models(names, warn)
-    for name, cls in classes.items():
-        cls(**given.get(name, {}))  # a bad starting setting fails before the first fit
+    # A bad starting setting fails before the first fit.
+    built = {name: cls(**given.get(name, {})) for name, cls in classes.items()}
+    unable: dict[str, str] = {}
+    classes = skip_unable(classes, built, val, unable, warn)
     start = time.perf_counter()
-    studies = {}
+    metric = TUNE_METRIC[protocol]
+    studies = {  # a model the data cannot train keeps its settings, with the reason
+        n: ModelStudy(n, "", metric, dict(given.get(n, {})), "params", skipped=reason)
+        for n, reason in unable.items()
+    }
     for name, cls in classes.items():
         log(f"{name}: tuning ({settings.trials} trials, {settings.timeout_s} s budget)")
         study = tune_model(name, cls, given.get(name, {}), val, protocol, settings, log=log)
         studies[name] = study
         log(f"{name}: {study.source} {study.skipped or study.settings}")
     for name, study in studies.items():
-        members = classes[name](**given.get(name, {})).config_dict().get("members")
+        members = built[name].config_dict().get("members")
         if study.skipped and members:
             family = {m: m.partition("@")[0] for m in members}  # "neumf@2" -> "neumf"
             tuned = {

@@ -208,3 +208,21 @@ def test_space_is_widened_to_hold_the_starting_settings() -> None:
     assert wide["l2"] == sp.Float(1.0, 500.0, log=True)
     assert sp.fits(wide, {"l2": 500.0, "units": [16, 8]}) == {"l2": 500.0, "units": "16-8"}
     assert sp.decode(wide, {"units": "16-8"}) == {"units": (16, 8)}
+
+
+def test_a_model_the_data_cannot_train_keeps_its_settings_with_the_reason(
+    val_files, tmp_path: Path
+) -> None:
+    """No item table: the content model is not tuned on nothing; the report says why."""
+    _, _, val_train, val_test = val_files
+    val = load_split(SplitFiles(val_train, val_test), prefix="val-")
+    out = tmp_path / "tuned"
+    out.mkdir()
+    settings = TuneSettings(trials=2, timeout_s=None, storage=_storage(out))
+    report = tune_models(
+        ["mostpop", "content"], {"content": {"epochs": 1}}, val, "topk", settings, out
+    )
+    study = report.models["content"]
+    assert study.source == "params" and "item content" in str(study.skipped)
+    assert study.settings == {"epochs": 1}
+    assert yaml.safe_load((out / "params.yaml").read_text())["models"]["content"] == {"epochs": 1}
