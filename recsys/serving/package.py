@@ -93,8 +93,8 @@ __all__ = [
 
 CATALOGUE_NAME: Final = "recsys-catalogue"
 IDS_KEY: Final = "ids"
-"""Catalogue metadata and bento argument naming string ids (``service.IdArgs``); absent for
-integer ids."""
+"""Catalogue metadata and bento argument naming the id kind of each side and example ids when
+either side is text (``service.IdArgs``); absent for integer ids."""
 BENTOFILE: Final = "bentofile.yaml"
 BUILD_TIMEOUT_S: Final = 600
 
@@ -123,9 +123,10 @@ def save_catalogue(
     vocab = processed.vocab
     if STR_IDS in (vocab.user_kind, vocab.item_kind):  # integer ids: the metadata as before
         metadata[IDS_KEY] = {
-            "kind": STR_IDS,
-            "example_user": str(vocab.user_ids[0]),
-            "example_items": [str(i) for i in vocab.item_ids[:2]],
+            "user_kind": vocab.user_kind,
+            "item_kind": vocab.item_kind,
+            "example_user": vocab.user_ids[:1].tolist()[0],
+            "example_items": vocab.item_ids[:2].tolist(),
         }
     with bentoml.models.create(
         CATALOGUE_NAME,

@@ -105,34 +105,38 @@ MAX_ID_LENGTH: Final = 256
 
 
 def request_models(
-    kind: str = INT_IDS, example_user: str = "", example_items: Sequence[str] = ()
+    user_kind: str = INT_IDS,
+    item_kind: str = INT_IDS,
+    example_user: int | str | None = None,
+    example_items: Sequence[int | str] = (),
 ) -> dict[str, type[BaseModel]]:
-    """The request model of each route for a model whose ids are of ``kind``.
+    """The request model of each route for a model whose user and item ids are of these kinds
+    (each side its own: text user ids with integer SKUs is a common shop log).
 
-    ``INT_IDS``: ``REQUESTS`` (integers only: the text ``"7"`` is a 400). ``STR_IDS``: the same
-    models with ``user_id`` / ``item_id(s)`` as non-empty strings (the number 7 is a 400: the
-    ids are the training data's text, so a client never guesses a conversion), and the given
-    ids (known to the served data) as the OpenAPI examples."""
-    if kind == INT_IDS:
+    Integer ids on both sides: ``REQUESTS`` (integers only: the text ``"7"`` is a 400). A side
+    of ``STR_IDS``: the same models with its ``user_id`` or ``item_id(s)`` as non-empty strings
+    (the number 7 is a 400: the ids are the training data's text, so a client never guesses a
+    conversion). The given ids (known to the served data) are the OpenAPI examples."""
+    if user_kind == item_kind == INT_IDS:
         return REQUESTS
-    items = list(example_items) or ["item"]
+    user = EXAMPLE_USER if example_user is None else example_user
+    items = list(example_items) or list(EXAMPLE_ITEMS)
 
-    def text(what: str, example: str) -> Any:
-        return Annotated[
-            str,
-            Field(
-                min_length=1,
-                max_length=MAX_ID_LENGTH,
-                description=f"raw {what} id, as in the training data",
-                json_schema_extra={"example": example},
-            ),
-        ]
+    def raw_id(what: str, kind: str, example: int | str) -> Any:
+        if kind == INT_IDS:
+            bounds: dict[str, Any] = {"ge": 0, "le": MAX_ID}
+            description = f"raw {what} id"
+        else:
+            bounds = {"min_length": 1, "max_length": MAX_ID_LENGTH}
+            description = f"raw {what} id, as in the training data"
+        field = Field(description=description, json_schema_extra={"example": example}, **bounds)
+        return Annotated[int if kind == INT_IDS else str, field]
 
-    user_id, item_id = text("user", example_user or "user"), text("item", items[0])
+    user_id, item_id = raw_id("user", user_kind, user), raw_id("item", item_kind, items[0])
     item_ids = Annotated[list[item_id], Field(min_length=1, max_length=MAX_ITEMS)]  # type: ignore[valid-type]
 
     class StrRecommendRequest(RecommendRequest):
-        model_config = _strict({"user_id": example_user, "k": 10, "exclude_seen": True})
+        model_config = _strict({"user_id": user, "k": 10, "exclude_seen": True})
         user_id: user_id  # type: ignore[valid-type]
 
     class StrRecentItemsRequest(RecentItemsRequest):
@@ -144,12 +148,12 @@ def request_models(
         item_id: item_id  # type: ignore[valid-type]
 
     class StrScoreRequest(ScoreRequest):
-        model_config = _strict({"user_id": example_user, "item_ids": items[:2]})
+        model_config = _strict({"user_id": user, "item_ids": items[:2]})
         user_id: user_id  # type: ignore[valid-type]
         item_ids: item_ids  # type: ignore[valid-type]
 
     class StrExplainRequest(StrRecommendRequest):
-        model_config = _strict({"user_id": example_user, "k": 3, "exclude_seen": True})
+        model_config = _strict({"user_id": user, "k": 3, "exclude_seen": True})
 
     models: list[type[BaseModel]] = [
         StrRecommendRequest,

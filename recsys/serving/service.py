@@ -116,13 +116,15 @@ RecommendKey = tuple[int, bool, tuple[str, ...] | None]
 
 
 class IdArgs(BaseModel):
-    """The ids the bento's requests carry: ``int`` (the default) or ``str``, the kind of the
-    training data's ids (``recsys.schema``), and for string ids the examples OpenAPI shows."""
+    """The ids the bento's requests carry, per side: ``int`` (the default) or ``str``, the kind
+    of the training data's user and item ids (``recsys.schema``), and ids of the served data
+    as the examples OpenAPI shows."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["int", "str"] = INT_IDS
-    example_user: str = ""
-    example_items: list[str] = []
+    user_kind: Literal["int", "str"] = INT_IDS
+    item_kind: Literal["int", "str"] = INT_IDS
+    example_user: int | str | None = None
+    example_items: list[int | str] = []
 
 
 class BentoArgs(BaseModel):
@@ -140,7 +142,8 @@ class BentoArgs(BaseModel):
     (``recsys.serving.package.lineage``); the service is not ready without all three."""
     max_body_bytes: int = MAX_BODY_BYTES
     ids: IdArgs = IdArgs()
-    """The kind of the champion's ids and OpenAPI example ids (``package.id_arguments``)."""
+    """The kinds of the champion's user and item ids and OpenAPI example ids, from the
+    catalogue's metadata (``package.bento_arguments``)."""
 
     def serving_config(self) -> ServingConfig:
         raw = json.loads(self.serving) if isinstance(self.serving, str) else self.serving
@@ -153,8 +156,10 @@ LINEAGE_KEYS: Final = ("data_version", "params_hash", "gate_decision")
 ARGS = bentoml.use_arguments(BentoArgs)
 SERVING: Final = ARGS.serving_config()
 """The bento's ``ServingConfig``, parsed once."""
-REQUEST_MODELS: Final = request_models(ARGS.ids.kind, ARGS.ids.example_user, ARGS.ids.example_items)
-"""Each route's request model for the champion's id kind: a request with an id of the other
+REQUEST_MODELS: Final = request_models(
+    ARGS.ids.user_kind, ARGS.ids.item_kind, ARGS.ids.example_user, ARGS.ids.example_items
+)
+"""Each route's request model for the champion's id kinds: a request with an id of the other
 kind is a 400 naming the field, as any wrong type."""
 if TYPE_CHECKING:
     from recsys.serving.schemas import (
