@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, get_args
+from typing import TYPE_CHECKING, Any, Final, get_args
 
 from recsys.config import CsvConfig, PreprocessConfig, SplitConfig
 from recsys.config_loader import from_dict
 from recsys.data import io
 from recsys.data.sources.formats import FORMAT_CHOICES, resolve_format
 from recsys.errors import ConfigError
+
+if TYPE_CHECKING:
+    from recsys.tuning.study import TuneSettings
 from recsys.evaluation.harness import (
     ProtocolName,
 )
@@ -31,6 +34,8 @@ OUTPUT_FILES: Final[Mapping[str, str]] = {
 METRICS_FILE: Final = "metrics.json"
 RESULTS_JSON: Final = "results.json"
 RESULTS_MD: Final = "results.md"
+STUDY_DB: Final = "study.db"
+"""The Optuna studies of a tuned benchmark (``--tune-trials``), kept beside its results."""
 MODEL_DIR: Final = "model"
 LIST_LENGTH: Final = 50
 """Length of each user's list in ``recommendations.csv`` (PROTOCOL.md)."""
@@ -110,6 +115,10 @@ class BenchmarkConfig:
     n_boot: int = 1000
     seed: int = 0
     """Bootstrap seed of the CIs."""
+    tune: TuneSettings | None = None
+    """With ``val``: an Optuna study per model that declares a search space (``recsys tune``'s,
+    within this budget) chooses its settings on the validation files; None: the models' own
+    ``tune`` hooks and EASE's lambda grid only."""
 
 
 def split_files(
@@ -196,6 +205,11 @@ def check_config(cfg: BenchmarkConfig) -> None:
         raise ConfigError(f"unknown protocol '{cfg.protocol}'", fix=f"use one of {PROTOCOLS}")
     if not cfg.splits:
         raise ConfigError("no split to benchmark", fix="pass --train/--test or --folds")
+    if cfg.tune is not None and cfg.val is None:
+        raise ConfigError(
+            "tuning (--tune-trials / --tune-timeout) needs the validation files",
+            fix="pass --val-train and --val-test (tuning never reads the test file)",
+        )
     if cfg.n_boot < 1:
         raise ConfigError(f"--n-boot must be >= 1, got {cfg.n_boot}")
     loo = cfg.protocol == "loo"

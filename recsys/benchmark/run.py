@@ -7,6 +7,7 @@ atomic swap of ``OUT`` once every model finished.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from recsys.benchmark.config import (
     OUTPUT_FILES,
     RESULTS_JSON,
     RESULTS_MD,
+    STUDY_DB,
     TOPK_KS,
     BenchmarkConfig,
     Log,
@@ -37,7 +39,7 @@ from recsys.benchmark.report import (
     library_versions,
 )
 from recsys.benchmark.splits import SplitData, load_split, read_side_tables
-from recsys.benchmark.tuning import tune_model
+from recsys.benchmark.tuning import study_tuning, tune_model
 from recsys.data import io
 from recsys.errors import ConfigError, location
 from recsys.evaluation.evaluate import (
@@ -54,6 +56,7 @@ from recsys.evaluation.results import Evaluation
 from recsys.hardware import hardware
 from recsys.models import registry
 from recsys.models.base import Recommender
+from recsys.models.ensemble import with_member_settings
 from recsys.models.requirements import skip_reason
 from recsys.schema import (
     ITEM_ID,
@@ -128,7 +131,11 @@ def run_model(
 ) -> ModelOutcome:
     """Tune (on ``val``), then fit and evaluate a fresh model per split; write its files."""
     source = "params" if name in cfg.model_params else "defaults"
-    tuning = tune_model(cls, fields, val, cfg.protocol) if val is not None else None
+    tuning = None
+    if val is not None and cfg.tune is not None:  # an Optuna study, where a space is declared
+        tuning = study_tuning(name, cls, fields, val, cfg.protocol, cfg.tune, log=log)
+    if val is not None and tuning is None:
+        tuning = tune_model(cls, fields, val, cfg.protocol)
     if tuning is not None:
         fields, source = {**fields, **tuning.chosen}, "tuned"
         log(f"{name}: tuned on validation ({tuning.metric}): {tuning.chosen}")
@@ -195,9 +202,18 @@ def run_benchmark(
     log(f"benchmark {cfg.protocol}: {', '.join(classes)} on {len(splits)} split(s)")
     outcomes: dict[str, ModelOutcome] = {}
     with io.atomic_dir(Path(out)) as tmp:
+        if cfg.tune is not None:  # the studies are kept with the results (OUT/study.db)
+            storage = f"sqlite:///{(tmp / STUDY_DB).resolve()}"
+            cfg = dataclasses.replace(cfg, tune=dataclasses.replace(cfg.tune, storage=storage))
+        tuned: dict[str, dict[str, Any]] = {}  # model -> settings its study chose
         for name, cls in classes.items():
-            outcome = run_model(name, cls, fields[name], splits, cfg, tmp / name, val=val, log=log)
+            given = with_member_settings(fields[name], tuned) if name == "ensemble" else None
+            outcome = run_model(
+                name, cls, given or fields[name], splits, cfg, tmp / name, val=val, log=log
+            )
             outcomes[name] = outcome
+            if outcome.tuning is not None and outcome.tuning.method.startswith("optuna"):
+                tuned[name] = dict(outcome.tuning.chosen)
             main = MARKDOWN_COLUMNS[cfg.protocol][0]
             log(
                 f"{name}: {main[0]} {outcome.mean[main[1]]:.4f}, fit {outcome.fit_seconds:.3f} s,"

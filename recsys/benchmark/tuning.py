@@ -12,7 +12,7 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -29,6 +29,9 @@ from recsys.evaluation.harness import (
 from recsys.models.base import Recommender
 from recsys.models.tuning import EvaluateFn, TuningRequest
 from recsys.models.tuning import Tunable as Tunable  # re-exported by recsys.benchmark
+
+if TYPE_CHECKING:
+    from recsys.tuning.study import TuneSettings
 
 
 @dataclass(frozen=True)
@@ -98,3 +101,31 @@ def tune_model(
         return None
     seconds = round(time.perf_counter() - start, 4)
     return Tuning(method, metric, chosen, scores, seconds, val.files)
+
+
+def study_tuning(
+    name: str,
+    cls: type[Recommender],
+    fields: Mapping[str, Any],
+    val: SplitData,
+    protocol: ProtocolName,
+    settings: TuneSettings,
+    *,
+    log: Any = None,
+) -> Tuning | None:
+    """``recsys tune``'s study for ``cls`` on the validation split, within ``settings``' budget
+    (``recsys.tuning.study``); None when the model declares no search space."""
+    from recsys.tuning.study import tune_model as run_study
+
+    study = run_study(name, cls, fields, val, protocol, settings, log=log)
+    if study.skipped:
+        return None
+    scores = {str(t.number): float(t.value) for t in study.trials if t.value is not None}
+    return Tuning(
+        f"optuna ({len(study.trials)} trials, {study.source})",
+        study.metric,
+        dict(study.settings),
+        scores,
+        round(study.seconds, 4),
+        val.files,
+    )

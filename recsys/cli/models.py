@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recsys.cli.common import (
     Commands,
@@ -18,6 +19,9 @@ from recsys.cli.common import (
 )
 from recsys.errors import ConfigError
 from recsys.timings import NOT_MEASURED, Timings
+
+if TYPE_CHECKING:
+    from recsys.tuning.study import TuneSettings
 
 
 def add_benchmark_parser(commands: Commands) -> None:
@@ -55,6 +59,19 @@ def add_benchmark_parser(commands: Commands) -> None:
         bench.add_argument(flag, type=Path, metavar=metavar, help=text)
     bench.add_argument(
         "--folds", metavar="LIST", help="comma-separated fold names, e.g. u1,u2,u3,u4,u5"
+    )
+    bench.add_argument(
+        "--tune-trials",
+        type=int,
+        metavar="N",
+        help="with --val-*: an Optuna study of N trials per model with a search space (as "
+        "recsys tune; studies kept in OUT/study.db); default: no study",
+    )
+    bench.add_argument(
+        "--tune-timeout",
+        type=float,
+        metavar="S",
+        help="wall seconds per model's study (default 300 with --tune-trials)",
     )
     bench.add_argument("--save-models", action="store_true", help="also save OUT/<model>/model")
     bench.add_argument(
@@ -158,12 +175,26 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         items_format=args.items_format, users_format=args.users_format,
         csv=bm.load_data_csv(args.params),
         save_models=args.save_models, n_boot=args.n_boot, seed=args.seed,
+        tune=_tune_settings(args.tune_trials, args.tune_timeout),
     )  # fmt: skip
     report = bm.run_benchmark(
         cfg, args.out, log=print, warn=lambda m: print(f"warning: {m}", file=sys.stderr)
     )
     print(f"{len(report.models)} model(s) -> {args.out / bm.RESULTS_MD}")
     return 0
+
+
+def _tune_settings(trials: int | None, timeout: float | None) -> TuneSettings | None:
+    """``recsys benchmark``'s study budget (None: no study)."""
+    if trials is None and timeout is None:
+        return None
+    from recsys.tuning.study import TuneSettings
+
+    default = TuneSettings()
+    return TuneSettings(
+        trials=default.trials if trials is None else trials,
+        timeout_s=default.timeout_s if timeout is None else timeout,
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -355,3 +355,17 @@ class Selection:
 def member_model(member: str) -> str:
     """The registry name of an ensemble member (``neumf@2`` -> ``neumf``)."""
     return member.partition("@")[0]
+
+
+def with_member_settings(
+    fields: Mapping[str, Any], tuned: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """An ensemble's constructor ``fields`` with the settings of its members' models replaced
+    by ``tuned`` (model name -> constructor fields, e.g. what ``recsys tune`` chose for them);
+    None when none of its members' models is in ``tuned``. Replicas keep their own seeds."""
+    members = EnsembleConfig(**{k: v for k, v in fields.items() if k == "members"}).members
+    names = dict.fromkeys(member_model(m) for m in members)
+    overlay = {n: dict(tuned[n]) for n in names if n in tuned}
+    if not overlay:
+        return None
+    return {**fields, "params": {**dict(fields.get("params") or {}), **overlay}}

@@ -23,6 +23,7 @@ from recsys.data import io
 from recsys.data.preprocess import load_processed
 from recsys.errors import ConfigError, location
 from recsys.evaluation.harness import ProtocolName
+from recsys.models.ensemble import with_member_settings
 from recsys.tuning.report import ModelStudy, TuneReport, write_report
 from recsys.tuning.study import TuneSettings, tune_model
 
@@ -112,20 +113,17 @@ def tune_models(
         study = tune_model(name, cls, given.get(name, {}), val, protocol, settings, log=log)
         studies[name] = study
         log(f"{name}: {study.source} {study.skipped or study.settings}")
+    tuned = {n: study.settings for n, study in studies.items() if study.source == "tuned"}
     for name, study in studies.items():
-        members = built[name].config_dict().get("members")
-        if study.skipped and members:
-            family = {m: m.partition("@")[0] for m in members}  # "neumf@2" -> "neumf"
-            tuned = {
-                m: studies[f].settings
-                for m, f in family.items()
-                if f in studies and studies[f].source == "tuned"
-            }
-            if tuned:
-                params = {**study.settings.get("params", {}), **tuned}
-                studies[name] = dataclasses.replace(
-                    study, settings={**study.settings, "params": params}, source="members tuned"
-                )
+        with_members = (
+            with_member_settings(study.settings, tuned)
+            if study.skipped and "members" in built[name].config_dict()
+            else None
+        )
+        if with_members is not None:
+            studies[name] = dataclasses.replace(
+                study, settings=with_members, source="members tuned"
+            )
     report = TuneReport(
         protocol=protocol,
         metric=TUNE_METRIC[protocol],

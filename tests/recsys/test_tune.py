@@ -88,6 +88,33 @@ def test_params_file_is_read_by_benchmark(val_files, tmp_path: Path) -> None:
     assert metrics["config"]["shrink"] == pytest.approx(chosen["shrink"])
 
 
+def test_benchmark_tunes_with_a_study_per_model_and_hands_members_on(
+    val_files, tmp_path: Path
+) -> None:
+    """`recsys benchmark --tune-trials`: each model with a search space gets its study on the
+    validation files (kept in OUT/study.db); an ensemble of tuned models blends them as tuned."""
+    train, test, val_train, val_test = val_files
+    start = tmp_path / "start.yaml"
+    start.write_text("models: {ensemble: {members: [ease, itemknn]}}\n")
+    out = tmp_path / "bench"
+    files = ["--train", str(train), "--test", str(test), "--val-train", str(val_train),
+             "--val-test", str(val_test), "--params", str(start)]  # fmt: skip
+    args = ["--models", "itemknn,ease,ensemble", "--tune-trials", "3", "--n-boot", "1"]
+    assert main(["benchmark", *files, *args, "--out", str(out)]) == 0
+    assert (out / "study.db").is_file()
+    knn = yaml.safe_load((out / "itemknn" / "metrics.json").read_text())
+    assert knn["config_source"] == "tuned" and knn["tuning"]["method"].startswith("optuna (3")
+    assert len(knn["tuning"]["scores"]) == 3
+    ensemble = yaml.safe_load((out / "ensemble" / "metrics.json").read_text())
+    members = ensemble["config"]["params"]
+    assert members["itemknn"]["k"] == knn["config"]["k"]
+    assert members["ease"]["l2"] == pytest.approx(
+        yaml.safe_load((out / "ease" / "metrics.json").read_text())["config"]["l2"]
+    )
+    no_val = ["--train", str(train), "--test", str(test), "--tune-trials", "2"]
+    assert main(["benchmark", *no_val, "--models", "ease", "--out", str(tmp_path / "x")]) == 2
+
+
 def test_interrupted_study_resumes_without_repeating_a_trial(
     val_files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
