@@ -8,7 +8,7 @@ gate-candidates, promote, bento build. The bento is then served (``bentoml serve
 127.0.0.1): ``/recommend`` answers a text user with the original text item ids, exactly as the
 gated object ranks them; an id of the wrong kind is a 400 naming the field; an unknown text
 user gets the popularity fallback; the infra validation's probes pass. One pipeline run and
-one bento build for the whole module (about two minutes on 2 cores).
+one bento build for the whole module (70 s on 2 idle cores, about 2 minutes under load).
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def project_params(shop: Path) -> dict[str, Any]:
             "models": {"ease": {"l2": 50.0}, "twotower": {**fixtures.TWOTOWER, "eval_users": 100}},
             "gate": {
                 "min_metrics": {"ndcg@10": 0.01}, "max_two_stage_loss": 0.1, "n_bootstrap": 200,
+                "max_latency_p99_ms": 10_000.0,  # a loaded CI machine; latency is not tested here
             },
             "serving": {"rerank_top": fixtures.RERANK_TOP},
         }
