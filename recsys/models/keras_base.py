@@ -117,9 +117,12 @@ class KerasRecommender(Recommender):
         epoch_data: Callable[[int], EpochArrays],
         plan: DevicePlan,
         validation: PeriodicValidation | None,
+        *,
+        group: int = 1,
     ) -> dict[str, Any]:
         """Run ``fit_model`` on the compiled ``model`` with the config's loop settings; the
-        model becomes this recommender's and its snapshot is taken afresh when next asked."""
+        model becomes this recommender's and its snapshot is taken afresh when next asked.
+        ``group``: rows per softmax group (``TrainSettings.group``)."""
         cfg = self.config
         self._model = model
         self._snapshot_cache = None
@@ -133,6 +136,7 @@ class KerasRecommender(Recommender):
                 patience=cfg.patience,
                 eval_every=cfg.eval_every,
                 verbose=cfg.verbose,
+                group=group,
             ),
             plan=plan,
             validation=validation,

@@ -61,6 +61,7 @@ from recsys.train import (
     set_seeds,
     to_numpy,
 )
+from recsys.training.losses import GroupSoftmaxCrossEntropy
 from recsys.tuning.space import Choice, Float, Int, SearchSpace
 
 __all__ = ["COMPILED_MIN_PAIRS", "MODEL_FILE", "NeuMF", "NeuMFConfig", "build_neumf"]
@@ -97,8 +98,11 @@ class NeuMFConfig(TrainingSettings):
     """Validate every this many epochs (needs a non-empty ``split.val``)."""
     eval_users: int = 1000
     """Validation users sampled for the NDCG@10 used to stop early."""
-    loss: Literal["auto", "bce", "mse"] = "auto"
-    """``auto``: BCE on sampled negatives (top-k); ``mse``: regression on explicit ratings."""
+    loss: Literal["auto", "softmax", "bce", "mse"] = "auto"
+    """``softmax``: cross-entropy of the softmax over each positive and its ``n_negatives``
+    sampled items (``GroupSoftmaxCrossEntropy``; ``batch_size`` counts positives); ``bce``:
+    binary cross-entropy per row (He et al.; ``batch_size`` counts rows); ``mse``: regression
+    on explicit ratings; ``auto``: softmax."""
 
     def __post_init__(self) -> None:
         check_config_fields(
@@ -117,8 +121,8 @@ class NeuMFConfig(TrainingSettings):
         )
         if self.mlp_units[0] < 2:
             raise ConfigError("neumf.mlp_units[0] must be >= 2 (MLP embeddings are half of it)")
-        if self.loss not in ("auto", "bce", "mse"):
-            raise ConfigError(f"neumf.loss must be auto, bce or mse, got {self.loss!r}")
+        if self.loss not in ("auto", "softmax", "bce", "mse"):
+            raise ConfigError(f"neumf.loss must be auto, softmax, bce or mse, got {self.loss!r}")
 
     @property
     def mlp_embedding_dim(self) -> int:
@@ -185,17 +189,17 @@ class NeuMF(KerasRecommender):
         "epochs": Int(5, 40),
     }
 
-    def resolved_loss(self, feedback: str | None = None) -> Literal["bce", "mse"]:
+    def resolved_loss(self, feedback: str | None = None) -> Literal["softmax", "bce", "mse"]:
         """The loss ``fit`` uses for data of this ``feedback`` (``explicit``/``implicit``)."""
         feedback = self.feedback if feedback is None else feedback
         if self.config.loss == "mse":
             if feedback == IMPLICIT:
                 raise ConfigError(
                     "neumf.loss = 'mse' regresses explicit ratings, but the data is implicit",
-                    fix="use loss: auto (binary cross-entropy on sampled negatives)",
+                    fix="use loss: auto (softmax cross-entropy on sampled negatives)",
                 )
             return "mse"
-        return "bce"
+        return "softmax" if self.config.loss == "softmax" else "bce"
 
     # --- training -----------------------------------------------------------------------------
     def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
@@ -215,19 +219,24 @@ class NeuMF(KerasRecommender):
                 cfg,
                 output_bias=float(ratings.mean()) if loss == "mse" else 0.0,
             )
+            losses = {
+                "softmax": lambda: GroupSoftmaxCrossEntropy(1 + cfg.n_negatives),
+                "bce": lambda: keras.losses.BinaryCrossentropy(from_logits=True),
+                "mse": keras.losses.MeanSquaredError,
+            }
             model.compile(
-                optimizer=self._optimizer(),
-                loss=keras.losses.BinaryCrossentropy(from_logits=True)
-                if loss == "bce"
-                else keras.losses.MeanSquaredError(),
-                jit_compile=plan.jit_compile,
+                optimizer=self._optimizer(), loss=losses[loss](), jit_compile=plan.jit_compile
             )
         self._model = model
         train_items = np.flatnonzero(self._train_mask())
         validation: PeriodicValidation | None = None
-        if loss == "bce":
+        group = 1
+        if loss != "mse":
             sampler = NegativeSampler(self._seen_matrix(), pool=train_items)
-            epoch_data: Any = PointwiseEpochs(users, items, sampler, cfg.n_negatives, cfg.seed)
+            epoch_data: Any = PointwiseEpochs(
+                users, items, sampler, cfg.n_negatives, cfg.seed, grouped=loss == "softmax"
+            )
+            group = epoch_data.group
             if len(split.val) and split.val_negatives is not None:
                 # A leave-one-out split: stop on the protocol's own metric.
                 validation = SampledRankingValidation(
@@ -250,7 +259,7 @@ class NeuMF(KerasRecommender):
 
             if len(split.val):
                 validation = RatingValidation(self._live_pair_scores, split.val)
-        facts = self._train(model, epoch_data, plan, validation)
+        facts = self._train(model, epoch_data, plan, validation, group=group)
         facts["extra"].update(loss=loss)
         return facts
 

@@ -4,7 +4,9 @@ two-tower) trains through ``fit_model``. One module per responsibility:
 - ``core``: input names, ``set_seeds`` / ``epoch_rng`` (one random stream per purpose and
   epoch, so a resumed run draws what an uninterrupted one would), ``TrainingError``.
 - ``device``: ``resolve_device`` -> ``DevicePlan`` (CPU/GPU, mixed precision, XLA, mirrored).
-- ``data``: ``NegativeSampler``, ``PointwiseEpochs``, ``make_dataset`` (tf.data or PyDataset).
+- ``data``: ``NegativeSampler``, ``PointwiseEpochs``, ``make_dataset`` (tf.data or PyDataset;
+  ``group``: softmax groups of a positive and its negatives, shuffled and batched whole).
+- ``losses``: ``GroupSoftmaxCrossEntropy`` (sampled softmax over each group).
 - ``callbacks``: ``NonFiniteGuard``, ``PeriodicValidation``, progress lines (``report_epoch``).
 - ``validation``: ``RankingValidation``, ``SampledRankingValidation``, ``RatingValidation``.
 - ``state``: ``TrainSettings`` and the loop state; ``checkpoint``: resumable checkpoints.

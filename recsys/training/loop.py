@@ -109,6 +109,7 @@ def fit_model(
             seed=seed,
             shuffle=settings.shuffle,
             pipeline=settings.pipeline,
+            group=settings.group,
         )
         start = time.perf_counter()
         eval_before = validation.seconds if validation is not None else 0.0

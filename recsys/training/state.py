@@ -24,9 +24,12 @@ class TrainSettings:
     restore_best: bool = True
     shuffle: bool = True
     pipeline: Literal["auto", "tf.data", "pydataset"] = "auto"
+    group: int = 1
+    """Rows per softmax group (``make_dataset``): a batch is ``batch_size`` groups."""
 
     def __post_init__(self) -> None:
-        for key, low in (("epochs", 1), ("batch_size", 1), ("patience", 0), ("eval_every", 1)):
+        lows = (("epochs", 1), ("batch_size", 1), ("patience", 0), ("eval_every", 1), ("group", 1))
+        for key, low in lows:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}")
@@ -41,6 +44,7 @@ class TrainSettings:
             "eval_every": self.eval_every,
             "restore_best": self.restore_best,
             "shuffle": self.shuffle,
+            **({"group": self.group} if self.group > 1 else {}),
         }
 
 
