@@ -118,6 +118,16 @@ def test_valid_data_passes(tiny_report: ValidationReport) -> None:
     assert not tiny_report.row_mask("interactions").any()
 
 
+def test_a_log_without_timestamps_passes_without_time_checks(tiny: Dataset) -> None:
+    """Every timestamp 0 (a play-count log has none): no timestamp_min to fail; one 0 among
+    real timestamps is still caught (the "1970" corruption below)."""
+    inter = tiny.interactions.assign(timestamp=0)
+    report = validate(with_interactions(tiny, inter), CFG, now=NOW)
+    assert report.success, report.summary()
+    assert not {"timestamp_min", "timestamp_future"} & {o.check for o in report.outcomes}
+    assert "timestamp_min" in failed_checks(validate(edit(tiny, 3, "timestamp", 0), CFG, now=NOW))
+
+
 def test_gx_is_imported_lazily() -> None:
     code = "import sys, recsys.data.validation; print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
