@@ -78,6 +78,7 @@ def build_model_asset(family: str) -> dg.AssetsDefinition:
             "parameters": int(train["n_parameters"]),
             "device": str(train.get("device")),
             "seed": int(train.get("seed", 0)),
+            "settings from": str(summary.get("settings_from") or "params.yaml"),
             "model size (MB)": round(summary["size_bytes"] / 1e6, 3),
             "model path": dg.MetadataValue.path(str(model_dir)),
             "data version": dvc.data_version(train_stage(family)).value,
