@@ -113,7 +113,7 @@ def train_candidate(
     settings, source = candidate_settings(family, params, tuned_file)
     model = build_candidate(family, params.models, settings)  # bad settings fail before data
     data = load_processed(Path(processed_dir))
-    reason = skip_reason(model, data)
+    reason = skip_reason(model, data, "topk")  # the pipeline ranks (full ranking)
     if reason is not None:
         summary = TrainSummary(
             family=family,

@@ -195,7 +195,7 @@ def run_benchmark(
         "file_format": cfg.file_format, "items": items, "users": users, "csv_cfg": cfg.csv
     }  # fmt: skip
     splits = [load_split(s, **reading) for s in cfg.splits]
-    classes = skip_unable(classes, built, splits[0], skipped, warn)
+    classes = skip_unable(classes, built, splits[0], skipped, warn, protocol=cfg.protocol)
     val = None
     if cfg.val is not None:
         val = load_split(cfg.val, prefix="val-", **reading)
@@ -248,6 +248,8 @@ def skip_unable(
     split: SplitData,
     skipped: dict[str, str],
     warn: Log = quiet,
+    *,
+    protocol: ProtocolName = "topk",
 ) -> dict[str, type[Recommender]]:
     """``classes`` without the models that cannot learn from ``split``'s data (content without
     item content, a rating model without ratings: ``recsys.models.requirements``); each one's
@@ -259,7 +261,7 @@ def skip_unable(
     data = split.fit_data()
     out = {}
     for name, cls in classes.items():
-        reason = skip_reason(built[name], data)
+        reason = skip_reason(built[name], data, protocol)
         if reason is None:
             out[name] = cls
         else:

@@ -245,6 +245,7 @@ class AutoRec(KerasRecommender):
     name: ClassVar[str] = "autorec"
     scores_cold_items: ClassVar[bool] = False
     requires: ClassVar[frozenset[str]] = frozenset({"ratings"})
+    task: ClassVar[str] = "rating"
 
     config_class: ClassVar[type[Any]] = AutoRecConfig
     search_space: ClassVar[SearchSpace] = {  # recsys tune; epochs: the most, the best kept

@@ -122,6 +122,12 @@ class Recommender(abc.ABC):
     genres or other item features), ``ratings`` (explicit ratings, not counts or clicks).
     ``recsys.models.requirements.skip_reason`` checks it; the benchmark and the pipeline skip,
     with that reason, a model whose data lacks it instead of training it on nothing."""
+    task: ClassVar[str] = "ranking"
+    """``ranking``: its scores order items by relevance (protocols ``topk`` and ``loo``, the
+    pipeline); ``rating``: it predicts explicit ratings (protocol ``rating``), and ranking by
+    predicted rating is not what the ranking protocols measure, so a rating model is skipped,
+    with the reason, under ``topk`` and ``loo`` and in the pipeline
+    (``requirements.skip_reason``)."""
 
     def __init__(self) -> None:
         self.vocab: Vocabulary | None = None

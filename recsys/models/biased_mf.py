@@ -46,6 +46,7 @@ class BiasedMF(Recommender):
 
     name: ClassVar[str] = "biased_mf"
     requires: ClassVar[frozenset[str]] = frozenset({"ratings"})  # it regresses them
+    task: ClassVar[str] = "rating"
     search_space: ClassVar[SearchSpace] = {  # recsys tune
         "factors": Choice((5, 10, 20, 50)),
         "l2": Float(0.01, 1.0, log=True),

@@ -38,6 +38,7 @@ __all__ = [
     "has_item_content",
     "has_ratings",
     "skip_reason",
+    "task_reason",
     "unmet_requirements",
 ]
 
@@ -102,10 +103,29 @@ def unmet_requirements(requires: frozenset[str], data: Processed) -> list[str]:
     return [r for r in sorted(requires) if not met[r]]
 
 
-def skip_reason(model: Recommender, data: Processed) -> str | None:
-    """Why ``model`` cannot learn from ``data`` (None: it can), e.g. ``"content needs item
-    content (...), and the data has none: ..."``. An instance, not a class: an ensemble's
-    requirements are its members' (``Ensemble.requires``)."""
+PROTOCOL_TASK: Final = {"topk": "ranking", "loo": "ranking", "rating": "rating"}
+"""The task a protocol measures (``Recommender.task``)."""
+
+
+def task_reason(model: Recommender, protocol: str) -> str | None:
+    """Why ``model`` is the wrong kind of model for ``protocol`` (None: it may run): a rating
+    model under a ranking protocol. (A ranking model under ``rating`` still runs: its clipped
+    scores are the rating protocol's fallback predictions, as before.)"""
+    if model.task != "rating" or PROTOCOL_TASK.get(protocol, "rating") == "rating":
+        return None
+    return (
+        f"{model.name} predicts ratings; ranking by predicted rating is not what protocol "
+        f"'{protocol}' measures: benchmark it with --protocol rating"
+    )
+
+
+def skip_reason(model: Recommender, data: Processed, protocol: str | None = None) -> str | None:
+    """Why ``model`` cannot learn from ``data`` or be scored under ``protocol`` (None: it can),
+    e.g. ``"content needs item content (...), and the data has none: ..."``. An instance, not
+    a class: an ensemble's requirements are its members' (``Ensemble.requires``)."""
+    wrong_task = None if protocol is None else task_reason(model, protocol)
+    if wrong_task is not None:
+        return wrong_task
     unmet = unmet_requirements(model.requires, data)
     if not unmet:
         return None

@@ -101,7 +101,7 @@ def tune_models(
     # A bad starting setting fails before the first fit.
     built = {name: cls(**given.get(name, {})) for name, cls in classes.items()}
     unable: dict[str, str] = {}
-    classes = skip_unable(classes, built, val, unable, warn)
+    classes = skip_unable(classes, built, val, unable, warn, protocol=protocol)
     start = time.perf_counter()
     metric = TUNE_METRIC[protocol]
     studies = {  # a model the data cannot train keeps its settings, with the reason

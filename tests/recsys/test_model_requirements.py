@@ -143,10 +143,30 @@ def test_constant_ratings_skip_autorec_in_the_benchmark(bare: Processed, tmp_pat
         ),
     )
     files = write_split(tmp_path / "split", clicks)
-    cfg = BenchmarkConfig(splits=(files,), models=("autorec", "mostpop"), n_boot=10)
+    cfg = BenchmarkConfig(
+        splits=(files,), protocol="rating", models=("autorec", "mostpop"), n_boot=10
+    )
     report = run_benchmark(cfg, tmp_path / "out")
     assert "explicit ratings" in report.skipped["autorec"]
     assert isinstance(report.to_dict()["cold_start"]["test"]["answered_by"], dict)
+    assert list(report.models) == ["mostpop"]
+
+
+def test_rating_models_are_not_ranked_under_a_ranking_protocol(
+    bare: Processed, tmp_path: Path
+) -> None:
+    """AutoRec and biased MF predict ratings: under topk (and in the pipeline) they are skipped
+    with the reason, under the rating protocol they run."""
+    for name in ("autorec", "biased_mf"):
+        model: Recommender = model_class(name)()
+        reason = skip_reason(model, bare, "topk")
+        assert reason is not None and "--protocol rating" in reason
+        assert skip_reason(model, bare, "rating") is None
+    assert skip_reason(model_class("ease")(), bare, "rating") is None
+    files = write_split(tmp_path / "split", bare)
+    cfg = BenchmarkConfig(splits=(files,), models=("biased_mf", "mostpop"), n_boot=10)
+    report = run_benchmark(cfg, tmp_path / "out")
+    assert "predicts ratings" in report.skipped["biased_mf"]
     assert list(report.models) == ["mostpop"]
 
 
