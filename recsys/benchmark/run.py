@@ -57,6 +57,7 @@ from recsys.hardware import hardware
 from recsys.models import registry
 from recsys.models.base import Recommender
 from recsys.models.ensemble import with_member_settings
+from recsys.models.fit_cache import remember, shared_fits
 from recsys.models.requirements import skip_reason
 from recsys.schema import (
     ITEM_ID,
@@ -142,15 +143,17 @@ def run_model(
     folds: list[FoldOutcome] = []
     for split in splits:
         model = cls(**fields)  # a fresh model per fold
+        fit_data = split.fit_data()
         trial = run_trial(
             model,
-            split.fit_data(),
+            fit_data,
             split.heldout(),
             cfg.protocol,
             n_boot=cfg.n_boot,
             seed=cfg.seed,
             **score_options(cfg.protocol),
         )
+        remember(model, fit_data, fit_data.split)  # an ensemble or two-stage part reuses it
         directory = out / split.name if split.name else out
         io.write_csv(output_frame(trial.evaluation), directory / OUTPUT_FILES[cfg.protocol])
         if cfg.save_models:
@@ -201,7 +204,7 @@ def run_benchmark(
         val = load_split(cfg.val, prefix="val-", **reading)
     log(f"benchmark {cfg.protocol}: {', '.join(classes)} on {len(splits)} split(s)")
     outcomes: dict[str, ModelOutcome] = {}
-    with io.atomic_dir(Path(out)) as tmp:
+    with io.atomic_dir(Path(out)) as tmp, shared_fits():
         if cfg.tune is not None:  # the studies are kept with the results (OUT/study.db)
             storage = f"sqlite:///{(tmp / STUDY_DB).resolve()}"
             cfg = dataclasses.replace(cfg, tune=dataclasses.replace(cfg.tune, storage=storage))

@@ -154,15 +154,15 @@ class Ensemble(Recommender):
 
     # --- training -------------------------------------------------------------------------
     def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
-        from recsys.models.registry import model_class
+        from recsys.models.fit_cache import fitted
 
         self.models = []
         members: dict[str, Any] = {}
         for member, (name, fields) in zip(self.config.members, self.member_configs(), strict=True):
-            model = model_class(name)(**fields)
-            result = model.fit(data, split)
+            model, reused = fitted(name, fields, data, split)  # reused: fitted earlier this run
+            assert model.train_result is not None
             self.models.append(model)
-            members[member] = result.summary()
+            members[member] = {**model.train_result.summary(), "reused": reused}
         self._standardize()
         if self.config.weights is None and len(split.val) and len(self.models) > 1:
             choice = self.choose_weights(self._val_scorer(split), SELECTION_METRIC)

@@ -146,19 +146,20 @@ class TwoStage(Recommender):
 
     # --- training -------------------------------------------------------------------------
     def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
-        from recsys.models.registry import model_class
+        from recsys.models.fit_cache import fitted
 
         cfg = self.config
-        retriever = model_class(cfg.retriever)(**cfg.params.get(cfg.retriever, {}))
-        retriever.fit(data, split)
+        retriever, reused = fitted(cfg.retriever, cfg.params.get(cfg.retriever, {}), data, split)
+        parts = {cfg.retriever: reused}
         ranker = retriever
         if cfg.ranker != cfg.retriever:
-            ranker = model_class(cfg.ranker)(**cfg.params.get(cfg.ranker, {}))
-            ranker.fit(data, split)
+            ranker, parts[cfg.ranker] = fitted(
+                cfg.ranker, cfg.params.get(cfg.ranker, {}), data, split
+            )
         self._adopt(ranker, retriever)
         # recall@M is measured where the model is scored (pipeline.two_stage_report), on the
         # test users: an exact search over the catalogue here would repeat it at fit time.
-        return {}
+        return {"extra": {"reused": parts}}
 
     def _adopt(self, ranker: Recommender, retriever: Recommender) -> None:
         check_compatible(ranker, retriever)
