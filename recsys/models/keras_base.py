@@ -99,17 +99,26 @@ class KerasRecommender(Recommender):
         return self._model
 
     # --- training ---------------------------------------------------------------------------
-    def _optimizer(self) -> keras.optimizers.Optimizer:
-        """Adam, or AdamW when the config has a ``weight_decay`` > 0."""
+    def _optimizer(self, steps_per_epoch: int | None = None) -> keras.optimizers.Optimizer:
+        """Adam, or AdamW when the config has a ``weight_decay`` > 0.
+
+        With ``lr_schedule: cosine`` in the config and ``steps_per_epoch`` given, the learning
+        rate follows a cosine from ``learning_rate`` down to zero at the last of ``epochs``
+        (Loshchilov & Hutter, SGDR): the last epoch's weights, which a refit without
+        validation keeps, are then those of a settled run rather than of one more noisy step.
+        """
         cfg = self.config
         weight_decay = getattr(cfg, "weight_decay", 0.0)
+        rate: Any = cfg.learning_rate
+        if getattr(cfg, "lr_schedule", "constant") == "cosine" and steps_per_epoch:
+            rate = keras.optimizers.schedules.CosineDecay(
+                cfg.learning_rate, decay_steps=max(1, int(steps_per_epoch) * int(cfg.epochs))
+            )
         # Fixed names: Keras numbers unnamed objects per process ("adam_1" for the second),
         # and the name is saved with the optimizer's variables (save_keras_model).
         if weight_decay > 0:
-            return keras.optimizers.AdamW(
-                cfg.learning_rate, weight_decay=weight_decay, name="adamw"
-            )
-        return keras.optimizers.Adam(cfg.learning_rate, name="adam")
+            return keras.optimizers.AdamW(rate, weight_decay=weight_decay, name="adamw")
+        return keras.optimizers.Adam(rate, name="adam")
 
     def _train(
         self,

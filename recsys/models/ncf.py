@@ -85,6 +85,8 @@ class NeuMFConfig(TrainingSettings):
     is regularized by ``dropout``)."""
     learning_rate: float = 1e-3
     """Adam (AdamW with ``weight_decay``)."""
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """``cosine``: the learning rate decays to zero over ``epochs`` (``_optimizer``)."""
     weight_decay: float = 0.0
     """Decoupled weight decay (AdamW) on every weight at every step: shrinks the embeddings
     of rarely seen users and items towards zero as well."""
@@ -121,6 +123,10 @@ class NeuMFConfig(TrainingSettings):
         )
         if self.mlp_units[0] < 2:
             raise ConfigError("neumf.mlp_units[0] must be >= 2 (MLP embeddings are half of it)")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(
+                f"neumf.lr_schedule must be constant or cosine, got {self.lr_schedule!r}"
+            )
         if self.loss not in ("auto", "softmax", "bce", "mse"):
             raise ConfigError(f"neumf.loss must be auto, softmax, bce or mse, got {self.loss!r}")
 
@@ -196,7 +202,7 @@ class NeuMF(KerasRecommender):
             if feedback == IMPLICIT:
                 raise ConfigError(
                     "neumf.loss = 'mse' regresses explicit ratings, but the data is implicit",
-                    fix="use loss: auto (softmax cross-entropy on sampled negatives)",
+                    fix="use loss: auto (binary cross-entropy on sampled negatives)",
                 )
             return "mse"
         return "softmax" if self.config.loss == "softmax" else "bce"
@@ -212,22 +218,6 @@ class NeuMF(KerasRecommender):
         items = train[ITEM_IDX].to_numpy(dtype=np.int64)
         ratings = train[RATING].to_numpy(dtype=np.float32)
         self._snapshot_cache = None
-        with plan.scope():
-            model = build_neumf(
-                data.vocab.n_users,
-                data.vocab.n_items,
-                cfg,
-                output_bias=float(ratings.mean()) if loss == "mse" else 0.0,
-            )
-            losses = {
-                "softmax": lambda: GroupSoftmaxCrossEntropy(1 + cfg.n_negatives),
-                "bce": lambda: keras.losses.BinaryCrossentropy(from_logits=True),
-                "mse": keras.losses.MeanSquaredError,
-            }
-            model.compile(
-                optimizer=self._optimizer(), loss=losses[loss](), jit_compile=plan.jit_compile
-            )
-        self._model = model
         train_items = np.flatnonzero(self._train_mask())
         validation: PeriodicValidation | None = None
         group = 1
@@ -237,6 +227,7 @@ class NeuMF(KerasRecommender):
                 users, items, sampler, cfg.n_negatives, cfg.seed, grouped=loss == "softmax"
             )
             group = epoch_data.group
+            n_rows = len(epoch_data)
             if len(split.val) and split.val_negatives is not None:
                 # A leave-one-out split: stop on the protocol's own metric.
                 validation = SampledRankingValidation(
@@ -253,12 +244,31 @@ class NeuMF(KerasRecommender):
                 )
         else:
             inputs = {USER: users.astype(np.int32), ITEM: items.astype(np.int32)}
+            n_rows = len(users)
 
             def epoch_data(epoch: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
                 return inputs, ratings
 
             if len(split.val):
                 validation = RatingValidation(self._live_pair_scores, split.val)
+        losses = {
+            "softmax": lambda: GroupSoftmaxCrossEntropy(group),
+            "bce": lambda: keras.losses.BinaryCrossentropy(from_logits=True),
+            "mse": keras.losses.MeanSquaredError,
+        }
+        with plan.scope():
+            model = build_neumf(
+                data.vocab.n_users,
+                data.vocab.n_items,
+                cfg,
+                output_bias=float(ratings.mean()) if loss == "mse" else 0.0,
+            )
+            model.compile(
+                optimizer=self._optimizer(-(-n_rows // (cfg.batch_size * group))),
+                loss=losses[loss](),
+                jit_compile=plan.jit_compile,
+            )
+        self._model = model
         facts = self._train(model, epoch_data, plan, validation, group=group)
         facts["extra"].update(loss=loss)
         return facts

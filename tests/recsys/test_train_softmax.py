@@ -106,3 +106,19 @@ def test_neumf_with_the_softmax_loss_learns_and_round_trips(tmp_path: Path) -> N
     model.save(tmp_path / "m")
     loaded = Recommender.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded._scores(users, items), fast)
+
+
+def test_a_cosine_schedule_ends_the_run_at_a_zero_learning_rate() -> None:
+    data = planted()
+    rates = {}
+    for schedule in ("constant", "cosine"):
+        model = NeuMF(**{**FAST, "epochs": 3, "lr_schedule": schedule})
+        model.fit(data)
+        optimizer = model.keras_model.optimizer
+        steps = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        assert steps > 3  # several batches per epoch, so the schedule spans every step
+        rates[schedule] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    assert rates["constant"] == pytest.approx(FAST["learning_rate"])
+    assert rates["cosine"] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        NeuMF(lr_schedule="linear")
