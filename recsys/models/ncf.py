@@ -188,6 +188,7 @@ class NeuMF(KerasRecommender):
         "embedding_dim": Choice((16, 32, 64)),
         "mlp_units": Choice(((32, 16, 8), (64, 32, 16), (128, 64, 32))),
         "learning_rate": Float(3e-4, 1e-2, log=True),
+        "lr_schedule": Choice(("constant", "cosine")),
         "weight_decay": Float(0.0, 0.5),
         "dropout": Float(0.0, 0.5),
         "n_negatives": Int(1, 8),
