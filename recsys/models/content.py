@@ -29,19 +29,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import keras
 import numpy as np
 from keras import ops
 
 from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit
+from recsys.errors import ConfigError, RecsysError
 from recsys.models.keras_base import MODEL_FILE, pair_model, predict_pairs
 from recsys.models.layers import GMF, MLPTower
 from recsys.models.model_config import TrainingSettings, check_config_fields
 from recsys.models.negatives import NegativeSampler
 from recsys.models.scoring import GmfMlpHead
 from recsys.models.tower_base import NET, TowerNet, TowerRecommender
+from recsys.models.twotower import (
+    InBatchSoftmax,
+    batch_seen,
+    catalogue_softmax_loss,
+    history_rows,
+    in_batch_softmax_loss,
+    item_counts,
+    positive_pairs,
+)
 from recsys.train import EpochArrays, PointwiseEpochs
 from recsys.tuning.space import Choice, Float, Int, SearchSpace
 
@@ -84,6 +94,8 @@ class DeepContentConfig(TrainingSettings):
     learning_rate: float = 2e-3
     weight_decay: float = 0.0
     """Decoupled weight decay (AdamW) on the trainable weights."""
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """``cosine``: the learning rate decays to zero over ``epochs`` (``_optimizer``)."""
     batch_size: int = 2048
     epochs: int = 20
     n_negatives: int = 4
@@ -94,6 +106,16 @@ class DeepContentConfig(TrainingSettings):
     0.229) while the curve went on rising to 0.243 at epoch 21."""
     eval_every: int = 1
     eval_users: int = 1000
+    objective: Literal["bce", "softmax", "catalogue"] = "bce"
+    """``bce``: pointwise on ``n_negatives`` sampled negatives per pair. ``catalogue``: a full
+    softmax of each pair's item against every catalogue item (``twotower``'s, the user's other
+    training items masked); ``softmax``: in-batch sampled softmax with logQ correction. Both
+    softmaxes need ``head_units: []`` (a bilinear score, so all the scores of a batch are one
+    matrix product)."""
+    temperature: float = 1.0
+    """Softmax objectives only: logits = score / temperature."""
+    mask_seen: bool = True
+    """Softmax objectives only: mask negatives the user interacted with in training."""
 
     section: ClassVar[str] = "content"
 
@@ -113,11 +135,32 @@ class DeepContentConfig(TrainingSettings):
             non_negative=("history_exponent", "weight_decay", "patience"),
             empty_units_ok=("item_hidden_units", "user_hidden_units", "head_units"),
         )
+        where = self.section
+        if self.objective not in ("bce", "softmax", "catalogue"):
+            raise ConfigError(
+                f"{where}.objective must be bce, softmax or catalogue, got {self.objective!r}"
+            )
+        if self.objective != "bce" and self.head_units:
+            raise ConfigError(
+                f"{where}.objective {self.objective!r} scores every pair of a batch by matrix "
+                "products",
+                fix="set head_units: [] (GMF content score) or objective: bce",
+            )
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(
+                f"{where}.lr_schedule must be constant or cosine, got {self.lr_schedule!r}"
+            )
+        if not self.temperature > 0:
+            raise ConfigError(f"{where}.temperature must be > 0, got {self.temperature}")
+        if self.objective == "softmax" and self.batch_size < 2:
+            raise ConfigError(f"{where}.batch_size must be >= 2 (in-batch negatives)")
 
 
 @keras.saving.register_keras_serializable(package="recsys")
 class ContentNet(TowerNet):
-    """``[user [b], item [b]] -> [b]`` logits of DeepContent (module docstring)."""
+    """``[user [b], item [b]] -> [b]`` logits of DeepContent (module docstring); with a
+    softmax ``objective`` ``[b, n_items]`` (``catalogue``) or ``[b, b]`` (``softmax``)
+    logits."""
 
     def __init__(
         self,
@@ -126,6 +169,9 @@ class ContentNet(TowerNet):
         dropout: float,
         tower_id_dim: int = 0,
         normalize: bool = False,
+        objective: str = "bce",
+        temperature: float = 1.0,
+        mask_seen: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -133,6 +179,21 @@ class ContentNet(TowerNet):
         )
         self.options["head_units"] = [int(u) for u in head_units]
         self.options["tower_id_dim"] = int(tower_id_dim)
+        self.objective = str(objective)
+        self.temperature = float(temperature)
+        self.mask_seen = bool(mask_seen)
+        self.options.update(
+            {
+                "objective": self.objective,
+                "temperature": self.temperature,
+                "mask_seen": self.mask_seen,
+            }
+        )
+        self.softmax = (
+            None
+            if self.objective == "bce"
+            else InBatchSoftmax(self.sizes["n_items"], self.temperature, name="in_batch_softmax")
+        )
         self.gmf = GMF(dtype=self.dtype_policy, name="gmf")
         self.head = (
             MLPTower(
@@ -145,7 +206,10 @@ class ContentNet(TowerNet):
             if head_units
             else None
         )
-        self.out = keras.layers.Dense(1, dtype="float32", name="prediction")
+        # A softmax's logits are shifted alike by a constant: no bias.
+        self.out = keras.layers.Dense(
+            1, use_bias=self.softmax is None, dtype="float32", name="prediction"
+        )
 
     def build(self, input_shape: Any = None) -> None:
         super().build(input_shape)
@@ -155,6 +219,28 @@ class ContentNet(TowerNet):
             self.head.build((None, 2 * d))
             width += self.head.units[-1]
         self.out.build((None, width))
+        if self.softmax is not None:
+            self.softmax.build()
+
+    def content_scores(self, u: Any, items: Any) -> Any:
+        """[b, m] float32 bilinear content scores ``w . (u_b * e_j)`` of user vectors [b, d]
+        against item vectors [m, d] (``head_units: []``)."""
+        w = ops.cast(self.out.kernel.value, "float32")[: self.dim, 0]
+        return ops.matmul(ops.cast(u, "float32") * w, ops.transpose(ops.cast(items, "float32")))
+
+    def softmax_logits(self, user: Any, item: Any, score: Any, training: bool | None) -> Any:
+        """The softmax objective's logits; ``score(user vectors, item vectors [m, d],
+        items [m] or None for the catalogue)`` gives the [b, m] scores."""
+        softmax = self.softmax
+        if softmax is None:
+            raise ValueError("softmax_logits needs a softmax objective")
+        if self.objective == "catalogue":
+            u, items_all = self.catalogue_vectors(user, item, training=training)
+            seen = history_rows(self.user_tower, user) if self.mask_seen else None
+            return softmax.catalogue(score(u, items_all, None), item, seen)
+        u, e = self.pair_vectors(user, item, training=training)
+        seen = batch_seen(self.user_tower, user, item) if self.mask_seen else None
+        return softmax.correct(score(u, e, item), item, seen)
 
     def content_logit(self, u: Any, e: Any, training: bool | None = None) -> Any:
         """[b] float32 ``w . [u * e, MLP([u, e])] + b`` of user and item vectors [b, d]."""
@@ -166,11 +252,18 @@ class ContentNet(TowerNet):
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         user, item = inputs
+        if self.softmax is not None:
+            return self.softmax_logits(
+                user, item, lambda u, e, _: self.content_scores(u, e), training
+            )
         u, e = self.pair_vectors(user, item, training=training)
         return self.content_logit(u, e, training=training)
 
     def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
-        return tuple(input_shape[0])
+        b = tuple(input_shape[0])[:1] or (None,)
+        if self.objective == "catalogue":
+            return (b[0], self.sizes["n_items"])
+        return (b[0], b[0]) if self.softmax is not None else (b[0],)
 
 
 build_pair_model = pair_model
@@ -217,14 +310,28 @@ class DeepContent(TowerRecommender):
         "head_units",
         "history_exponent",
         "dropout",
+        "objective",
+        "temperature",
+        "mask_seen",
     )
 
+    def _fill_tables(self, net: Any, data: Any) -> None:
+        super()._fill_tables(net, data)
+        if net.softmax is not None:
+            net.softmax.set_log_q(item_counts(self._seen_matrix()))
+
     def _loss(self) -> Any:
+        if self.config.objective == "catalogue":
+            return catalogue_softmax_loss
+        if self.config.objective == "softmax":
+            return in_batch_softmax_loss
         return keras.losses.BinaryCrossentropy(from_logits=True)
 
     def _epoch_data(self, split: InteractionSplit) -> Callable[[int], EpochArrays]:
-        """Every training pair with label 1 and ``n_negatives`` fresh never-interacted
-        training items per pair and epoch with label 0."""
+        """bce: every training pair with label 1 and ``n_negatives`` fresh never-interacted
+        training items per pair and epoch with label 0; a softmax: every pair once."""
+        if self.config.objective != "bce":
+            return positive_pairs(split, catalogue=self.config.objective == "catalogue")
         train = split.train
         sampler = NegativeSampler(self._seen_matrix(), pool=np.flatnonzero(self._train_mask()))
         return PointwiseEpochs(
@@ -249,4 +356,9 @@ class DeepContent(TowerRecommender):
         """[n] logits from ``model.predict``: the slow reference the fast path equals for
         pairs whose item is not in the user's history (the Keras model leaves a pair's own
         item out of the profile, as in training)."""
+        if self.config.objective != "bce":
+            raise RecsysError(
+                f"a {self.config.objective}-trained {type(self).__name__}'s Keras model outputs "
+                "in-batch or catalogue softmax logits, not pair scores; use score() or _scores()"
+            )
         return predict_pairs(self.keras_model, user_idx, item_idx, batch_size)

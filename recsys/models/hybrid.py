@@ -37,9 +37,8 @@ snapshot), the id score as one matrix product ``(P * w_id) Q^T``, and the gate a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import keras
 import numpy as np
@@ -47,21 +46,14 @@ import scipy.sparse as sp
 from keras import ops
 from scipy.special import expit
 
-from recsys.data.preprocess import InteractionSplit, Processed
-from recsys.errors import ConfigError, RecsysError
+from recsys.data.preprocess import Processed
+from recsys.errors import ConfigError
 from recsys.models.content import ContentNet, DeepContent, DeepContentConfig
 from recsys.models.layers import ID_INIT_STDDEV, id_embedding, l2_normalize
 from recsys.models.model_config import check_config_fields
 from recsys.models.scoring import GmfMlpHead
 from recsys.models.tower_base import TowerNet
-from recsys.models.twotower import (
-    InBatchSoftmax,
-    batch_seen,
-    in_batch_softmax_loss,
-    item_counts,
-    positive_pairs,
-)
-from recsys.train import EpochArrays, to_numpy
+from recsys.train import to_numpy
 from recsys.tuning.space import Choice, Float, Int, SearchSpace
 
 
@@ -91,17 +83,9 @@ class HybridConfig(DeepContentConfig):
     items, and the gate cannot lean on ids that only memorize the training pairs."""
     gate_bias: float = 0.0
     """Initial ``a_0`` of the gate (0: start from an even mix)."""
-    objective: Literal["bce", "softmax"] = "bce"
-    """``bce``: pointwise on sampled negatives, as DeepContent. ``softmax``: in-batch sampled
-    softmax with logQ correction, as TwoTower (needs ``head_units: []``: every score of a
-    batch's B x B pairs is then a few matrix products)."""
     normalize: bool = False
     """L2-normalize the towers' outputs and the id embeddings (cosine scores, whose scale the
-    output weights then set): keeps in-batch softmax logits bounded."""
-    temperature: float = 1.0
-    """Softmax only: logits = score / temperature."""
-    mask_seen: bool = True
-    """Softmax only: mask in-batch negatives the user interacted with in training."""
+    output weights then set): keeps softmax logits bounded."""
 
     section: ClassVar[str] = "hybrid"
 
@@ -112,17 +96,6 @@ class HybridConfig(DeepContentConfig):
         check_config_fields(
             self, self.section, positive=("id_dim",), non_negative=("id_l2", "tower_id_dim")
         )
-        if self.objective not in ("bce", "softmax"):
-            raise ConfigError(f"hybrid.objective must be bce or softmax, got {self.objective!r}")
-        if self.objective == "softmax" and self.head_units:
-            raise ConfigError(
-                "hybrid.objective 'softmax' scores B x B pairs per batch by matrix products",
-                fix="set head_units: [] (GMF content score) or objective: bce",
-            )
-        if not self.temperature > 0:
-            raise ConfigError(f"hybrid.temperature must be > 0, got {self.temperature}")
-        if self.objective == "softmax" and self.batch_size < 2:
-            raise ConfigError("hybrid.batch_size must be >= 2 (in-batch negatives)")
 
 
 @keras.saving.register_keras_serializable(package="recsys")
@@ -136,22 +109,9 @@ class HybridNet(ContentNet):
         id_l2: float = 0.0,
         id_dropout: float = 0.0,
         gate_bias: float = 0.0,
-        objective: str = "bce",
-        temperature: float = 1.0,
-        mask_seen: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.objective = str(objective)
-        self.temperature = float(temperature)
-        self.mask_seen = bool(mask_seen)
-        self.softmax = (
-            InBatchSoftmax(self.sizes["n_items"], self.temperature, name="in_batch_softmax")
-            if self.objective == "softmax"
-            else None
-        )
-        if self.softmax is not None:  # a constant shifts every in-batch logit alike
-            self.out = keras.layers.Dense(1, use_bias=False, dtype="float32", name="prediction")
         self.id_dim = int(id_dim)
         self.id_l2 = float(id_l2)
         self.id_dropout = float(id_dropout)
@@ -180,8 +140,6 @@ class HybridNet(ContentNet):
         self.user_ids.build((None,))
         self.item_ids.build((None,))
         self.id_out.build((None, self.id_dim))
-        if self.softmax is not None:
-            self.softmax.build()
         table = {"initializer": "zeros", "trainable": False, "dtype": "float32"}
         self.user_log_count = self.add_weight(name="user_log_count", shape=(n_users,), **table)
         self.item_log_count = self.add_weight(name="item_log_count", shape=(n_items,), **table)
@@ -207,45 +165,51 @@ class HybridNet(ContentNet):
         self.item_in_train.assign((n_i > 0).astype(np.float32))
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        """[b] logits (``bce``), or [b, b] in-batch logits (``softmax``)."""
+        """[b] logits (``bce``), [b, b] in-batch logits (``softmax``) or [b, n_items]
+        full-softmax logits (``catalogue``)."""
         user, item = inputs
-        c, e = self.pair_vectors(user, item, training=training)
-        p, q = self.user_ids(user), self.item_ids(item)
-        if self.options["normalize"]:
-            p, q = l2_normalize(p), l2_normalize(q)
+        p = self.user_ids(user)
 
         def take(table: Any, idx: Any) -> Any:
             return ops.take(table.value, idx, axis=0)
 
         a = self.gate.value
         user_gate = a[0] * take(self.user_log_count, user) + a[2]
-        item_gate = a[1] * take(self.item_log_count, item)
         user_on = take(self.user_in_train, user)
         if training and self.id_dropout > 0:
             keep = self.id_drop(ops.ones_like(user_on), training=True) * (1.0 - self.id_dropout)
             user_on = user_on * keep
-        item_on = take(self.item_in_train, item)
         if self.softmax is None:
+            c, e = self.pair_vectors(user, item, training=training)
+            q = self.item_ids(item)
+            if self.options["normalize"]:
+                p, q = l2_normalize(p), l2_normalize(q)
             s_c = self.content_logit(c, e, training=training)
             s_id = ops.squeeze(self.id_out(ops.cast(self.gmf([p, q]), "float32")), axis=-1)
-            g = ops.sigmoid(user_gate + item_gate) * user_on * item_on
+            item_gate = a[1] * take(self.item_log_count, item)
+            g = ops.sigmoid(user_gate + item_gate) * user_on * take(self.item_in_train, item)
             return g * s_id + (1.0 - g) * s_c
-        # Every user of the batch against every item of the batch: [b, b] matrices.
-        d = self.dim
-        w_c = ops.cast(self.out.kernel.value, "float32")[:d, 0]
-        w_id = ops.cast(self.id_out.kernel.value, "float32")[:, 0]
-        c, e = ops.cast(c, "float32"), ops.cast(e, "float32")
-        p, q = ops.cast(p, "float32"), ops.cast(q, "float32")
-        s_c = ops.matmul(c * w_c, ops.transpose(e))
-        s_id = ops.matmul(p * w_id, ops.transpose(q))
-        g = ops.sigmoid(ops.expand_dims(user_gate, 1) + ops.expand_dims(item_gate, 0))
-        g = g * ops.expand_dims(user_on, 1) * ops.expand_dims(item_on, 0)
-        seen = batch_seen(self.user_tower, user, item) if self.mask_seen else None
-        return self.softmax.correct(g * s_id + (1.0 - g) * s_c, item, seen)
+        # Every user of the batch against every item of the batch (softmax) or of the
+        # catalogue (catalogue): [b, m] matrices.
+        if self.options["normalize"]:
+            p = l2_normalize(p)
+        p = ops.cast(p, "float32") * ops.cast(self.id_out.kernel.value, "float32")[:, 0]
 
-    def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
-        b = tuple(input_shape[0])[:1] or (None,)
-        return (b[0], b[0]) if self.softmax is not None else (b[0],)
+        def score(c: Any, e: Any, items: Any) -> Any:
+            if items is None:  # the catalogue
+                q = self.item_ids.embeddings.value
+                log_count, on = self.item_log_count.value, self.item_in_train.value
+            else:
+                q = self.item_ids(items)
+                log_count, on = take(self.item_log_count, items), take(self.item_in_train, items)
+            if self.options["normalize"]:
+                q = l2_normalize(q)
+            s_id = ops.matmul(p, ops.transpose(ops.cast(q, "float32")))
+            g = ops.sigmoid(ops.expand_dims(user_gate, 1) + ops.expand_dims(a[1] * log_count, 0))
+            g = g * ops.expand_dims(user_on, 1) * ops.expand_dims(on, 0)
+            return g * s_id + (1.0 - g) * self.content_scores(c, e)
+
+        return self.softmax_logits(user, item, score, training)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -254,9 +218,6 @@ class HybridNet(ContentNet):
             "id_l2": self.id_l2,
             "id_dropout": self.id_dropout,
             "gate_bias": self.gate_bias,
-            "objective": self.objective,
-            "temperature": self.temperature,
-            "mask_seen": self.mask_seen,
         }
 
 
@@ -310,36 +271,11 @@ class Hybrid(DeepContent):
         "id_l2",
         "id_dropout",
         "gate_bias",
-        "objective",
-        "temperature",
-        "mask_seen",
     )
 
     def _fill_tables(self, net: Any, data: Processed) -> None:
         super()._fill_tables(net, data)
         net.set_counts(self._seen_matrix())
-        if net.softmax is not None:
-            net.softmax.set_log_q(item_counts(self._seen_matrix()))
-
-    def _loss(self) -> Any:
-        if self.config.objective == "softmax":
-            return in_batch_softmax_loss
-        return super()._loss()
-
-    def _epoch_data(self, split: InteractionSplit) -> Callable[[int], EpochArrays]:
-        if self.config.objective == "softmax":
-            return positive_pairs(split)
-        return super()._epoch_data(split)
-
-    def _predict_pairs(
-        self, user_idx: np.ndarray, item_idx: np.ndarray, batch_size: int = 8192
-    ) -> np.ndarray:
-        if self.config.objective == "softmax":
-            raise RecsysError(
-                "a softmax-trained Hybrid's Keras model outputs in-batch logits, not pair "
-                "scores; use score() or _scores()"
-            )
-        return super()._predict_pairs(user_idx, item_idx, batch_size)
 
     def _extract(self) -> Any:
         users, items = self._encode_all()

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from typing import Any, ClassVar
 
 import keras
@@ -121,6 +121,14 @@ class TowerNet(keras.layers.Layer):
         u = self.user_tower.encode(user, items_all, exclude=item, training=training)
         return u, e
 
+    def catalogue_vectors(
+        self, user: Any, item: Any, training: bool | None = None
+    ) -> tuple[Any, Any]:
+        """([b, d] user vectors of the pairs, [n_items, d] vectors of the whole catalogue),
+        for a softmax over every item (the pair's item left out of the user's history)."""
+        items_all = self.item_tower.encode(None, training=training)
+        return self.user_tower.encode(user, items_all, exclude=item, training=training), items_all
+
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self.sizes, **self.options}
 
@@ -207,12 +215,17 @@ class TowerRecommender(KerasRecommender):
         plan = resolve_device(cfg.device)
         set_seeds(cfg.seed)
         self._snapshot_cache = None
+        epoch_data = self._epoch_data(split)
+        rows = len(epoch_data) if isinstance(epoch_data, Sized) else len(split.train)
         with plan.scope():
             net = self._make_net(data)
             model = pair_model(net, self.name)
             self._fill_tables(net, data)
+            net.user_tower.pool_all_users = cfg.batch_size >= data.vocab.n_users
             model.compile(
-                optimizer=self._optimizer(), loss=self._loss(), jit_compile=plan.jit_compile
+                optimizer=self._optimizer(steps_per_epoch=-(-rows // cfg.batch_size)),
+                loss=self._loss(),
+                jit_compile=plan.jit_compile,
             )
         validation = None
         if len(split.val):
@@ -224,7 +237,7 @@ class TowerRecommender(KerasRecommender):
                 max_users=cfg.eval_users,
                 seed=cfg.seed,
             )
-        return self._train(model, self._epoch_data(split), plan, validation)
+        return self._train(model, epoch_data, plan, validation)
 
     # --- scoring --------------------------------------------------------------------------------
     def _scores(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:

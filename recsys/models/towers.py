@@ -302,10 +302,21 @@ class UserTower(_Tower):
         if self.ids is not None:
             self.in_train.assign((counts > 0).astype(np.float32))
 
-    def pool(self, users: Any, item_vectors: Any, exclude: Any = None) -> Any:
+    pool_all_users: bool = False
+    """Set by the trainer when a batch holds at least as many rows as there are users: all
+    users' profiles ``A @ E`` then cost no more than the batch rows' (ML-100K, 2048 pairs:
+    17 ms against 60 ms on 2 loaded cores). Training only; not saved."""
+
+    def pool(
+        self, users: Any, item_vectors: Any, exclude: Any = None, training: bool | None = None
+    ) -> Any:
         """[b, item_dim] history profile of ``users`` over ``item_vectors`` [n_items, d]."""
-        rows = ops.cast(ops.take(self.history.value, users, axis=0), item_vectors.dtype)
-        total = ops.matmul(rows, item_vectors)  # [b, d]
+        if training and self.pool_all_users:
+            every = ops.cast(self.history.value, item_vectors.dtype)
+            total = ops.take(ops.matmul(every, item_vectors), users, axis=0)  # [b, d]
+        else:
+            rows = ops.cast(ops.take(self.history.value, users, axis=0), item_vectors.dtype)
+            total = ops.matmul(rows, item_vectors)  # [b, d]
         count = ops.cast(ops.take(self.history_size.value, users, axis=0), item_vectors.dtype)
         if exclude is not None:
             # A[u, i] of each pair, read from the flat table (take_along_axis on the [b, n]
@@ -332,7 +343,7 @@ class UserTower(_Tower):
         if self.item_dim:
             if item_vectors is None:
                 raise ValueError("this UserTower pools the history: pass item_vectors")
-            parts.append(self.pool(users, item_vectors, exclude))
+            parts.append(self.pool(users, item_vectors, exclude, training=training))
         if self.ids is not None:
             ids = self.ids(users)
             mask = ops.cast(ops.take(self.in_train.value, users, axis=0), ids.dtype)

@@ -31,6 +31,7 @@ from recsys.models.twotower import (
     InBatchSoftmax,
     TwoTower,
     TwoTowerConfig,
+    catalogue_softmax_loss,
     in_batch_softmax_loss,
 )
 from recsys.schema import GENRES, INTERACTION_DTYPES, ITEM_ID, RATING, TIMESTAMP, TITLE, USER_ID
@@ -59,6 +60,9 @@ HYBRID_SOFTMAX = {
     "temperature": 0.2,
 }
 TWOTOWER = {**SMALL, "id_dim": 8, "epochs": 15, "batch_size": 64}
+TWOTOWER_CATALOGUE = {**TWOTOWER, "negatives": "catalogue"}
+CONTENT_CATALOGUE = {**CONTENT, "objective": "catalogue", "head_units": [], "temperature": 0.5}
+HYBRID_CATALOGUE = {**HYBRID_SOFTMAX, "objective": "catalogue", "batch_size": 64}
 
 N_PER_GROUP, WARM_PER_GENRE, COLD_PER_GENRE = 20, 12, 3
 
@@ -176,6 +180,20 @@ class TestTwoTower(RecommenderContract):
         return TwoTower(**TWOTOWER)
 
 
+class TestTwoTowerCatalogue(RecommenderContract):
+    cold_start = True
+
+    def make_model(self) -> Recommender:
+        return TwoTower(**TWOTOWER_CATALOGUE)
+
+
+class TestHybridCatalogue(RecommenderContract):
+    cold_start = True
+
+    def make_model(self) -> Recommender:
+        return Hybrid(**HYBRID_CATALOGUE)
+
+
 # --- trained models of the genre world (one per class, shared by the tests below) --------------
 @pytest.fixture(scope="module")
 def content_model(world: Processed) -> DeepContent:
@@ -240,6 +258,83 @@ def test_softmax_hybrid_scores_equal_its_in_batch_logits(world: Processed) -> No
         model._predict_pairs(users, items)
     with pytest.raises(ConfigError, match="head_units"):
         Hybrid(objective="softmax", head_units=[8])
+
+
+@pytest.mark.parametrize(
+    ("cls", "fields"),
+    [
+        (TwoTower, TWOTOWER_CATALOGUE),
+        (DeepContent, CONTENT_CATALOGUE),
+        (Hybrid, HYBRID_CATALOGUE),
+    ],
+    ids=["twotower", "content", "hybrid"],
+)
+def test_catalogue_logits_are_the_served_scores_with_seen_items_masked(
+    cls: Any, fields: dict[str, Any], world: Processed
+) -> None:
+    model = cls(**{**fields, "epochs": 2})
+    model.fit(world)
+    seen = model._seen_matrix().toarray() > 0
+    n_items = model._vocab().n_items
+    users = np.array([0, 5, 22, 30, 39, 0], dtype=np.int32)
+    # Items outside each row's history (the Keras model then pools the whole history, as
+    # serving does), and in the last row an item user 0 has: its own positive.
+    items = [np.flatnonzero(~seen[u])[k] for k, u in enumerate(users[:-1])]
+    items = np.array([*items, np.flatnonzero(seen[0])[0]], dtype=np.int32)
+    logits = np.asarray(
+        model.keras_model.predict({"user": users, "item": items}, batch_size=8, verbose=0)
+    )
+    assert logits.shape == (len(users), n_items)
+    masked = logits == np.float32(MASKED_LOGIT)
+    expected = seen[users].copy()
+    expected[-1, items[-1]] = False  # a positive is never masked
+    np.testing.assert_array_equal(masked, expected)
+    fast = model._scores(users[:-1], np.arange(n_items))
+    unmasked = ~masked[:-1]
+    np.testing.assert_allclose(
+        logits[:-1][unmasked] * model.config.temperature, fast[unmasked], rtol=1e-4, atol=1e-4
+    )
+
+
+def test_catalogue_softmax_loss_is_the_cross_entropy_of_each_item() -> None:
+    logits = np.array([[2.0, 0.0, -1.0, 0.5], [0.5, 0.5, 3.0, 0.0]], dtype=np.float32)
+    items = np.array([3, 1], dtype=np.int32)
+    got = to_numpy(catalogue_softmax_loss(items, logits))
+    log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(got, -log_softmax[np.arange(2), items], rtol=1e-6)
+
+
+def test_softmax_objectives_need_a_bilinear_content_score() -> None:
+    with pytest.raises(ConfigError, match="head_units"):
+        DeepContent(objective="catalogue", head_units=[8])
+    with pytest.raises(ConfigError, match="objective"):
+        DeepContent(objective="pairwise", head_units=[])
+    with pytest.raises(ConfigError, match="negatives"):
+        TwoTower(negatives="sampled")
+
+
+def test_pooling_all_users_at_once_equals_pooling_the_batch_rows(
+    content_model: DeepContent,
+) -> None:
+    tower = content_model.net.user_tower
+    items = content_model.net.item_tower.encode(None, training=False)
+    seen = content_model._seen_matrix().toarray() > 0
+    users = np.array([0, 3, 3, 7, 1], dtype=np.int32)
+    had = [np.flatnonzero(seen[0])[0], np.flatnonzero(seen[3])[1]]
+    unseen = [np.flatnonzero(~seen[u])[0] for u in (3, 7, 1)]
+    exclude = np.array([had[0], unseen[0], had[1], unseen[1], unseen[2]], dtype=np.int32)
+    before = tower.pool_all_users
+    pooled = {}
+    try:
+        for flag in (False, True):
+            tower.pool_all_users = flag
+            pooled[flag] = to_numpy(tower.pool(users, items, exclude, training=True))
+    finally:
+        tower.pool_all_users = before
+    np.testing.assert_allclose(pooled[True], pooled[False], rtol=1e-5, atol=1e-6)
+    whole = to_numpy(tower.pool(users, items, None, training=True))
+    assert not np.allclose(pooled[True][0], whole[0])  # row 0 left its own item out
+    np.testing.assert_allclose(pooled[True][1], whole[1], rtol=1e-5, atol=1e-6)
 
 
 def test_training_pairs_leave_their_item_out_of_the_profile(content_model: DeepContent) -> None:
