@@ -111,7 +111,9 @@ class DeepContentConfig(TrainingSettings):
     softmax of each pair's item against every catalogue item (``twotower``'s, the user's other
     training items masked); ``softmax``: in-batch sampled softmax with logQ correction. Both
     softmaxes need ``head_units: []`` (a bilinear score, so all the scores of a batch are one
-    matrix product)."""
+    matrix product). On the ML-100K u1 validation files ``catalogue`` trained 4-5x faster per
+    epoch but peaked lower: DeepContent 0.246 against bce's 0.249, Hybrid 0.233 against
+    0.247 (the MLP head matters to content-only scores)."""
     temperature: float = 1.0
     """Softmax objectives only: logits = score / temperature."""
     mask_seen: bool = True
