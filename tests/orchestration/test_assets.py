@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow  # DVC and the recsys CLI in subprocesses: ~1 min 
 DVC_ASSETS = (
     "prepared_interactions",
     "processed_interactions",
+    "tuned_settings",  # tuning off (the default): records that params.yaml's settings stand
     "mostpop_model",
     "ease_model",
     "bpr_model",
