@@ -31,7 +31,7 @@ BIN = Path(sys.executable).parent
 LOCATION = "orchestration.definitions"
 # Everything but the bento: it needs a two-tower retriever (TensorFlow) and a served round trip.
 ASSETS = (
-    "raw_interactions", "prepared_interactions", "processed_interactions",
+    "raw_interactions", "prepared_interactions", "processed_interactions", "tuned_settings",
     "mostpop_model", "ease_model", "bpr_model", "model_metrics", "served_rankings",
     "gate_decision", "champion_model",
 )  # fmt: skip
