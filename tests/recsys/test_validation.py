@@ -41,6 +41,7 @@ from recsys.errors import DataError, ValidationFailed
 from recsys.schema import IMPLICIT, Dataset
 from tests.conftest import REPO
 from tests.params import complete_params
+from tests.recsys.test_preprocess import as_text
 
 NOW = 1_700_000_000.0  # 2023-11-14; every tiny timestamp is in 1998
 T0 = 900_000_000
@@ -741,25 +742,6 @@ def test_prepare_reuses_the_verdict_of_validate_once(
 
 
 # --- string ids (issue 17) ------------------------------------------------------------------
-def as_text(ds: Dataset) -> Dataset:
-    def users(col: pd.Series) -> pd.Series:
-        return col.map(lambda u: f"user-{u:05d}-x").astype("str")
-
-    def items(col: pd.Series) -> pd.Series:
-        return col.map(lambda i: f"SKU-{i}-B").astype("str")
-
-    assert ds.items is not None and ds.users is not None
-    inter = ds.interactions.assign(
-        user_id=users(ds.interactions["user_id"]), item_id=items(ds.interactions["item_id"])
-    )
-    return dataclasses.replace(
-        ds,
-        interactions=inter,
-        items=ds.items.assign(item_id=items(ds.items["item_id"])),
-        users=ds.users.assign(user_id=users(ds.users["user_id"])),
-    )
-
-
 def test_string_ids_pass_and_blank_or_mismatched_ones_fail(tiny: Dataset) -> None:
     text = as_text(tiny)
     report = validate(text, CFG, now=NOW)
