@@ -114,6 +114,11 @@ class ModelOutcome:
     std: dict[str, float]
 
     @property
+    def studied(self) -> bool:
+        """Its settings came from an Optuna study (``recsys benchmark --tune-trials``)."""
+        return self.tuning is not None and self.tuning.method.startswith("optuna")
+
+    @property
     def cross_validated(self) -> bool:
         return len(self.folds) > 1 or self.folds[0].name is not None
 

@@ -208,15 +208,15 @@ def run_benchmark(
         if cfg.tune is not None:  # the studies are kept with the results (OUT/study.db)
             storage = f"sqlite:///{(tmp / STUDY_DB).resolve()}"
             cfg = dataclasses.replace(cfg, tune=dataclasses.replace(cfg.tune, storage=storage))
-        tuned: dict[str, dict[str, Any]] = {}  # model -> settings its study chose
         for name, cls in classes.items():
-            given = with_member_settings(fields[name], tuned) if name == "ensemble" else None
+            given = None
+            if name == "ensemble":  # its members as their studies chose them
+                tuned = {n: o.tuning.chosen for n, o in outcomes.items() if o.tuning and o.studied}
+                given = with_member_settings(fields[name], tuned)
             outcome = run_model(
                 name, cls, given or fields[name], splits, cfg, tmp / name, val=val, log=log
             )
             outcomes[name] = outcome
-            if outcome.tuning is not None and outcome.tuning.method.startswith("optuna"):
-                tuned[name] = dict(outcome.tuning.chosen)
             main = MARKDOWN_COLUMNS[cfg.protocol][0]
             log(
                 f"{name}: {main[0]} {outcome.mean[main[1]]:.4f}, fit {outcome.fit_seconds:.3f} s,"

@@ -117,7 +117,7 @@ def tune_models(
     for name, study in studies.items():
         with_members = (
             with_member_settings(study.settings, tuned)
-            if study.skipped and "members" in built[name].config_dict()
+            if study.skipped and name not in unable and "members" in built[name].config_dict()
             else None
         )
         if with_members is not None:
