@@ -48,6 +48,19 @@ X = np.array(
 """Users 1..4 x items 1..5 (raw id = index + 1). Item counts 3, 3, 2, 2, 1."""
 
 
+def held_out_as_val(data: Processed, held_out: pd.DataFrame) -> InteractionSplit:
+    """``data``'s split with the training rows ``held_out`` moved to validation."""
+    return InteractionSplit(
+        train=data.split.train.drop(held_out.index).reset_index(drop=True),
+        val=held_out.reset_index(drop=True),
+        test=data.split.test,
+        negatives=None,
+        val_negatives=None,
+        method="predefined",
+        seed=0,
+    )
+
+
 def from_matrix(
     x: np.ndarray,
     ratings: np.ndarray | None = None,
@@ -146,16 +159,7 @@ def test_tune_ease_lambda_solves_once_and_scores_as_a_fitted_ease(
     x = (rng.random((12, 30)) < 0.3).astype(np.float64)
     x[:, :2] = 1.0  # every user has a row to hold out
     data = from_matrix(x)
-    held_out = data.split.train.groupby(USER_ID).head(1)
-    split = InteractionSplit(
-        train=data.split.train.drop(held_out.index).reset_index(drop=True),
-        val=held_out.reset_index(drop=True),
-        test=data.split.test,
-        negatives=None,
-        val_negatives=None,
-        method="predefined",
-        seed=0,
-    )
+    split = held_out_as_val(data, data.split.train.groupby(USER_ID).head(1))
     built: list[EASESolver] = []
 
     class Counted(EASESolver):
@@ -325,16 +329,7 @@ def test_tune_ease_lambda_picks_the_best_and_breaks_ties_low() -> None:
         value = {1.0: 0.1, 10.0: 0.3, 100.0: 0.3}[model.config.l2]
         return SimpleNamespace(metrics={"ndcg@10": value})
 
-    held_out = data.split.train.iloc[:3]
-    split = InteractionSplit(
-        train=data.split.train.iloc[3:].reset_index(drop=True),
-        val=held_out.reset_index(drop=True),
-        test=data.split.test,
-        negatives=None,
-        val_negatives=None,
-        method="predefined",
-        seed=0,
-    )
+    split = held_out_as_val(data, data.split.train.iloc[:3])
     result = tune_ease_lambda(data, split, [100.0, 1.0, 10.0], fake_evaluate)
     assert result.best_l2 == 10.0
     assert result.scores == {1.0: 0.1, 10.0: 0.3, 100.0: 0.3}
