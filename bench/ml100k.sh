@@ -23,7 +23,7 @@ if [ "$what" = topk ] || [ "$what" = all ]; then
         --train "$S/ml100k-u1/train.tsv" --test "$S/ml100k-u1/test.tsv" \
         --val-train "$S/ml100k-u1/val_train.tsv" --val-test "$S/ml100k-u1/val_test.tsv" \
         --items "$ML/u.item" --users "$ML/u.user" \
-        --models "${MODELS_TOPK:-mostpop,itemknn,ease,als,bpr,neumf,content,hybrid,twotower,ensemble}" \
+        --models "${MODELS_TOPK:-mostpop,itemknn,ease,als,bpr,neumf,content,hybrid,twotower,multdae,ensemble}" \
         --out "$OUT/ml100k-u1-topk"
 fi
 if [ "$what" = loo ] || [ "$what" = all ]; then
@@ -33,7 +33,7 @@ if [ "$what" = loo ] || [ "$what" = all ]; then
         --val-train "$S/ml100k-loo/val_train.tsv" --val-test "$S/ml100k-loo/val_test.tsv" \
         --val-negatives "$S/ml100k-loo/val_negatives.tsv" \
         --items "$ML/u.item" --users "$ML/u.user" \
-        --models "${MODELS_LOO:-mostpop,itemknn,ease,als,bpr,neumf,twotower,ensemble}" \
+        --models "${MODELS_LOO:-mostpop,itemknn,ease,als,bpr,neumf,twotower,multdae,ensemble}" \
         --out "$OUT/ml100k-loo"
 fi
 if [ "$what" = playcount ] || [ "$what" = all ]; then

@@ -10,6 +10,7 @@ and ``_scores``; ``_snapshot()`` caches the snapshot until the next fit or load.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 from collections.abc import Callable
@@ -22,18 +23,22 @@ import numpy as np
 from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import RecsysError
 from recsys.models.base import Recommender, TrainResult, resolve_config
+from recsys.models.tuning import TuningRequest
 from recsys.train import (
     ITEM,
     USER,
     DevicePlan,
     EpochArrays,
     PeriodicValidation,
+    RankingValidation,
     TrainSettings,
     fit_model,
 )
 
 __all__ = [
     "MODEL_FILE",
+    "TUNED_METRIC",
+    "EpochsTuned",
     "KerasRecommender",
     "pair_inputs",
     "pair_model",
@@ -44,6 +49,8 @@ __all__ = [
 MODEL_FILE = "model.keras"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 """The date of every entry of a saved ``.keras`` zip (the zip format's earliest date)."""
+TUNED_METRIC = "ndcg@10"
+"""The benchmark metric ``EpochsTuned.tune`` optimizes (what ``RankingValidation`` measures)."""
 SAVE_DATE = "1980-01-01@00:00:00"
 """``date_saved`` written into the zip's ``metadata.json`` (Keras' own format, fixed value)."""
 
@@ -120,6 +127,24 @@ class KerasRecommender(Recommender):
             return keras.optimizers.AdamW(rate, weight_decay=weight_decay, name="adamw")
         return keras.optimizers.Adam(rate, name="adam")
 
+    def _ranking_validation(
+        self, split: InteractionSplit, scorer: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    ) -> RankingValidation | None:
+        """Full-ranking NDCG@10 of ``split.val``'s rows over the trained items, scored by
+        ``scorer`` (the live weights) for at most the config's ``eval_users``; None without
+        validation rows."""
+        if not len(split.val):
+            return None
+        cfg = self.config
+        return RankingValidation(
+            scorer,
+            self._seen_matrix(),
+            split.val,
+            np.flatnonzero(self._train_mask()),
+            max_users=cfg.eval_users,
+            seed=cfg.seed,
+        )
+
     def _train(
         self,
         model: keras.Model,
@@ -175,6 +200,26 @@ class KerasRecommender(Recommender):
         self._snapshot_cache = None
         if self.train_result is not None:
             self._device = self.train_result.device
+
+
+class EpochsTuned:
+    """``recsys benchmark``'s ``Tunable`` hook for a model whose fit validates on ``split.val``
+    with full-ranking NDCG@10 (``RankingValidation``) and keeps the best epoch: it chooses
+    ``epochs`` on the validation files. The class must take ``eval_users`` in its config."""
+
+    @classmethod
+    def tune(cls, request: TuningRequest) -> dict[str, Any]:
+        """One fit on ``val_split.train`` whose loop validates on ``val_split.test`` (the
+        validation files' held-out rows, every user: the full-ranking NDCG@10 of PROTOCOL.md)
+        with the configured ``patience``, up to the configured ``epochs``; returns
+        ``{"epochs": best epoch}``. Other metrics (``loo``, ``rating``) tune nothing.
+        """
+        val_split = request.val_split
+        if request.metric != TUNED_METRIC or val_split.test.empty:
+            return {}
+        model: Any = cls(**{**request.config, "eval_users": 1 << 30})
+        result = model.fit(request.data, dataclasses.replace(val_split, val=val_split.test))
+        return {"epochs": int(result.best_epoch or result.epochs)}
 
 
 def save_keras_model(model: keras.Model, path: Path) -> None:

@@ -54,7 +54,6 @@ from recsys.train import (
     NegativeSampler,
     PeriodicValidation,
     PointwiseEpochs,
-    RankingValidation,
     RatingValidation,
     SampledRankingValidation,
     resolve_device,
@@ -234,15 +233,8 @@ class NeuMF(KerasRecommender):
                 validation = SampledRankingValidation(
                     self._live_pair_scores, split.val, split.val_negatives
                 )
-            elif len(split.val):
-                validation = RankingValidation(
-                    self._live_scores,
-                    self._seen_matrix(),
-                    split.val,
-                    train_items,
-                    max_users=cfg.eval_users,
-                    seed=cfg.seed,
-                )
+            else:
+                validation = self._ranking_validation(split, self._live_scores)
         else:
             inputs = {USER: users.astype(np.int32), ITEM: items.astype(np.int32)}
             n_rows = len(users)

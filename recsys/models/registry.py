@@ -23,6 +23,7 @@ MODELS: dict[str, str] = {
     "hybrid": "recsys.models.hybrid:Hybrid",
     "twotower": "recsys.models.twotower:TwoTower",
     "autorec": "recsys.models.autorec:AutoRec",
+    "multdae": "recsys.models.multdae:MultDAE",
     "ensemble": "recsys.models.ensemble:Ensemble",
     "twostage": "recsys.models.twostage:TwoStage",
 }

@@ -144,6 +144,7 @@ COLD_USER_ANSWER: Final = {
     "hybrid": "its user tower on an empty history, id embedding zeroed",
     "twotower": "its user tower on an empty history, id embedding zeroed",
     "autorec": "each item's mean rating (damped)",
+    "multdae": "its decoder on an empty history (a popularity-like order)",
     "ensemble": "the weighted sum of its members' answers",
     "twostage": "its ranker's answer among its retriever's candidates",
 }

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence, Sized
 from typing import Any, ClassVar
 
@@ -19,17 +18,14 @@ import numpy as np
 from keras import ops
 
 from recsys.data.preprocess import InteractionSplit, Processed
-from recsys.models.keras_base import KerasRecommender, pair_model
+from recsys.models.keras_base import EpochsTuned, KerasRecommender, pair_model
 from recsys.models.towers import ItemTower, UserTower, history_table, item_tables
-from recsys.models.tuning import TuningRequest
-from recsys.train import EpochArrays, RankingValidation, resolve_device, set_seeds, to_numpy
+from recsys.train import EpochArrays, resolve_device, set_seeds, to_numpy
 
 __all__ = ["NET", "TowerNet", "TowerRecommender", "net_sizes"]
 
 NET = "net"
 """Name of the layer that holds the towers inside the Keras model."""
-TUNED_METRIC = "ndcg@10"
-"""The benchmark metric ``tune`` optimizes (what ``RankingValidation`` measures)."""
 ENCODE_BLOCK = 4096
 """Users encoded per eager call when caching the user vectors."""
 
@@ -146,7 +142,7 @@ def net_sizes(data: Processed) -> tuple[int, int, int, int, int, int]:
     )
 
 
-class TowerRecommender(KerasRecommender):
+class TowerRecommender(EpochsTuned, KerasRecommender):
     """A ``TowerNet`` trained through ``recsys.train`` (see the module docstring).
 
     Subclasses set ``name``, ``config_class``, ``net_class`` and ``net_fields`` (the config
@@ -194,22 +190,6 @@ class TowerRecommender(KerasRecommender):
         net.user_tower.set_tables(data.features.user_features, seen)
 
     # --- training -------------------------------------------------------------------------------
-    @classmethod
-    def tune(cls, request: TuningRequest) -> dict[str, Any]:
-        """Choose ``epochs`` on the validation files (``recsys benchmark``'s ``Tunable`` hook).
-
-        One fit on ``val_split.train`` whose loop validates on ``val_split.test`` (the
-        validation files' held-out rows, every user: the full-ranking NDCG@10 of PROTOCOL.md)
-        with the configured ``patience``, up to the configured ``epochs``; returns
-        ``{"epochs": best epoch}``. Other metrics (``loo``, ``rating``) tune nothing.
-        """
-        val_split = request.val_split
-        if request.metric != TUNED_METRIC or val_split.test.empty:
-            return {}
-        model = cls(**{**request.config, "eval_users": 1 << 30})
-        result = model.fit(request.data, dataclasses.replace(val_split, val=val_split.test))
-        return {"epochs": int(result.best_epoch or result.epochs)}
-
     def _fit(self, data: Processed, split: InteractionSplit) -> dict[str, Any]:
         cfg = self.config
         plan = resolve_device(cfg.device)
@@ -227,16 +207,7 @@ class TowerRecommender(KerasRecommender):
                 loss=self._loss(),
                 jit_compile=plan.jit_compile,
             )
-        validation = None
-        if len(split.val):
-            validation = RankingValidation(
-                self._live_scores,
-                self._seen_matrix(),
-                split.val,
-                np.flatnonzero(self._train_mask()),
-                max_users=cfg.eval_users,
-                seed=cfg.seed,
-            )
+        validation = self._ranking_validation(split, self._live_scores)
         return self._train(model, epoch_data, plan, validation)
 
     # --- scoring --------------------------------------------------------------------------------
