@@ -13,6 +13,7 @@ import time.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -44,6 +45,14 @@ CPU_ONLY_NOISE = (
 )
 """What TensorFlow prints on every start on a machine without an NVIDIA driver: dropped from
 the streamed log there (and only there); any other error line is kept."""
+PRODUCERS = {
+    "data/prepared": "prepared_interactions",
+    "data/processed": "processed_interactions",
+    "models/tuning": "tuned_settings",
+}
+"""A stage input -> the asset whose DVC stage writes it (``missing_input_hint``); other
+``models/<family>`` folders are written by the ``<family>_model`` assets."""
+MISSING_FILE = re.compile(r"No such file or directory: '([^']+)'")
 
 
 def has_nvidia_gpu() -> bool:
@@ -213,8 +222,10 @@ class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
         result = self.run(args, log=log)
         output = (result.stdout + result.stderr).strip()
         if result.returncode != 0:
+            hint = missing_input_hint(output, self.path)
             raise dg.Failure(
-                description=f"`{' '.join(args)}` failed (exit {result.returncode})",
+                description=f"`{' '.join(args)}` failed (exit {result.returncode})"
+                + (f": {hint}" if hint else ""),
                 metadata={"dvc output": dg.MetadataValue.md(_fenced(output[-6000:]))},
             )
         # Unchanged deps, params and outs leave a stage's dvc.lock entry as it was: DVC
@@ -276,6 +287,28 @@ class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
         """The version of files no DVC stage produces (the raw data, code): their names
         relative to the project and their bytes, and ``extra`` (``recsys.fingerprint``)."""
         return tree_digest(paths, root=self.path, extra=extra)
+
+
+def missing_input_hint(output: str, root: Path) -> str | None:
+    """What to do when DVC failed because a stage's input does not exist yet (a fresh
+    project where an upstream asset never ran): DVC only says "[Errno 2] No such file or
+    directory: '<path>'". None for any other failure."""
+    found = MISSING_FILE.search(output)
+    if found is None:
+        return None
+    path = Path(found.group(1))
+    try:
+        rel = path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        rel = path.as_posix()
+    producer = PRODUCERS.get(rel)
+    if producer is None and rel.startswith("models/") and rel.count("/") == 1:
+        producer = f"{rel.removeprefix('models/')}_model"
+    upstream = f"materialize {producer} first" if producer else "materialize what writes it first"
+    return (
+        f"its input {rel} does not exist yet; {upstream}, or run the whole job "
+        "(training_job, or bin/pipeline), which materializes the assets in order"
+    )
 
 
 def _fenced(text: str) -> str:

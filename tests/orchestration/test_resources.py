@@ -57,3 +57,41 @@ def test_a_streamed_command_still_times_out(tmp_path: Path) -> None:
         DvcProject(root=str(tmp_path)).run(
             [sys.executable, "-c", "import time; time.sleep(30)"], timeout=1, log=print
         )
+
+
+def test_a_stage_whose_input_was_never_built_names_the_asset_to_run_first(
+    tmp_path: Path,
+) -> None:
+    """A fresh project where only the data assets ran: training one model alone fails with
+    what to materialize first, not DVC's bare "[Errno 2] No such file or directory"."""
+    import dagster as dg
+
+    from tests.orchestration.conftest import make_project
+
+    root = make_project(tmp_path / "project")
+    dvc = DvcProject(root=str(root))
+    dvc.repro("prepare", "preprocess")
+    with pytest.raises(dg.Failure) as info:
+        dvc.repro("train@ease")
+    message = info.value.description or ""
+    assert "models/tuning does not exist yet" in message, message
+    assert "materialize tuned_settings first" in message
+    assert not (root / "models" / "ease").exists()
+
+
+@pytest.mark.parametrize(
+    ("missing", "producer"),
+    [
+        ("data/processed", "materialize processed_interactions first"),
+        ("models/ease", "materialize ease_model first"),
+        ("somewhere/else", "materialize what writes it first"),
+    ],
+)
+def test_the_missing_input_hint_names_its_producer(
+    tmp_path: Path, missing: str, producer: str
+) -> None:
+    output = "ERROR: failed to reproduce 'x': [Errno 2] No such file or directory: "
+    output += f"'{tmp_path / missing}'"
+    hint = resources.missing_input_hint(output, tmp_path) or ""
+    assert hint.startswith(f"its input {missing} does not exist yet; {producer}")
+    assert resources.missing_input_hint("ERROR: something else", tmp_path) is None
