@@ -13,7 +13,6 @@ import time.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -52,7 +51,6 @@ PRODUCERS = {
 }
 """A stage input -> the asset whose DVC stage writes it (``missing_input_hint``); other
 ``models/<family>`` folders are written by the ``<family>_model`` assets."""
-MISSING_FILE = re.compile(r"No such file or directory: '([^']+)'")
 
 
 def has_nvidia_gpu() -> bool:
@@ -222,7 +220,7 @@ class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
         result = self.run(args, log=log)
         output = (result.stdout + result.stderr).strip()
         if result.returncode != 0:
-            hint = missing_input_hint(output, self.path)
+            hint = missing_input_hint(self.missing_inputs(stages))
             raise dg.Failure(
                 description=f"`{' '.join(args)}` failed (exit {result.returncode})"
                 + (f": {hint}" if hint else ""),
@@ -275,6 +273,27 @@ class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
         deps = [str(d).replace("${key}", key) for d in body.get("deps", [])]
         return [d for d in deps if d.startswith(CODE_DIR) and "${" not in d]
 
+    def missing_inputs(self, stages: Sequence[str]) -> list[str]:
+        """The inputs of ``stages`` (``dvc.yaml`` deps, interpolated by DVC) that are not on
+        disk and that no earlier stage of the same list writes, relative to the root."""
+        from dvc.exceptions import DvcException
+        from dvc.repo import Repo
+
+        missing: list[str] = []
+        written: set[str] = set()
+        try:
+            with Repo(str(self.path)) as repo:
+                for name in stages:
+                    for stage in repo.stage.collect(f"{self.path / 'dvc.yaml'}:{name}"):
+                        for dep in stage.deps:
+                            rel = str(dep.def_path)
+                            if rel not in written and not Path(dep.fs_path).exists():
+                                missing.append(rel)
+                        written |= {str(out.def_path) for out in stage.outs}
+        except DvcException:  # a dvc.yaml DVC cannot read: its own failure says why
+            return []
+        return missing
+
     def code_version(self, stages: Sequence[str] = (), paths: Sequence[str] = ()) -> str:
         """Digest of the code an asset runs: its DVC stages' code dependencies (``stage_code``)
         and further ``paths`` (globs relative to the root; directories with every file under
@@ -289,18 +308,13 @@ class DvcProject(dg.ConfigurableResource):  # type: ignore[type-arg]
         return tree_digest(paths, root=self.path, extra=extra)
 
 
-def missing_input_hint(output: str, root: Path) -> str | None:
-    """What to do when DVC failed because a stage's input does not exist yet (a fresh
-    project where an upstream asset never ran): DVC only says "[Errno 2] No such file or
-    directory: '<path>'". None for any other failure."""
-    found = MISSING_FILE.search(output)
-    if found is None:
+def missing_input_hint(missing: Sequence[str]) -> str | None:
+    """What to do when a stage failed because its input does not exist yet (a fresh project
+    where an upstream asset never ran; DVC itself only says "[Errno 2] No such file or
+    directory"): the asset to materialize first. None when no input is missing."""
+    if not missing:
         return None
-    path = Path(found.group(1))
-    try:
-        rel = path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        rel = path.as_posix()
+    rel = missing[0]
     producer = PRODUCERS.get(rel)
     if producer is None and rel.startswith("models/") and rel.count("/") == 1:
         producer = f"{rel.removeprefix('models/')}_model"

@@ -87,11 +87,18 @@ def test_a_stage_whose_input_was_never_built_names_the_asset_to_run_first(
         ("somewhere/else", "materialize what writes it first"),
     ],
 )
-def test_the_missing_input_hint_names_its_producer(
-    tmp_path: Path, missing: str, producer: str
-) -> None:
-    output = "ERROR: failed to reproduce 'x': [Errno 2] No such file or directory: "
-    output += f"'{tmp_path / missing}'"
-    hint = resources.missing_input_hint(output, tmp_path) or ""
+def test_the_missing_input_hint_names_its_producer(missing: str, producer: str) -> None:
+    hint = resources.missing_input_hint([missing, "data/prepared"]) or ""
     assert hint.startswith(f"its input {missing} does not exist yet; {producer}")
-    assert resources.missing_input_hint("ERROR: something else", tmp_path) is None
+    assert resources.missing_input_hint([]) is None
+
+
+def test_missing_inputs_skip_what_an_earlier_stage_of_the_run_writes(tmp_path: Path) -> None:
+    """``dvc repro prepare preprocess`` on a fresh project: preprocess's input is written by
+    prepare in the same run, so nothing is missing; preprocess alone misses it."""
+    from tests.orchestration.conftest import make_project
+
+    dvc = DvcProject(root=str(make_project(tmp_path / "project")))
+    assert dvc.missing_inputs(["prepare", "preprocess"]) == []
+    assert dvc.missing_inputs(["preprocess"]) == ["data/prepared"]
+    assert dvc.missing_inputs(["twostage@ease"])[:2] == ["models/ease", "models/bpr"]
