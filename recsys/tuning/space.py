@@ -166,11 +166,15 @@ def suggest(trial: TrialLike, space: SearchSpace) -> dict[str, Any]:
 
 
 def decode(space: SearchSpace, params: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored trial's params as constructor values (labels back to tuples)."""
+    """A stored trial's params as constructor values: Optuna's labels back to their options
+    (``"64-32"`` -> ``(64, 32)``), and a value stored as JSON (the ``chosen`` attribute: a
+    tuple option became a list) back to a tuple."""
     out: dict[str, Any] = {}
     for name, value in params.items():
         param = space.get(name)
-        if isinstance(param, Choice):
+        if isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(param, Choice):
             value = {label(o): o for o in param.options}.get(value, value)
         out[name] = value
     return out

@@ -199,6 +199,32 @@ def test_pruning_stops_a_keras_trial_early(
     assert report.models["neumf"].settings["epochs"] == first.best_epoch
 
 
+def test_a_keras_study_over_layer_widths_writes_its_chosen_widths(
+    val_files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Keras trial stores what it chose (with its best epoch) as JSON, where a tuple of
+    layer widths becomes a list: the study's choice reads back as the widths (it crashed
+    the u1 Mult-DAE study with "unhashable type: 'list'" before)."""
+    from recsys.models.multdae import MultDAE
+
+    _, _, val_train, val_test = val_files
+    val = load_split(SplitFiles(val_train, val_test), prefix="val-")
+    space = {"hidden_units": sp.Choice(((8,), (16, 8)))}
+    monkeypatch.setattr(MultDAE, "search_space", space)
+    out = tmp_path / "tuned"
+    out.mkdir()
+    given = {"multdae": {"epochs": 2, "eval_every": 1, "hidden_units": [8], "device": "cpu"}}
+    settings = TuneSettings(trials=3, timeout_s=None, storage=_storage(out), pruner="none")
+    report = tune_models(["multdae"], given, val, "topk", settings, out)
+    study = report.models["multdae"]
+    assert study.source == "tuned" and len(study.trials) == 3
+    widths = yaml.safe_load((out / "params.yaml").read_text())["models"]["multdae"]
+    assert widths["hidden_units"] in ([8], [16, 8])
+    best = max((t for t in study.trials if t.value is not None), key=lambda t: t.value or 0.0)
+    assert tuple(widths["hidden_units"]) == best.params["hidden_units"]
+    assert MultDAE(**widths).config.hidden_units == tuple(widths["hidden_units"])
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
