@@ -86,6 +86,14 @@ class EnsembleConfig:
                     f"ensemble member {member!r} is neither a model name nor name@SEED",
                     fix="e.g. 'neumf' or 'neumf@2'",
                 )
+        from recsys.models.registry import MODELS
+
+        unregistered = sorted({member_model(m) for m in members} - set(MODELS))
+        if unregistered:
+            raise ConfigError(
+                f"ensemble.members names unknown models: {unregistered}",
+                fix=f"choose from {', '.join(sorted(set(MODELS) - {'ensemble'}))}",
+            )
         object.__setattr__(self, "members", members)
         unknown = sorted(set(self.params) - set(members) - {member_model(m) for m in members})
         if unknown:

@@ -238,8 +238,19 @@ def test_tune_leaves_given_weights_alone() -> None:
         {"members": ["ease", "itemknn"], "weights": [1.0]},
         {"members": ["ease", "itemknn"], "weights": [0.0, 0.0]},
         {"members": ["ease", "itemknn"], "weights": [1.0, -1.0]},
+        {"members": ["ease", "nosuch"]},
+        {"members": ["ease", "nosuch@2"]},
     ],
 )
 def test_bad_configs_are_refused(fields: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         Ensemble(**fields)
+
+
+def test_an_unknown_member_is_named_with_the_choices() -> None:
+    """A typo in a member's name fails when the settings are read, not after the other
+    members have been fitted."""
+    with pytest.raises(ConfigError) as info:
+        Ensemble(members=["ease", "eaze"])
+    assert "unknown models: ['eaze']" in str(info.value)
+    assert "multdae" in (info.value.fix or "")
