@@ -71,11 +71,8 @@ class EnsembleConfig:
 
     def __post_init__(self) -> None:
         members = tuple(self.members)
-        if (
-            not members
-            or len(set(members)) != len(members)
-            or "ensemble" in {member_model(m) for m in members}
-        ):
+        models = {member_model(m) for m in members}
+        if not members or len(set(members)) != len(members) or "ensemble" in models:
             raise ConfigError(
                 f"ensemble.members must name distinct models other than 'ensemble', got {members}"
             )
@@ -88,14 +85,14 @@ class EnsembleConfig:
                 )
         from recsys.models.registry import MODELS
 
-        unregistered = sorted({member_model(m) for m in members} - set(MODELS))
+        unregistered = sorted(models - set(MODELS))
         if unregistered:
             raise ConfigError(
                 f"ensemble.members names unknown models: {unregistered}",
                 fix=f"choose from {', '.join(sorted(set(MODELS) - {'ensemble'}))}",
             )
         object.__setattr__(self, "members", members)
-        unknown = sorted(set(self.params) - set(members) - {member_model(m) for m in members})
+        unknown = sorted(set(self.params) - set(members) - models)
         if unknown:
             raise ConfigError(
                 f"ensemble.params names models that are not members: {unknown}",
