@@ -21,6 +21,10 @@ class RecsysError(Exception):
         self.fix = fix
         super().__init__(self.render())
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled with its fields (a worker process's error reaches the caller whole)."""
+        return (_rebuild, (type(self), self.__dict__))
+
     def render(self) -> str:
         lines = [self.what]
         if self.where:
@@ -28,6 +32,13 @@ class RecsysError(Exception):
         if self.fix:
             lines.append(f"  fix:   {self.fix}")
         return "\n".join(lines)
+
+
+def _rebuild(cls: type[RecsysError], state: dict[str, object]) -> RecsysError:
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    Exception.__init__(error, error.render())
+    return error
 
 
 class DataError(RecsysError):

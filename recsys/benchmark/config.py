@@ -115,6 +115,9 @@ class BenchmarkConfig:
     n_boot: int = 1000
     seed: int = 0
     """Bootstrap seed of the CIs."""
+    jobs: int | None = 1
+    """Worker processes the models are spread over (``recsys.benchmark.schedule``); None: one
+    per core. 1 runs every model in the calling process."""
     tune: TuneSettings | None = None
     """With ``val``: an Optuna study per model that declares a search space (``recsys tune``'s,
     within this budget) chooses its settings on the validation files; None: the models' own
@@ -210,6 +213,8 @@ def check_config(cfg: BenchmarkConfig) -> None:
             "tuning (--tune-trials / --tune-timeout) needs the validation files",
             fix="pass --val-train and --val-test (tuning never reads the test file)",
         )
+    if cfg.jobs is not None and cfg.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1 or 'auto', got {cfg.jobs}")
     if cfg.n_boot < 1:
         raise ConfigError(f"--n-boot must be >= 1, got {cfg.n_boot}")
     loo = cfg.protocol == "loo"

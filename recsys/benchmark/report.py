@@ -250,7 +250,12 @@ class BenchmarkReport:
         hw = self.hardware
         lines.append(
             f"Hardware: {hw['cpu']} ({hw['nproc']} cores, {hw['memory_gib']} GiB), GPU: "
-            f"{', '.join(hw['gpus']) or 'none'}; models ran on {', '.join(devices)}."
+            f"{', '.join(hw['gpus']) or 'none'}; models ran on {', '.join(devices)}"
+            + (
+                f", in {hw['workers']} worker processes of {hw['threads_per_worker']} thread(s)."
+                if hw.get("workers", 1) > 1
+                else "."
+            )
         )
         lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in self.versions.items()) + ".")
         return "\n".join(lines) + "\n"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,14 @@ from recsys.benchmark.report import (
     cold_start_counts,
     library_versions,
 )
+from recsys.benchmark.schedule import (
+    model_groups,
+    resolve_jobs,
+    run_order,
+    worker_env,
+    worker_pool,
+    worker_threads,
+)
 from recsys.benchmark.splits import SplitData, load_split, read_side_tables
 from recsys.benchmark.tuning import study_tuning, tune_model
 from recsys.data import io
@@ -56,7 +66,6 @@ from recsys.evaluation.results import Evaluation
 from recsys.hardware import hardware
 from recsys.models import registry
 from recsys.models.base import Recommender
-from recsys.models.ensemble import with_member_settings
 from recsys.models.fit_cache import remember, shared_fits
 from recsys.models.requirements import skip_reason
 from recsys.schema import (
@@ -168,6 +177,77 @@ def run_model(
     return outcome
 
 
+@dataclass(frozen=True)
+class _Work:
+    """What every group of models needs (pickled to a worker process)."""
+
+    fields: Mapping[str, Mapping[str, Any]]
+    splits: tuple[SplitData, ...]
+    val: SplitData | None
+    cfg: BenchmarkConfig
+    out: Path
+    verbose: bool
+
+
+def run_group(
+    names: Sequence[str], work: _Work, *, log: Log | None = None
+) -> dict[str, ModelOutcome]:
+    """Run ``names`` one after the other, in this process, their fits shared
+    (``fit_cache``). A composite model (ensemble, two-stage) is built from its components as
+    they ran here: their configured settings and what tuning chose for them."""
+    if log is None:
+        log = _print if work.verbose else quiet
+    outcomes: dict[str, ModelOutcome] = {}
+    with shared_fits():
+        for name in names:
+            cls = registry.model_class(name)
+            ran = {
+                n: {**work.fields[n], **(o.tuning.chosen if o.tuning else {})}
+                for n, o in outcomes.items()
+            }
+            given = cls.with_component_settings(work.fields[name], ran)
+            outcome = run_model(
+                name,
+                cls,
+                work.fields[name] if given is None else given,
+                work.splits,
+                work.cfg,
+                work.out / name,
+                val=work.val,
+                log=log,
+            )
+            outcomes[name] = outcome
+            main = MARKDOWN_COLUMNS[work.cfg.protocol][0]
+            log(
+                f"{name}: {main[0]} {outcome.mean[main[1]]:.4f}, fit {outcome.fit_seconds:.3f} s,"
+                f" recommend {outcome.recommend_seconds:.3f} s"
+            )
+    return outcomes
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+def _run_parallel(
+    groups: Sequence[Sequence[str]], work: _Work, jobs: int
+) -> dict[str, ModelOutcome]:
+    """``run_group`` of each group in ``jobs`` worker processes (``schedule``), the costliest
+    groups first; the first failure stops the run (the others are cancelled)."""
+    threads = worker_threads(jobs)
+    outcomes: dict[str, ModelOutcome] = {}
+    with worker_env(threads), worker_pool(jobs) as pool:
+        futures = [pool.submit(run_group, list(group), work) for group in groups]
+        try:
+            for future in as_completed(futures):
+                outcomes.update(future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return outcomes
+
+
 def run_benchmark(
     cfg: BenchmarkConfig, out: Path, *, log: Log = quiet, warn: Log = quiet
 ) -> BenchmarkReport:
@@ -202,26 +282,28 @@ def run_benchmark(
     val = None
     if cfg.val is not None:
         val = load_split(cfg.val, prefix="val-", **reading)
-    log(f"benchmark {cfg.protocol}: {', '.join(classes)} on {len(splits)} split(s)")
-    outcomes: dict[str, ModelOutcome] = {}
-    with io.atomic_dir(Path(out)) as tmp, shared_fits():
+    groups = model_groups(classes, fields)
+    jobs = resolve_jobs(cfg.jobs, len(groups))
+    threads = worker_threads(jobs) if jobs > 1 else None  # None: the libraries' defaults
+    order = run_order(classes, fields)
+    log(
+        f"benchmark {cfg.protocol}: {', '.join(order)} on {len(splits)} split(s)"
+        + (f", {jobs} worker processes" if jobs > 1 else "")
+    )
+    with io.atomic_dir(Path(out)) as tmp:
         if cfg.tune is not None:  # the studies are kept with the results (OUT/study.db)
             storage = f"sqlite:///{(tmp / STUDY_DB).resolve()}"
             cfg = dataclasses.replace(cfg, tune=dataclasses.replace(cfg.tune, storage=storage))
-        for name, cls in classes.items():
-            given = None
-            if name == "ensemble":  # its members as their studies chose them
-                tuned = {n: o.tuning.chosen for n, o in outcomes.items() if o.tuning and o.studied}
-                given = with_member_settings(fields[name], tuned)
-            outcome = run_model(
-                name, cls, given or fields[name], splits, cfg, tmp / name, val=val, log=log
-            )
-            outcomes[name] = outcome
-            main = MARKDOWN_COLUMNS[cfg.protocol][0]
-            log(
-                f"{name}: {main[0]} {outcome.mean[main[1]]:.4f}, fit {outcome.fit_seconds:.3f} s,"
-                f" recommend {outcome.recommend_seconds:.3f} s"
-            )
+            if jobs > 1:  # its tables exist before the workers share the file
+                from recsys.tuning.study import open_storage
+
+                open_storage(storage)
+        work = _Work(fields, tuple(splits), val, cfg, tmp, verbose=log is not quiet)
+        if jobs == 1:
+            outcomes = run_group(order, work, log=log)
+        else:
+            outcomes = _run_parallel(groups, work, jobs)
+        outcomes = {name: outcomes[name] for name in order}
         split_info: dict[str, Any] = (
             splits[0].files if splits[0].name is None else {str(s.name): s.files for s in splits}
         )
@@ -232,7 +314,7 @@ def run_benchmark(
             split=split_info,
             models=outcomes,
             skipped=skipped,
-            hardware=hardware(),
+            hardware={**hardware(), "workers": jobs, "threads_per_worker": threads},
             versions=library_versions(),
             n_items=int(splits[0].train[ITEM_ID].nunique()),
             seconds=round(time.perf_counter() - start, 3),

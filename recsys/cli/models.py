@@ -73,6 +73,14 @@ def add_benchmark_parser(commands: Commands) -> None:
         metavar="S",
         help="wall seconds per model's study (default 300 with --tune-trials)",
     )
+    bench.add_argument(
+        "--jobs",
+        metavar="N",
+        default="auto",
+        help="worker processes that fit models side by side, the cores shared out as threads "
+        "(default auto: one per core; 1: every model in this process, the libraries' own "
+        "thread pools). A composite model runs with its components, reusing their fits",
+    )
     bench.add_argument("--save-models", action="store_true", help="also save OUT/<model>/model")
     bench.add_argument(
         "--n-boot", type=int, metavar="N", default=1000, help="bootstrap resamples for CIs"
@@ -157,6 +165,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     Exit status: 0 done; 2 bad option, unknown model, or unreadable input.
     """
     from recsys import benchmark as bm
+    from recsys.benchmark.schedule import parse_jobs
 
     val = None
     if args.val_train or args.val_test or args.val_negatives:
@@ -175,6 +184,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         items_format=args.items_format, users_format=args.users_format,
         csv=bm.load_data_csv(args.params),
         save_models=args.save_models, n_boot=args.n_boot, seed=args.seed,
+        jobs=parse_jobs(args.jobs),
         tune=_tune_settings(args.tune_trials, args.tune_timeout),
     )  # fmt: skip
     report = bm.run_benchmark(

@@ -243,6 +243,7 @@ class AutoRec(KerasRecommender):
     """
 
     name: ClassVar[str] = "autorec"
+    fit_cost: ClassVar[float] = 45.0
     scores_cold_items: ClassVar[bool] = False
     requires: ClassVar[frozenset[str]] = frozenset({"ratings"})
     task: ClassVar[str] = "rating"

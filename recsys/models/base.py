@@ -24,7 +24,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
@@ -128,6 +128,28 @@ class Recommender(abc.ABC):
     predicted rating is not what the ranking protocols measure, so a rating model is skipped,
     with the reason, under ``topk`` and ``loo`` and in the pipeline
     (``requirements.skip_reason``)."""
+
+    fit_cost: ClassVar[float] = 1.0
+    """Rough seconds of a fit with its validation tuning on ~100k interactions on 2 CPU cores
+    (docs/benchmarks.md, issue 17). Only orders a parallel ``recsys benchmark``'s work, the
+    costliest first; never a limit."""
+
+    @classmethod
+    def component_models(cls, fields: Mapping[str, Any]) -> tuple[str, ...]:
+        """Registry names of the models that a model built from ``fields`` fits as its parts
+        (an ensemble's members, a two-stage model's ranker and retriever); () for a plain
+        model. ``recsys benchmark`` runs a model after its components, in the same process,
+        so that their fits are reused (``recsys.models.fit_cache``)."""
+        return ()
+
+    @classmethod
+    def with_component_settings(
+        cls, fields: Mapping[str, Any], chosen: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, Any] | None:
+        """``fields`` with the settings of its component models replaced by ``chosen`` (model
+        name -> the full constructor fields that model runs with, e.g. as tuned on validation
+        in the same run); None when no component is in ``chosen``."""
+        return None
 
     def __init__(self) -> None:
         self.vocab: Vocabulary | None = None
@@ -433,3 +455,14 @@ def _encode(
         unknown = sorted(set(raw[idx < 0].tolist()), key=lambda v: (type(v).__name__, v))
         raise UnknownIdError(f"{len(unknown)} unknown {what} id(s): {unknown[:10]}", fix=fix)
     return idx
+
+
+def with_part_params(
+    fields: Mapping[str, Any], parts: Sequence[str], chosen: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """A composite model's ``fields`` whose ``params`` (constructor fields per part model)
+    take ``chosen[name]`` for each of ``parts`` in ``chosen``; None when none is."""
+    overlay = {name: dict(chosen[name]) for name in dict.fromkeys(parts) if name in chosen}
+    if not overlay:
+        return None
+    return {**fields, "params": {**dict(fields.get("params") or {}), **overlay}}

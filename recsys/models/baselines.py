@@ -231,6 +231,7 @@ class EASE(Recommender):
     """
 
     name = "ease"
+    fit_cost = 3.0
     search_space: ClassVar[SearchSpace] = {"l2": Float(1.0, 1e5, log=True)}  # recsys tune
 
     def __init__(self, config: EASEConfig | None = None, **fields: Any) -> None:

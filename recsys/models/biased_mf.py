@@ -45,6 +45,7 @@ class BiasedMF(Recommender):
     """Biased matrix factorisation of explicit ratings (see the module docstring)."""
 
     name: ClassVar[str] = "biased_mf"
+    fit_cost: ClassVar[float] = 5.0
     requires: ClassVar[frozenset[str]] = frozenset({"ratings"})  # it regresses them
     task: ClassVar[str] = "rating"
     search_space: ClassVar[SearchSpace] = {  # recsys tune

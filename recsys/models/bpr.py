@@ -66,6 +66,7 @@ class BPRMF(Recommender):
     """Dot-product matrix factorisation with an item bias, trained with the BPR loss."""
 
     name = "bpr"
+    fit_cost = 3.0
     search_space: ClassVar[SearchSpace] = {  # recsys tune
         "factors": Choice((16, 32, 64, 128)),
         "lr": Float(0.005, 0.2, log=True),

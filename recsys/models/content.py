@@ -292,6 +292,7 @@ class DeepContent(TowerRecommender):
     """
 
     name: ClassVar[str] = "content"
+    fit_cost: ClassVar[float] = 160.0
     scores_cold_items: ClassVar[bool] = True
     requires: ClassVar[frozenset[str]] = frozenset({"item_content"})
     config_class: ClassVar[type[Any]] = DeepContentConfig

@@ -31,7 +31,7 @@ import numpy as np
 from recsys.data import io
 from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import ConfigError, RecsysError
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, with_part_params
 from recsys.models.baselines import resolve_config
 from recsys.models.tuning import TuningRequest
 
@@ -114,6 +114,18 @@ class Ensemble(Recommender):
     """A weighted sum of standardized member scores (see the module docstring)."""
 
     name = "ensemble"
+    fit_cost = 30.0  # its validation fits of the members (their own fits are reused)
+
+    @classmethod
+    def component_models(cls, fields: Mapping[str, Any]) -> tuple[str, ...]:
+        members = EnsembleConfig(**{k: v for k, v in fields.items() if k == "members"}).members
+        return tuple(dict.fromkeys(member_model(m) for m in members))
+
+    @classmethod
+    def with_component_settings(
+        cls, fields: Mapping[str, Any], chosen: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, Any] | None:
+        return with_member_settings(fields, chosen)
 
     def __init__(self, config: EnsembleConfig | None = None, **fields: Any) -> None:
         super().__init__()
@@ -369,8 +381,4 @@ def with_member_settings(
     by ``tuned`` (model name -> constructor fields, e.g. what ``recsys tune`` chose for them);
     None when none of its members' models is in ``tuned``. Replicas keep their own seeds."""
     members = EnsembleConfig(**{k: v for k, v in fields.items() if k == "members"}).members
-    names = dict.fromkeys(member_model(m) for m in members)
-    overlay = {n: dict(tuned[n]) for n in names if n in tuned}
-    if not overlay:
-        return None
-    return {**fields, "params": {**dict(fields.get("params") or {}), **overlay}}
+    return with_part_params(fields, [member_model(m) for m in members], tuned)

@@ -250,6 +250,7 @@ class Hybrid(DeepContent):
     """Id embeddings + DeepContent's towers with a learned gate (module docstring)."""
 
     name: ClassVar[str] = "hybrid"
+    fit_cost: ClassVar[float] = 230.0
     scores_cold_items: ClassVar[bool] = True
     requires: ClassVar[frozenset[str]] = frozenset({"item_content"})
     config_class: ClassVar[type[Any]] = HybridConfig

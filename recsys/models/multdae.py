@@ -162,6 +162,7 @@ class MultDAE(EpochsTuned, KerasRecommender):
     """
 
     name: ClassVar[str] = "multdae"
+    fit_cost: ClassVar[float] = 30.0
     scores_cold_items: ClassVar[bool] = False
 
     config_class: ClassVar[type[Any]] = MultDAEConfig

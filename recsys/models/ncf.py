@@ -182,6 +182,7 @@ class NeuMF(KerasRecommender):
     """
 
     name: ClassVar[str] = "neumf"
+    fit_cost: ClassVar[float] = 25.0
     config_class: ClassVar[type[Any]] = NeuMFConfig
     search_space: ClassVar[SearchSpace] = {  # recsys tune; epochs: the most, the best kept
         "embedding_dim": Choice((16, 32, 64)),

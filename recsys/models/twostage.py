@@ -21,7 +21,7 @@ list no longer than M (leave-one-out's 100 sampled items) is ranked whole by the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -32,7 +32,7 @@ from recsys.config import RetrievalConfig
 from recsys.data import io
 from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import ConfigError, DataError, RecsysError
-from recsys.models.base import USER_BLOCK, Recommender, TrainResult
+from recsys.models.base import USER_BLOCK, Recommender, TrainResult, with_part_params
 from recsys.models.model_config import resolve_config
 from recsys.retrieval import ExactIndex, ItemIndex, build_index, recall_at_k
 from recsys.schema import id_array
@@ -65,6 +65,18 @@ class TwoStage(Recommender):
     """Retrieval of ``rerank_top`` candidates, then the ranker (see the module docstring)."""
 
     name = "twostage"
+    fit_cost = 5.0  # the retrieval index (its parts' fits are reused)
+
+    @classmethod
+    def component_models(cls, fields: Mapping[str, Any]) -> tuple[str, ...]:
+        cfg = resolve_config(TwoStageConfig, None, fields, cls.name)
+        return tuple(dict.fromkeys((cfg.retriever, cfg.ranker)))
+
+    @classmethod
+    def with_component_settings(
+        cls, fields: Mapping[str, Any], chosen: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, Any] | None:
+        return with_part_params(fields, cls.component_models(fields), chosen)
 
     def __init__(self, config: TwoStageConfig | None = None, **fields: Any) -> None:
         super().__init__()

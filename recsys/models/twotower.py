@@ -341,6 +341,7 @@ class TwoTower(TowerRecommender):
     docstring). Construct with a ``TwoTowerConfig`` or its fields as keywords."""
 
     name: ClassVar[str] = "twotower"
+    fit_cost: ClassVar[float] = 100.0
     scores_cold_items: ClassVar[bool] = True
     config_class: ClassVar[type[Any]] = TwoTowerConfig
     search_space: ClassVar[SearchSpace] = {  # recsys tune; epochs: the most, the best kept

@@ -75,6 +75,33 @@ class TuneSettings:
             raise ConfigError("the study name is empty", fix="pass --study-name NAME")
 
 
+SQLITE_BUSY_TIMEOUT_S = 60.0
+"""How long a write waits for another process's (``recsys benchmark --jobs``: the workers
+share one SQLite file) before SQLite reports the database locked."""
+
+
+def open_storage(url: str) -> Any:
+    """The Optuna storage of ``url``; a SQLite file waits ``SQLITE_BUSY_TIMEOUT_S`` for the
+    other writers. Creates the tables: open it once before starting processes that share it.
+
+    Raises:
+      ConfigError: a malformed URL or a missing database driver.
+    """
+    import optuna
+
+    try:
+        if url.startswith("sqlite:"):
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs={"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+            )
+        return url
+    except (ValueError, ImportError) as exc:
+        raise ConfigError(
+            f"cannot open the Optuna storage '{url}': {exc}",
+            fix="pass --storage sqlite:///PATH/study.db (or leave it out)",
+        ) from None
+
+
 def open_study(name: str, settings: TuneSettings, n_done: int | None = None) -> optuna.Study:
     """Create or load the study ``name`` in ``settings.storage`` (maximising)."""
     import optuna
@@ -90,7 +117,7 @@ def open_study(name: str, settings: TuneSettings, n_done: int | None = None) -> 
     sampler = optuna.samplers.TPESampler(seed=settings.seed + (n_done or 0), n_startup_trials=5)
     try:
         return optuna.create_study(
-            storage=settings.storage,
+            storage=open_storage(settings.storage),
             sampler=sampler,
             pruner=pruner,
             study_name=name,
