@@ -233,18 +233,13 @@ def _run_parallel(
     groups: Sequence[Sequence[str]], work: _Work, jobs: int
 ) -> dict[str, ModelOutcome]:
     """``run_group`` of each group in ``jobs`` worker processes (``schedule``), the costliest
-    groups first; the first failure stops the run (the others are cancelled)."""
+    groups first; the first failure ends every worker and is raised here."""
     threads = worker_threads(jobs)
     outcomes: dict[str, ModelOutcome] = {}
     with worker_env(threads), worker_pool(jobs) as pool:
         futures = [pool.submit(run_group, list(group), work) for group in groups]
-        try:
-            for future in as_completed(futures):
-                outcomes.update(future.result())
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        for future in as_completed(futures):
+            outcomes.update(future.result())
     return outcomes
 
 

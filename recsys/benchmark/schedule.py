@@ -146,24 +146,39 @@ def worker_env(threads: int) -> Iterator[None]:
                 os.environ.pop(name, None)
 
 
-def watch_parent(parent: int, every: float = 0.5) -> None:
+def watch_parent(parent: int, stop: Any = None, every: float = 0.5) -> None:
     """In a worker process: end it (SIGKILL: nothing of it is worth keeping once the caller
-    is gone) as soon as ``parent`` is no longer its parent, i.e. the benchmark that started it
-    was killed."""
+    gave up on it) as soon as ``parent`` is no longer its parent (the benchmark that started
+    it was killed) or the event ``stop`` is set (the benchmark failed elsewhere)."""
+
+    def stopped() -> bool:
+        if stop is None:
+            time.sleep(every)
+            return False
+        return bool(stop.wait(every))
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(every)
+        while os.getppid() == parent and not stopped():
+            pass
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="recsys-watch-parent", daemon=True).start()
 
 
-def worker_pool(jobs: int) -> ProcessPoolExecutor:
-    """``jobs`` spawned worker processes that end with their parent (``watch_parent``)."""
-    return ProcessPoolExecutor(
-        jobs,
-        mp_context=multiprocessing.get_context("spawn"),  # TensorFlow is not fork-safe
-        initializer=watch_parent,
-        initargs=(os.getpid(),),
+@contextmanager
+def worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
+    """``jobs`` spawned worker processes (TensorFlow is not fork-safe) that end with their
+    parent (``watch_parent``). When the block raises (a worker's error, Ctrl-C) every worker
+    is ended at once, mid-fit, instead of finishing work nobody will read."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    pool = ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=watch_parent, initargs=(os.getpid(), stop)
     )
+    try:
+        yield pool
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

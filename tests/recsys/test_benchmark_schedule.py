@@ -25,6 +25,7 @@ from recsys.benchmark.schedule import (
     resolve_jobs,
     run_order,
     worker_env,
+    worker_pool,
     worker_threads,
 )
 from recsys.data.preprocess import Processed
@@ -164,10 +165,10 @@ KILLED_PARENT = """
 import os, sys, time
 from recsys.benchmark.schedule import worker_pool
 if __name__ == "__main__":
-    pool = worker_pool(1)
-    print(pool.submit(os.getpid).result(), flush=True)
-    pool.submit(time.sleep, 120)
-    time.sleep(120)
+    with worker_pool(1) as pool:
+        print(pool.submit(os.getpid).result(), flush=True)
+        pool.submit(time.sleep, 120)
+        time.sleep(120)
 """
 
 
@@ -190,6 +191,19 @@ def test_workers_end_when_the_benchmark_is_killed(tmp_path: Path) -> None:
     while alive(worker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(worker)
+
+
+def test_a_failure_ends_the_other_workers_at_once() -> None:
+    """The first error leaves the pool within seconds: a worker still busy (here a
+    two-minute task) is ended, not waited for."""
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="invalid literal"), worker_pool(2) as pool:
+        busy = pool.submit(time.sleep, 120)
+        pid = pool.submit(os.getpid).result()
+        pool.submit(int, "not a number").result()
+    assert time.monotonic() - start < 60
+    assert not busy.done() or busy.exception() is not None
+    assert not alive(pid)
 
 
 def alive(pid: int) -> bool:
