@@ -4,6 +4,7 @@
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -65,6 +66,15 @@ def _new_raw_data(
 new_raw_data_sensor = build_new_raw_data_sensor()
 
 
+def root_cause(error: Any) -> str:
+    """The innermost cause of a Dagster error (its ``SerializableErrorInfo`` chain): what the
+    step itself raised, e.g. ``ValueError: disk full``, not Dagster's "Error occurred while
+    executing op" around it."""
+    while error.cause is not None:
+        error = error.cause
+    return str(error.message or error.cls_name or "").strip()
+
+
 def build_failure_sensor(dvc: DvcProject, running: bool = False) -> dg.SensorDefinition:
     @dg.run_failure_sensor(
         name="pipeline_failure_sensor",
@@ -77,10 +87,13 @@ def build_failure_sensor(dvc: DvcProject, running: bool = False) -> dg.SensorDef
         from recsys.data import io
 
         run = context.dagster_run
+        failures = [
+            (e.step_key, e.step_failure_data.error) for e in context.get_step_failure_events()
+        ]
         steps = [
-            {"step": e.step_key, "error": (e.event_specific_data.error.message or "").strip()}
-            for e in context.get_step_failure_events()
-            if e.event_specific_data is not None and e.event_specific_data.error is not None
+            {"step": step, "error": root_cause(error), "raised_as": (error.message or "").strip()}
+            for step, error in failures
+            if error is not None
         ]
         record = {
             "run_id": run.run_id,
