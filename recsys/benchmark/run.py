@@ -230,11 +230,11 @@ def _print(message: str) -> None:
 
 
 def _run_parallel(
-    groups: Sequence[Sequence[str]], work: _Work, jobs: int
+    groups: Sequence[Sequence[str]], work: _Work, jobs: int, threads: int
 ) -> dict[str, ModelOutcome]:
-    """``run_group`` of each group in ``jobs`` worker processes (``schedule``), the costliest
-    groups first; the first failure ends every worker and is raised here."""
-    threads = worker_threads(jobs)
+    """``run_group`` of each group in ``jobs`` worker processes of ``threads`` threads
+    (``schedule``), the costliest groups first; the first failure ends every worker and is
+    raised here."""
     outcomes: dict[str, ModelOutcome] = {}
     with worker_env(threads), worker_pool(jobs) as pool:
         futures = [pool.submit(run_group, list(group), work) for group in groups]
@@ -279,7 +279,7 @@ def run_benchmark(
         val = load_split(cfg.val, prefix="val-", **reading)
     groups = model_groups(classes, fields)
     jobs = resolve_jobs(cfg.jobs, len(groups))
-    threads = worker_threads(jobs) if jobs > 1 else None  # None: the libraries' defaults
+    threads = worker_threads(jobs) if jobs > 1 else None  # None: one process, own pools
     order = run_order(classes, fields)
     log(
         f"benchmark {cfg.protocol}: {', '.join(order)} on {len(splits)} split(s)"
@@ -294,10 +294,10 @@ def run_benchmark(
 
                 open_storage(storage)
         work = _Work(fields, tuple(splits), val, cfg, tmp, verbose=log is not quiet)
-        if jobs == 1:
+        if threads is None:
             outcomes = run_group(order, work, log=log)
         else:
-            outcomes = _run_parallel(groups, work, jobs)
+            outcomes = _run_parallel(groups, work, jobs, threads)
         outcomes = {name: outcomes[name] for name in order}
         split_info: dict[str, Any] = (
             splits[0].files if splits[0].name is None else {str(s.name): s.files for s in splits}

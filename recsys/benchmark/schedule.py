@@ -1,10 +1,10 @@
 """How ``recsys benchmark`` spreads its models over worker processes (``--jobs``).
 
-A deep model's fit keeps about one and a third of two CPU cores busy (TensorFlow's small
-ops do not spread), so on a 2-core machine two fits side by side, one thread each, finish
-sooner than one after the other; two fits side by side that each run TensorFlow's default
-thread pools over the same two cores are slower than one after the other (docs/benchmarks.md,
-issue 17). Hence:
+In one process the every-model ml100k-u1 benchmark kept about 1.3 of two CPU cores busy
+(14.5 CPU minutes in 10.9: TensorFlow's small ops do not spread), so on a 2-core machine two
+fits side by side, one thread each, finish sooner than one after the other; two fits side
+by side that each run TensorFlow's default thread pools over the same two cores are slower
+than one after the other (docs/benchmarks.md, issue 17). Hence:
 
 - ``run_order``: the models in the order asked, except that a composite model (an ensemble,
   a two-stage model) runs after the models it is built from, so it can reuse their fits and
@@ -73,7 +73,7 @@ def resolve_jobs(jobs: int | None, n_groups: int, cores: int | None = None) -> i
     """Workers to start: ``jobs`` (None: one per core), never more than the groups of work."""
     if jobs is not None and jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
-    wanted = cpu_count() if cores is None and jobs is None else (jobs or cores or 1)
+    wanted = jobs if jobs is not None else (cores or cpu_count())
     return max(1, min(wanted, n_groups))
 
 

@@ -380,5 +380,4 @@ def with_member_settings(
     """An ensemble's constructor ``fields`` with the settings of its members' models replaced
     by ``tuned`` (model name -> constructor fields, e.g. what ``recsys tune`` chose for them);
     None when none of its members' models is in ``tuned``. Replicas keep their own seeds."""
-    members = EnsembleConfig(**{k: v for k, v in fields.items() if k == "members"}).members
-    return with_part_params(fields, [member_model(m) for m in members], tuned)
+    return with_part_params(fields, Ensemble.component_models(fields), tuned)

@@ -83,23 +83,14 @@ share one SQLite file) before SQLite reports the database locked."""
 def open_storage(url: str) -> Any:
     """The Optuna storage of ``url``; a SQLite file waits ``SQLITE_BUSY_TIMEOUT_S`` for the
     other writers. Creates the tables: open it once before starting processes that share it.
-
-    Raises:
-      ConfigError: a malformed URL or a missing database driver.
-    """
+    A malformed URL or a missing driver raises Optuna's error (``open_study`` reports it)."""
     import optuna
 
-    try:
-        if url.startswith("sqlite:"):
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs={"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
-            )
-        return url
-    except (ValueError, ImportError) as exc:
-        raise ConfigError(
-            f"cannot open the Optuna storage '{url}': {exc}",
-            fix="pass --storage sqlite:///PATH/study.db (or leave it out)",
-        ) from None
+    if url.startswith("sqlite:"):
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs={"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+        )
+    return url
 
 
 def open_study(name: str, settings: TuneSettings, n_done: int | None = None) -> optuna.Study:

@@ -150,7 +150,7 @@ def test_a_worker_error_reaches_the_caller_whole(tmp_path: Path) -> None:
     files = write_split(tmp_path / "split", synthetic_data())
     work = _Work({}, (), None, BenchmarkConfig(splits=(files,)), tmp_path, verbose=False)
     with pytest.raises(ConfigError) as caught:
-        _run_parallel([["no-such-model"], ["no-such-model"]], work, jobs=2)
+        _run_parallel([["no-such-model"], ["no-such-model"]], work, jobs=2, threads=1)
     assert "unknown model 'no-such-model'" in caught.value.what
     assert caught.value.fix is not None and "mostpop" in caught.value.fix
     error = DataError("bad file", where="file 'x.csv', line 3", fix="remove the line")
