@@ -51,6 +51,7 @@ from keras import ops
 from recsys.data import io
 from recsys.data.preprocess import ITEM_IDX, USER_IDX, InteractionSplit, Processed
 from recsys.errors import ConfigError, DataError, RecsysError
+from recsys.models.histories import csr
 from recsys.models.keras_base import MODEL_FILE, KerasRecommender
 from recsys.models.model_config import TrainingSettings, check_config_fields
 from recsys.models.scoring import numpy_activation
@@ -377,14 +378,6 @@ class AutoRec(KerasRecommender):
 
 def _rating_matrix(rows: pd.DataFrame, n_items: int, n_users: int) -> sp.csr_matrix:
     """[n_items, n_users] float32 CSR of the ``rating`` column, indices sorted."""
-    m = sp.csr_matrix(
-        (
-            rows[RATING].to_numpy(dtype=np.float32),
-            (rows[ITEM_IDX].to_numpy(dtype=np.int64), rows[USER_IDX].to_numpy(dtype=np.int64)),
-        ),
-        shape=(n_items, n_users),
-        dtype=np.float32,
-    )
-    m.sum_duplicates()
+    m = csr(rows, rows[RATING].to_numpy(dtype=np.float32), n_users, n_items).T.tocsr()
     m.sort_indices()
     return m

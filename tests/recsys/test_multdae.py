@@ -11,15 +11,14 @@ from recsys.data.preprocess import ITEM_IDX, USER_IDX
 from recsys.errors import ConfigError, DataError
 from recsys.models import multdae
 from recsys.models.base import Recommender
-from recsys.models.multdae import (
-    INPUT,
+from recsys.models.histories import (
     ITEMS,
     WEIGHTS,
     HistoryDense,
-    MultDAE,
     input_matrix,
     padded_histories,
 )
+from recsys.models.multdae import INPUT, MultDAE
 from recsys.schema import RATING
 from tests.recsys.test_als import COLD_USER, two_blocks
 from tests.recsys.test_models_contract import RecommenderContract, synthetic_data
