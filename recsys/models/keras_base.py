@@ -21,8 +21,9 @@ import keras
 import numpy as np
 
 from recsys.data.preprocess import InteractionSplit, Processed
-from recsys.errors import RecsysError
+from recsys.errors import ConfigError, RecsysError
 from recsys.models.base import Recommender, TrainResult, resolve_config
+from recsys.models.model_config import kept_epochs
 from recsys.models.tuning import TuningRequest
 from recsys.train import (
     ITEM,
@@ -118,8 +119,14 @@ class KerasRecommender(Recommender):
         weight_decay = getattr(cfg, "weight_decay", 0.0)
         rate: Any = cfg.learning_rate
         if getattr(cfg, "lr_schedule", "constant") == "cosine" and steps_per_epoch:
+            span = int(getattr(cfg, "schedule_epochs", 0) or 0)
+            if span < 0:
+                raise ConfigError(
+                    f"{self.name}.schedule_epochs must be >= 0 (0: epochs), got {span}"
+                )
             rate = keras.optimizers.schedules.CosineDecay(
-                cfg.learning_rate, decay_steps=max(1, int(steps_per_epoch) * int(cfg.epochs))
+                cfg.learning_rate,
+                decay_steps=max(1, int(steps_per_epoch) * (span or int(cfg.epochs))),
             )
         # Fixed names: Keras numbers unnamed objects per process ("adam_1" for the second),
         # and the name is saved with the optimizer's variables (save_keras_model).
@@ -219,7 +226,7 @@ class EpochsTuned:
             return {}
         model: Any = cls(**{**request.config, "eval_users": 1 << 30})
         result = model.fit(request.data, dataclasses.replace(val_split, val=val_split.test))
-        return {"epochs": int(result.best_epoch or result.epochs)}
+        return kept_epochs(model.config_dict(), int(result.best_epoch or result.epochs))
 
 
 def save_keras_model(model: keras.Model, path: Path) -> None:

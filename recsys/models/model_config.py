@@ -12,7 +12,13 @@ from typing import Any, Literal, TypeVar
 from recsys.config import from_dict, replace
 from recsys.errors import ConfigError
 
-__all__ = ["TrainingSettings", "check_config_fields", "resolve_config", "to_jsonable"]
+__all__ = [
+    "TrainingSettings",
+    "check_config_fields",
+    "kept_epochs",
+    "resolve_config",
+    "to_jsonable",
+]
 
 C = TypeVar("C")
 
@@ -32,6 +38,20 @@ class TrainingSettings:
     seed: int = 20240101
     verbose: int = 0
     """0 silent, 1 Keras progress bar, 2 one line per epoch."""
+    schedule_epochs: int = 0
+    """Epochs a ``cosine`` learning-rate schedule spans (0: ``epochs``). Written with a chosen
+    ``epochs`` shorter than the run it was chosen from (``kept_epochs``), so that a refit
+    follows that run's learning rates for those epochs instead of a compressed schedule."""
+
+
+def kept_epochs(config: Mapping[str, Any], best_epoch: int) -> dict[str, int]:
+    """The settings that keep ``best_epoch`` epochs of a run trained with ``config``:
+    ``epochs``, and for a cosine schedule the ``schedule_epochs`` that run spanned."""
+    kept = {"epochs": int(best_epoch)}
+    span = int(config.get("schedule_epochs") or 0) or int(config.get("epochs") or 0)
+    if config.get("lr_schedule") == "cosine" and span > best_epoch:
+        kept["schedule_epochs"] = span
+    return kept
 
 
 def resolve_config(cls: type[C], config: C | None, fields: Mapping[str, Any], name: str) -> C:

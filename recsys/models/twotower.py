@@ -346,11 +346,14 @@ class TwoTower(TowerRecommender):
     config_class: ClassVar[type[Any]] = TwoTowerConfig
     search_space: ClassVar[SearchSpace] = {  # recsys tune; epochs: the most, the best kept
         "embedding_dim": Choice((64, 128, 256)),
+        # The id embeddings carry everything on logs without item or user tables.
+        "id_dim": Choice((16, 32, 64, 128)),
         "temperature": Float(0.02, 0.5, log=True),
         "dropout": Float(0.0, 0.5),
         "learning_rate": Float(3e-4, 1e-2, log=True),
         "weight_decay": Float(0.0, 0.3),
         "epochs": Int(5, 40),
+        "lr_schedule": Choice(("constant", "cosine")),
     }
     net_class: ClassVar[type[TowerNet]] = TwoTowerNet
     net_fields: ClassVar[tuple[str, ...]] = (

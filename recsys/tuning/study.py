@@ -36,6 +36,7 @@ from recsys.benchmark.tuning import validation_evaluator
 from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.evaluation.harness import ProtocolName
 from recsys.models.base import Recommender
+from recsys.models.model_config import kept_epochs
 from recsys.tuning import space as sp
 from recsys.tuning.report import ModelStudy, TrialRow, jsonable
 
@@ -234,7 +235,7 @@ class _Objective:
         scored = self.evaluate(model, self.val.train, self.val.test, self.ks)
         value = float(scored.metrics[self.metric])
         if monitored and result.best_epoch:
-            chosen["epochs"] = int(result.best_epoch)
+            chosen.update(kept_epochs(config, int(result.best_epoch)))
             trial.set_user_attr("best_epoch", int(result.best_epoch))
         else:
             trial.report(value, 1)  # one value for a model without epochs

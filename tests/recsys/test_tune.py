@@ -279,3 +279,36 @@ def test_a_model_the_data_cannot_train_keeps_its_settings_with_the_reason(
     assert study.source == "params" and "item content" in str(study.skipped)
     assert study.settings == {"epochs": 1}
     assert yaml.safe_load((out / "params.yaml").read_text())["models"]["content"] == {"epochs": 1}
+
+
+def test_kept_epochs_keep_the_cosine_schedule_of_the_run_they_came_from() -> None:
+    from recsys.models.model_config import kept_epochs
+
+    cosine = {"lr_schedule": "cosine", "epochs": 18, "schedule_epochs": 0}
+    assert kept_epochs(cosine, 9) == {"epochs": 9, "schedule_epochs": 18}
+    assert kept_epochs(cosine, 18) == {"epochs": 18}
+    assert kept_epochs({**cosine, "schedule_epochs": 30}, 9) == {"epochs": 9, "schedule_epochs": 30}
+    assert kept_epochs({"lr_schedule": "constant", "epochs": 18}, 9) == {"epochs": 9}
+    assert kept_epochs({"epochs": 18}, 9) == {"epochs": 9}  # a model without schedules
+
+
+def test_a_refit_of_kept_epochs_follows_the_long_runs_learning_rates() -> None:
+    """Nine epochs kept from an 18-epoch cosine run train at that run's rates (half the
+    initial rate at the end of epoch 9), not over a cosine compressed into nine epochs."""
+    from recsys.errors import ConfigError
+    from recsys.models.ncf import NeuMF
+
+    steps = 10
+
+    def rate_after_epochs(model: NeuMF, epochs: int) -> float:
+        optimizer = model._optimizer(steps)  # what the training loop uses
+        optimizer.iterations.assign(epochs * steps)
+        return float(optimizer.learning_rate)
+
+    kept = NeuMF(epochs=9, schedule_epochs=18, lr_schedule="cosine", learning_rate=0.01)
+    compressed = NeuMF(epochs=9, lr_schedule="cosine", learning_rate=0.01)
+    assert rate_after_epochs(kept, 0) == pytest.approx(0.01)
+    assert rate_after_epochs(kept, 9) == pytest.approx(0.005, rel=1e-4)
+    assert rate_after_epochs(compressed, 9) == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ConfigError, match="schedule_epochs must be >= 0"):
+        NeuMF(epochs=9, schedule_epochs=-1, lr_schedule="cosine")._optimizer(steps)
