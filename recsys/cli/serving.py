@@ -1,4 +1,5 @@
-"""``recsys bento build``, ``bento validate`` and ``serve``: package, check and run the service."""
+"""``recsys bento build``, ``bento validate``, ``bento containerize`` and ``serve``: package,
+check, containerize and run the service."""
 
 from __future__ import annotations
 
@@ -42,6 +43,15 @@ def add_parsers(commands: Commands) -> None:
     validate.add_argument("tag", metavar="TAG", help="bento tag, e.g. recsys:abc123")
     add_registry_option(validate)
     validate.add_argument("--timeout", type=float, default=180.0, help="seconds to get ready")
+
+    image = add_command(bento_commands, "containerize", cmd_bento_containerize)
+    image.add_argument(
+        "--bento", metavar="TAG", help="this bento (default: the registry's deployable bento)"
+    )
+    add_registry_option(image)
+    image.add_argument(
+        "--out", type=Path, metavar="FILE", help="also write the result (images, labels) as JSON"
+    )
 
     serve = add_command(commands, "serve", cmd_serve)
     add_registry_option(serve)
@@ -104,6 +114,40 @@ def cmd_bento_validate(args: argparse.Namespace) -> int:
     if not report.deployable:
         print(report.log_tail, file=sys.stderr)
     return 0 if report.deployable else 1
+
+
+def cmd_bento_containerize(args: argparse.Namespace) -> int:
+    """build an OCI image of the deployable bento (buildah; no Docker daemon, no registry)
+
+    `bentoml containerize --backend buildah` of the bento that REGISTRY/deployable.json names
+    (--bento TAG: that bento), on the base image of bentofile.yaml's docker.base_image,
+    bootstrapped from Debian packages (debootstrap) the first time and whenever its package
+    list changes. The image is localhost/recsys:<bento version>, labelled with the bento's
+    lineage and the git revision; a rebuild with unchanged inputs reuses the cached layers.
+    Run it with `buildah run` or podman; push it to a team's registry with `buildah push
+    IMAGE docker://REGISTRY/recsys:<version>` (docs/serving.md). Needs root, buildah and
+    debootstrap. Exit status: 0 built, 2 nothing to containerize or the machine cannot build.
+    """
+    import json
+
+    from recsys.errors import ConfigError
+    from recsys.serving import container, serve
+    from recsys.serving.store import Registry
+
+    tag = args.bento or serve.deployable_bento(Registry(args.registry))
+    why = container.unavailable()
+    if why is not None:
+        raise ConfigError(f"this machine cannot build container images: {why}")
+    base, image = container.containerize_bento(tag)
+    verb = "reused" if base.reused else f"bootstrapped in {base.seconds:.0f} s"
+    print(f"base image {base.name} ({base.size_bytes / 1e6:.0f} MB, {verb})")
+    print(f"built {image.name} ({image.size_bytes / 1e9:.2f} GB) in {image.seconds:.0f} s")
+    if args.out:
+        from recsys.data import io
+
+        result = {"bento": tag, "base": base.to_dict(), "image": image.to_dict()}
+        io.write_text(json.dumps(result, indent=2) + "\n", args.out)
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
