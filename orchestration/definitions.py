@@ -37,7 +37,7 @@ from orchestration.defs.resources import DvcProject
 from orchestration.defs.schedules import build_nightly_training_schedule
 from orchestration.defs.sensors import build_failure_sensor, build_new_raw_data_sensor
 from orchestration.defs.served_assets import served_rankings, twostage_stage
-from orchestration.defs.serving_assets import BENTO_CODE, recommender_bento
+from orchestration.defs.serving_assets import BENTO_CODE, bento_image, recommender_bento
 from orchestration.defs.tuning_assets import TUNE_STAGE, tuned_settings
 from recsys import candidates
 
@@ -72,6 +72,7 @@ def asset_code(families: Sequence[str]) -> dict[str, tuple[tuple[str, ...], tupl
         "gate_decision": ((), GATE_CODE),
         "champion_model": ((), PROMOTE_CODE),
         "recommender_bento": ((), BENTO_CODE),
+        "bento_image": ((), BENTO_CODE),
     }
 
 
@@ -105,6 +106,7 @@ def build_assets(
         build_gate_decision(families),
         champion_model,
         recommender_bento,
+        bento_image,
     ]
     return assets if dvc is None else with_code_versions(assets, dvc, families)
 

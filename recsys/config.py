@@ -293,6 +293,30 @@ class TuningConfig:
 
 
 @dataclass(frozen=True)
+class ContainerBaseConfig:
+    """The base image ``recsys bento containerize`` bootstraps with debootstrap
+    (``recsys.serving.container``): rebuilt when the release or the package list changes."""
+
+    release: str = "bookworm"
+    """Debian release; bookworm's python3 is 3.11, the project's Python."""
+    packages: tuple[str, ...] = ("python3.11", "python3-venv", "python3-pip", "ca-certificates")
+    mirror: str = "http://deb.debian.org/debian"
+
+    def __post_init__(self) -> None:
+        if not self.release or not self.packages or not self.mirror:
+            raise ValueError("release, packages and mirror must not be empty")
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """The OCI image of the champion's bento (issue 18): opt-in, since it needs root, buildah
+    and debootstrap; ``enabled`` builds it after the bento (the ``bento_image`` asset)."""
+
+    enabled: bool = False
+    base: ContainerBaseConfig = field(default_factory=ContainerBaseConfig)
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig = field(default_factory=DataConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
@@ -301,9 +325,14 @@ class Params:
     gate: GateConfig = field(default_factory=GateConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     tuning: TuningConfig = field(default_factory=TuningConfig)
+    container: ContainerConfig = field(default_factory=ContainerConfig)
 
 
-SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Params))
+OPTIONAL_SECTIONS: tuple[str, ...] = ("container",)
+"""Sections added after parameter files were in use: left out, they take the defaults."""
+SECTIONS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(Params) if f.name not in OPTIONAL_SECTIONS
+)
 """The sections of a complete parameter file, one per stage, in pipeline order."""
 
 

@@ -4,7 +4,8 @@ infra validation (a blocking check in checks.py, ``recsys bento validate``).
 ``recommender_bento`` runs ``recsys bento build --reuse``: the champion from the registry, the
 processed catalogue, the ``serving:`` settings and the champion's lineage; an earlier bento of
 the same champion is kept (``recsys.serving.package.build_champion_bento``). The build result
-comes back as JSON (``BentoResult``).
+comes back as JSON (``BentoResult``). ``bento_image`` then builds the bento's OCI image
+(``recsys bento containerize``) when params.yaml's ``container.enabled`` is true.
 """
 
 from pathlib import Path
@@ -62,5 +63,54 @@ def recommender_bento(context: dg.AssetExecutionContext, dvc: DvcProject) -> dg.
             "champion": build.champion,
             "reused": build.reused,
             "lineage": dg.MetadataValue.json(build.lineage),
+        },
+    )
+
+
+IMAGE_FILE = BENTO_DIR / "image.json"
+"""``recsys bento containerize --out``: the base and bento images (names, ids, sizes, seconds,
+labels)."""
+
+
+@dg.asset(
+    group_name="serving",
+    kinds={"bentoml", "docker"},
+    deps=["recommender_bento"],
+    owners=OWNERS,
+)
+def bento_image(context: dg.AssetExecutionContext, dvc: DvcProject) -> dg.MaterializeResult:
+    """The OCI image of the champion's bento (``recsys bento containerize``: buildah on a
+    Debian base bootstrapped with debootstrap), labelled with the bento's lineage. Opt-in:
+    built only with ``container.enabled: true`` in params.yaml (it needs root, buildah and
+    debootstrap); otherwise the materialization records that nothing was built and why."""
+    if not dvc.params().container.enabled:
+        reason = "container.enabled is false in params.yaml: set it to true to build the image"
+        context.log.info(reason)
+        return dg.MaterializeResult(metadata={"built": False, "reason": reason})
+    bento = read_bento_handoff(dvc).get("bento")
+    if not bento:
+        raise dg.Failure("no bento to containerize: materialize recommender_bento first")
+    result = dvc.run(
+        [
+            "recsys", "bento", "containerize", "--bento", str(bento), "--params", dvc.params_file,
+            "--registry", str(REGISTRY_DIR), "--out", str(IMAGE_FILE),
+        ]
+    )  # fmt: skip
+    context.log.info((result.stdout + result.stderr).strip()[-4000:])
+    if result.returncode != 0:
+        raise dg.Failure(f"recsys bento containerize failed:\n{result.stderr[-4000:]}")
+    built = io.read_json(dvc.path / IMAGE_FILE)
+    image, base = built["image"], built["base"]
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(image["image_id"]),
+        metadata={
+            "built": True,
+            "image": image["name"],
+            "image_id": image["image_id"],
+            "size_mb": round(image["size_bytes"] / 1e6, 1),
+            "build_seconds": image["seconds"],
+            "base_image": base["name"],
+            "base_reused": base["reused"],
+            "labels": dg.MetadataValue.json(image["labels"]),
         },
     )

@@ -49,6 +49,7 @@ def add_parsers(commands: Commands) -> None:
         "--bento", metavar="TAG", help="this bento (default: the registry's deployable bento)"
     )
     add_registry_option(image)
+    add_params_option(image)
     image.add_argument(
         "--out", type=Path, metavar="FILE", help="also write the result (images, labels) as JSON"
     )
@@ -121,12 +122,13 @@ def cmd_bento_containerize(args: argparse.Namespace) -> int:
 
     `bentoml containerize --backend buildah` of the bento that REGISTRY/deployable.json names
     (--bento TAG: that bento), on the base image of bentofile.yaml's docker.base_image,
-    bootstrapped from Debian packages (debootstrap) the first time and whenever its package
-    list changes. The image is localhost/recsys:<bento version>, labelled with the bento's
-    lineage and the git revision; a rebuild with unchanged inputs reuses the cached layers.
-    Run it with `buildah run` or podman; push it to a team's registry with `buildah push
-    IMAGE docker://REGISTRY/recsys:<version>` (docs/serving.md). Needs root, buildah and
-    debootstrap. Exit status: 0 built, 2 nothing to containerize or the machine cannot build.
+    bootstrapped from Debian packages (debootstrap; --params: container.base) the first
+    time and whenever its package list changes. The image is localhost/recsys:<bento
+    version>, labelled with the bento's lineage and the git revision; a rebuild with
+    unchanged inputs reuses the cached layers. Run it with `buildah run` or podman; push it
+    to a team's registry with `buildah push IMAGE docker://REGISTRY/recsys:<version>`
+    (docs/serving.md). Needs root, buildah and debootstrap. Exit status: 0 built, 2 nothing
+    to containerize or the machine cannot build.
     """
     import json
 
@@ -138,7 +140,10 @@ def cmd_bento_containerize(args: argparse.Namespace) -> int:
     why = container.unavailable()
     if why is not None:
         raise ConfigError(f"this machine cannot build container images: {why}")
-    base, image = container.containerize_bento(tag)
+    base_config = params_from(args.params).container.base
+    base, image = container.containerize_bento(
+        tag, base=container.BaseImage.from_config(base_config)
+    )
     verb = "reused" if base.reused else f"bootstrapped in {base.seconds:.0f} s"
     print(f"base image {base.name} ({base.size_bytes / 1e6:.0f} MB, {verb})")
     print(f"built {image.name} ({image.size_bytes / 1e9:.2f} GB) in {image.seconds:.0f} s")

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recsys.config import ContainerBaseConfig
 from recsys.errors import RecsysError
 from recsys.serving.bentoml_cli import PROJECT_DIR, bentoml_command, bentoml_env, tail_lines
 from recsys.serving.infra import process_cmdline, process_tree
@@ -60,13 +61,16 @@ class ContainerError(RecsysError):
 
 @dataclass(frozen=True)
 class BaseImage:
-    """What the base image is made of (``params.yaml``: ``container.base``)."""
+    """What the base image is made of (``params.yaml``: ``container.base``) and its name."""
 
-    release: str = "bookworm"
-    """Debian release: bookworm's python3 is 3.11, the project's Python."""
-    packages: tuple[str, ...] = ("python3.11", "python3-venv", "python3-pip", "ca-certificates")
-    mirror: str = "http://deb.debian.org/debian"
+    release: str = ContainerBaseConfig.release
+    packages: tuple[str, ...] = ContainerBaseConfig.packages
+    mirror: str = ContainerBaseConfig.mirror
     name: str = BASE_IMAGE
+
+    @classmethod
+    def from_config(cls, cfg: ContainerBaseConfig) -> BaseImage:
+        return cls(release=cfg.release, packages=tuple(cfg.packages), mirror=cfg.mirror)
 
     @property
     def fingerprint(self) -> str:

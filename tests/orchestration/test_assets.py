@@ -40,7 +40,8 @@ def materialize(root: Path) -> dg.ExecuteInProcessResult:
         resources={"dvc": dvc},
         # The bento needs a two-tower retriever (TensorFlow) and a served round trip: the
         # serving tests cover build and infra validation; here everything up to the champion.
-        selection=dg.AssetSelection.all() - dg.AssetSelection.assets("recommender_bento"),
+        selection=dg.AssetSelection.all()
+        - dg.AssetSelection.assets("recommender_bento", "bento_image"),
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
@@ -217,3 +218,22 @@ def test_worse_challenger_is_rejected_and_the_champion_stays(project: Path, firs
     assert mats["champion_model"]["changed"] is False
     assert mats["champion_model"]["champion"] == champion_tag
     assert champion.read_bytes() == before
+
+
+def test_bento_image_is_opt_in_and_says_why_it_built_nothing(project: Path, first_run) -> None:
+    """Issue 18: with params.yaml's ``container.enabled`` false (the quick start) the image
+    asset materializes without building, and its metadata names the setting that turns it on."""
+    dvc = DvcProject(root=str(project))
+    assert not dvc.params().container.enabled
+    families = candidates.check_candidates(dvc.params().models)
+    result = dg.materialize(
+        build_assets(families, dvc),
+        resources={"dvc": dvc},
+        selection=dg.AssetSelection.assets("bento_image"),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    meta = materialized(result)["bento_image"]
+    assert meta["built"] is False
+    assert "container.enabled" in str(meta["reason"])
+    assert not (project / "reports" / "bento" / "image.json").exists()

@@ -36,7 +36,7 @@ def test_repository_definitions_load() -> None:
     expected = {
         "raw_interactions", "prepared_interactions", "processed_interactions",
         "tuned_settings", "model_metrics", "served_rankings", "gate_decision", "champion_model",
-        "recommender_bento", *(f"{f}_model" for f in families),
+        "recommender_bento", "bento_image", *(f"{f}_model" for f in families),
     }  # fmt: skip
     assert keys == expected
     job = defs.resolve_job_def("training_job")

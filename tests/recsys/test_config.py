@@ -95,3 +95,20 @@ def test_the_retriever_must_be_a_candidate() -> None:
     with pytest.raises(ConfigError, match=r"serving\.retriever .twotower. is not among") as info:
         candidates.check_candidates(only_ease, params.serving)
     assert info.value.fix is not None and "bpr" in info.value.fix
+
+
+def test_the_container_section_is_optional_and_checked(tmp_path: Path) -> None:
+    """Issue 18: files written before the container section load with its defaults (off);
+    a wrong key in it is named like any other."""
+    params = load_params(REPO_PARAMS)
+    assert params.container.enabled is False
+    assert "python3.11" in params.container.base.packages
+    raw = yaml.safe_load(REPO_PARAMS.read_text(encoding="utf-8"))
+    del raw["container"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert load_params(path).container == Params().container
+    raw["container"] = {"enabled": True, "base": {"release": "bookworm", "pakages": ["x"]}}
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['pakages'\] in 'container.base'"):
+        load_params(path)
