@@ -281,15 +281,16 @@ def containerize(
     base: BaseImage | None = None,
     repository: str = IMAGE_REPOSITORY,
     ca_bundle: str | None = CA_BUNDLE,
+    no_cache: bool = False,
 ) -> tuple[BuiltImage, BuiltImage]:
     """Build the image of ``bento_tag`` (the base image first when it is missing or stale);
     returns (base, bento image). ``ca_bundle``: the host's CA bundle, mounted over Debian's
-    while building (None: not mounted)."""
+    while building (None: not mounted); ``no_cache``: rebuild every layer (a cold build)."""
     base_image = ensure_base_image(base)
     name = image_name(bento_tag, repository)
     labels = lineage_labels(bento_labels, bento_tag)
     cmd = [*bentoml_command(), "containerize", bento_tag, "--backend", "buildah", "-t", name]
-    cmd += ["--opt", "layers"]
+    cmd += ["--opt", "layers"] + (["--opt", "no-cache"] if no_cache else [])
     for key, value in labels.items():
         cmd += ["--opt", f"label={key}={value}"]
     if ca_bundle and Path(ca_bundle).is_file():
@@ -314,7 +315,11 @@ into the image."""
 
 
 def containerize_bento(
-    bento_tag: str, *, home: Path | str | None = None, base: BaseImage | None = None
+    bento_tag: str,
+    *,
+    home: Path | str | None = None,
+    base: BaseImage | None = None,
+    no_cache: bool = False,
 ) -> tuple[BuiltImage, BuiltImage]:
     """``containerize`` a bento of the store after checking that it and its models are there
     (``ContainerError`` naming what is missing and the command that rebuilds it)."""
@@ -334,7 +339,7 @@ def containerize_bento(
                 fix="rebuild the bento around models that exist: run the pipeline, or "
                 "`recsys bento build` (then `recsys bento validate`)",
             ) from exc
-    return containerize(tag, dict(bento.info.labels), home=home, base=base)
+    return containerize(tag, dict(bento.info.labels), home=home, base=base, no_cache=no_cache)
 
 
 @contextlib.contextmanager
