@@ -42,6 +42,7 @@ from recsys.config import ContainerBaseConfig
 from recsys.errors import RecsysError
 from recsys.serving.bentoml_cli import PROJECT_DIR, bentoml_command, bentoml_env, tail_lines
 from recsys.serving.infra import process_cmdline, process_tree
+from recsys.serving.model_store import git_revision, resolve_tag
 
 BASE_IMAGE = "localhost/recsys-base:bookworm-py3.11"
 """The base image's name: bentofile.yaml's ``docker.base_image`` (a test keeps them equal)."""
@@ -231,26 +232,6 @@ def ensure_base_image(spec: BaseImage | None = None, *, rebuild: bool = False) -
     return _built(spec.name, time.monotonic() - start, reused=False)
 
 
-def git_revision(directory: Path = PROJECT_DIR) -> str:
-    """The checkout's commit (``-dirty`` with uncommitted changes); "unknown" outside git."""
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(directory), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{rev}-dirty" if dirty else rev
-
-
 def image_name(bento_tag: str, repository: str = IMAGE_REPOSITORY) -> str:
     """``localhost/recsys:<bento version>``: the image carries the bento's tag."""
     _, _, version = bento_tag.partition(":")
@@ -269,7 +250,7 @@ def lineage_labels(bento_labels: Mapping[str, str], bento_tag: str) -> dict[str,
     labels["org.recsys.bento"] = bento_tag
     labels["org.opencontainers.image.title"] = "recsys recommendation service"
     labels["org.opencontainers.image.version"] = bento_tag.partition(":")[2]
-    labels["org.opencontainers.image.revision"] = git_revision()
+    labels["org.opencontainers.image.revision"] = git_revision(PROJECT_DIR)
     return labels
 
 
@@ -324,7 +305,6 @@ def containerize_bento(
     """``containerize`` a bento of the store after checking that it and its models are there
     (``ContainerError`` naming what is missing and the command that rebuilds it)."""
     from recsys.serving.bentoml_cli import load_bento
-    from recsys.serving.model_store import resolve_tag
 
     bento = load_bento(bento_tag, home)  # DataError with a fix when it is not in the store
     tag = str(bento.tag)
