@@ -64,8 +64,8 @@ def boxed(image: str) -> Starter:
     return start
 
 
-def first_answer_s(url: str, proc: subprocess.Popen[bytes], body: dict[str, Any]) -> float:
-    """Seconds until ``POST /recommend`` first answers 200 (the clock started by the caller)."""
+def answered_at(url: str, proc: subprocess.Popen[bytes], body: dict[str, Any]) -> float:
+    """The ``time.monotonic()`` at which ``POST /recommend`` first answered 200."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -80,14 +80,14 @@ def cold_start(starter: Starter, body: dict[str, Any], work: Path) -> float:
     port = infra.free_port()
     start = time.monotonic()
     with starter(port, work / f"cold-{port}.log") as proc:
-        return round(first_answer_s(f"http://127.0.0.1:{port}", proc, body) - start, 2)
+        return round(answered_at(f"http://127.0.0.1:{port}", proc, body) - start, 2)
 
 
 def latency(starter: Starter, bodies: list[bytes], args: argparse.Namespace, work: Path) -> Any:
     port = infra.free_port()
     url = f"http://127.0.0.1:{port}"
     with starter(port, work / f"load-{port}.log") as proc:
-        first_answer_s(url, proc, json.loads(bodies[0]))
+        answered_at(url, proc, json.loads(bodies[0]))
         loadgen.run_load(url, "/recommend", bodies, concurrency=args.clients, duration_s=2.0)
         result = loadgen.run_load(
             url, "/recommend", bodies, concurrency=args.clients, duration_s=args.duration

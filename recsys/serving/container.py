@@ -25,6 +25,7 @@ Where the machine cannot build (no ``buildah`` or ``debootstrap``, or ``buildah 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -40,7 +41,13 @@ from typing import Any
 
 from recsys.config import ContainerBaseConfig
 from recsys.errors import RecsysError
-from recsys.serving.bentoml_cli import PROJECT_DIR, bentoml_command, bentoml_env, tail_lines
+from recsys.serving.bentoml_cli import (
+    PROJECT_DIR,
+    bentoml_command,
+    bentoml_env,
+    load_bento,
+    tail_lines,
+)
 from recsys.serving.infra import process_cmdline, process_tree
 from recsys.serving.model_store import git_revision, resolve_tag
 
@@ -61,17 +68,14 @@ class ContainerError(RecsysError):
 
 
 @dataclass(frozen=True)
-class BaseImage:
+class BaseImage(ContainerBaseConfig):
     """What the base image is made of (``params.yaml``: ``container.base``) and its name."""
 
-    release: str = ContainerBaseConfig.release
-    packages: tuple[str, ...] = ContainerBaseConfig.packages
-    mirror: str = ContainerBaseConfig.mirror
     name: str = BASE_IMAGE
 
     @classmethod
     def from_config(cls, cfg: ContainerBaseConfig) -> BaseImage:
-        return cls(release=cfg.release, packages=tuple(cfg.packages), mirror=cfg.mirror)
+        return cls(**dataclasses.asdict(cfg))
 
     @property
     def fingerprint(self) -> str:
@@ -304,8 +308,6 @@ def containerize_bento(
 ) -> tuple[BuiltImage, BuiltImage]:
     """``containerize`` a bento of the store after checking that it and its models are there
     (``ContainerError`` naming what is missing and the command that rebuilds it)."""
-    from recsys.serving.bentoml_cli import load_bento
-
     bento = load_bento(bento_tag, home)  # DataError with a fix when it is not in the store
     tag = str(bento.tag)
     for arg in MODEL_ARGS:

@@ -199,7 +199,6 @@ def test_the_running_container_answers_as_the_bare_bento(
         assert status == 200 and "recsys_index_info" in str(text)
         assert infra.http("GET", f"{url}/livez")[0] == 200
         tree = infra.process_tree(proc.pid)
-        print({p: infra.process_cmdline(p) for p in tree})
         assert any("bentoml" in infra.process_cmdline(p) for p in tree)
         code = container.stop_container(proc)
     assert code is not None, "buildah run did not end on SIGTERM"
