@@ -38,7 +38,7 @@ import numpy as np
 from hardware import hardware
 
 from recsys.serving import container, infra, loadgen, serve
-from recsys.serving.bentoml_cli import bento_model_path, load_bento
+from recsys.serving.bentoml_cli import load_bento
 from recsys.serving.store import Registry
 
 K = 10
@@ -126,13 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     out["image_mb"] = round(image.size_bytes / 1e6)
     out["base_mb"] = round(base.size_bytes / 1e6)
 
-    from recsys.models.base import Recommender
-
-    champion_tag = str(bento.info.args["champion"])
-    champion = Recommender.load(bento_model_path(bento, champion_tag, None))
-    users = champion.vocab.user_ids  # type: ignore[union-attr]
-    picked = np.random.default_rng(0).choice(users, size=min(len(users), 500), replace=False)
-    bodies = [json.dumps({"user_id": u, "k": K}).encode() for u in picked.tolist()]
+    bodies = infra.recommend_bodies(tag, k=K)
     body = json.loads(bodies[0])
     starters = {"bare": bare(tag), "container": boxed(image.name)}
     with tempfile.TemporaryDirectory(prefix="recsys-bench-container-") as tmp:

@@ -308,12 +308,39 @@ class ContainerBaseConfig:
 
 
 @dataclass(frozen=True)
+class KubernetesConfig:
+    """The manifests ``recsys bento manifests`` writes beside the bento
+    (``recsys.serving.deploy``); requests and limits come from measuring the container."""
+
+    min_replicas: int = 2
+    max_replicas: int = 6
+    target_cpu_percent: int = 70
+    """The HorizontalPodAutoscaler's target: mean CPU use, in percent of the request."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise ValueError("need 1 <= min_replicas <= max_replicas")
+        if not 1 <= self.target_cpu_percent <= 100:
+            raise ValueError("target_cpu_percent must be within 1..100")
+
+
+@dataclass(frozen=True)
 class ContainerConfig:
     """The OCI image of the champion's bento (issue 18): opt-in, since it needs root, buildah
     and debootstrap; ``enabled`` builds it after the bento (the ``bento_image`` asset)."""
 
     enabled: bool = False
+    registry: str = ""
+    """A team's registry (``host[:port]/path``): the manifests name the image there and
+    ``recsys bento push`` pushes it; "" keeps the local name."""
+    keep_images: int = 3
+    """``recsys bento prune``: images kept besides the deployable bento's (newest first)."""
     base: ContainerBaseConfig = field(default_factory=ContainerBaseConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
+
+    def __post_init__(self) -> None:
+        if self.keep_images < 0:
+            raise ValueError("keep_images must be >= 0")
 
 
 @dataclass(frozen=True)

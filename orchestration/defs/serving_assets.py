@@ -16,6 +16,7 @@ import dagster as dg
 from orchestration.defs.promotion_assets import NIGHTLY_FRESHNESS, REGISTRY_DIR
 from orchestration.defs.resources import OWNERS, DvcProject
 from recsys.data import io
+from recsys.serving import deploy
 from recsys.serving.package import BentoResult
 
 BENTO_DIR = Path("reports") / "bento"
@@ -80,7 +81,9 @@ labels)."""
 )
 def bento_image(context: dg.AssetExecutionContext, dvc: DvcProject) -> dg.MaterializeResult:
     """The OCI image of the champion's bento (``recsys bento containerize``: buildah on a
-    Debian base bootstrapped with debootstrap), labelled with the bento's lineage. Opt-in:
+    Debian base bootstrapped with debootstrap), labelled with the bento's lineage; then its
+    Kubernetes manifests, measured from the running image (``recsys bento manifests``), and,
+    when ``container.registry`` is set, the push to that registry. Opt-in:
     built only with ``container.enabled: true`` in params.yaml (it needs root, buildah and
     debootstrap); otherwise the materialization records that nothing was built and why."""
     if not dvc.params().container.enabled:
@@ -90,17 +93,18 @@ def bento_image(context: dg.AssetExecutionContext, dvc: DvcProject) -> dg.Materi
     bento = read_bento_handoff(dvc).get("bento")
     if not bento:
         raise dg.Failure("no bento to containerize: materialize recommender_bento first")
-    result = dvc.run(
-        [
-            "recsys", "bento", "containerize", "--bento", str(bento), "--params", dvc.params_file,
-            "--registry", str(REGISTRY_DIR), "--out", str(IMAGE_FILE),
-        ]
-    )  # fmt: skip
-    context.log.info((result.stdout + result.stderr).strip()[-4000:])
-    if result.returncode != 0:
-        raise dg.Failure(f"recsys bento containerize failed:\n{result.stderr[-4000:]}")
+    common = ["--bento", str(bento), "--params", dvc.params_file, "--registry", str(REGISTRY_DIR)]
+    steps = [["containerize", *common, "--out", str(IMAGE_FILE)], ["manifests", *common]]
+    if dvc.params().container.registry:
+        steps.append(["push", *common])
+    for step in steps:
+        result = dvc.run(["recsys", "bento", *step])
+        context.log.info((result.stdout + result.stderr).strip()[-4000:])
+        if result.returncode != 0:
+            raise dg.Failure(f"recsys bento {step[0]} failed:\n{result.stderr[-4000:]}")
     built = io.read_json(dvc.path / IMAGE_FILE)
     image, base = built["image"], built["base"]
+    manifests = deploy.manifests_path(REGISTRY_DIR, str(bento))
     return dg.MaterializeResult(
         data_version=dg.DataVersion(image["image_id"]),
         metadata={
@@ -112,5 +116,7 @@ def bento_image(context: dg.AssetExecutionContext, dvc: DvcProject) -> dg.Materi
             "base_image": base["name"],
             "base_reused": base["reused"],
             "labels": dg.MetadataValue.json(image["labels"]),
+            "kubernetes_manifests": dg.MetadataValue.path(str(manifests)),
+            "pushed_to": dvc.params().container.registry or "(no registry configured)",
         },
     )

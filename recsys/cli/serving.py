@@ -54,6 +54,35 @@ def add_parsers(commands: Commands) -> None:
         "--out", type=Path, metavar="FILE", help="also write the result (images, labels) as JSON"
     )
 
+    manifests = add_command(bento_commands, "manifests", cmd_bento_manifests)
+    add_image_options(manifests)
+    manifests.add_argument("--clients", type=int, default=8, help="load while measuring")
+    manifests.add_argument("--duration", type=float, default=10.0, help="seconds of load")
+    manifests.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="write here (default: REGISTRY/bentos/<name>/<version>.kubernetes.yaml)",
+    )
+
+    push = add_command(bento_commands, "push", cmd_bento_push)
+    add_image_options(push)
+    push.add_argument(
+        "--to",
+        metavar="DEST",
+        help="registry host[:port]/path, or oci-archive:FILE (default: container.registry)",
+    )
+    push.add_argument(
+        "--insecure", action="store_true", help="plain http / unverified TLS (a local registry)"
+    )
+
+    prune = add_command(bento_commands, "prune", cmd_bento_prune)
+    prune.add_argument(
+        "--keep", type=int, metavar="N", help="newest images kept (default: container.keep_images)"
+    )
+    add_registry_option(prune)
+    add_params_option(prune)
+
     serve = add_command(commands, "serve", cmd_serve)
     add_registry_option(serve)
     serve.add_argument("--bento", metavar="TAG", help="serve this bento instead")
@@ -63,6 +92,15 @@ def add_parsers(commands: Commands) -> None:
     serve.add_argument(
         "--port", type=int, help="port (default: BentoML's api_server.http.port, 3000)"
     )
+
+
+def add_image_options(parser: argparse.ArgumentParser) -> None:
+    """--bento (whose image), --registry and --params: the commands on a built image."""
+    parser.add_argument(
+        "--bento", metavar="TAG", help="this bento's image (default: the deployable bento's)"
+    )
+    add_registry_option(parser)
+    add_params_option(parser)
 
 
 def cmd_bento_build(args: argparse.Namespace) -> int:
@@ -152,6 +190,110 @@ def cmd_bento_containerize(args: argparse.Namespace) -> int:
 
         result = {"bento": tag, "base": base.to_dict(), "image": image.to_dict()}
         io.write_text(json.dumps(result, indent=2) + "\n", args.out)
+    return 0
+
+
+def _built_image(args: argparse.Namespace) -> tuple[str, str]:
+    """(bento tag, its local image name) of --bento or the deployable bento; a clear error
+    when the image was not built."""
+    from recsys.errors import ConfigError
+    from recsys.serving import container, serve
+    from recsys.serving.store import Registry
+
+    why = container.unavailable()
+    if why is not None:
+        raise ConfigError(f"this machine cannot run container images: {why}")
+    tag = args.bento or serve.deployable_bento(Registry(args.registry))
+    image = container.image_name(tag)
+    if container.inspect(image) is None:
+        raise container.ContainerError(
+            f"no image {image} in local storage",
+            fix=f"build it: recsys bento containerize --bento {tag}",
+        )
+    return tag, image
+
+
+def cmd_bento_manifests(args: argparse.Namespace) -> int:
+    """measure the bento's image, then write its Kubernetes manifests
+
+    Runs the image of the deployable bento (--bento TAG: that bento's; `recsys bento
+    containerize` builds it), drives POST /recommend with --clients clients for --duration
+    seconds and measures the container's memory (PSS) and CPU; from those it writes a
+    Deployment (probes on /readyz and /livez, requests and limits), a Service, a
+    HorizontalPodAutoscaler and a PodDisruptionBudget (replicas and CPU target: `container:`
+    in the parameter file) as one YAML file beside the bento's validation report, with the
+    measurement beside it. The image is named in container.registry when that is set.
+    Exit status: 0 written; 2 no image or the machine cannot run it.
+    """
+    import tempfile
+
+    from recsys.serving import container, deploy, infra
+
+    tag, image = _built_image(args)
+    config = params_from(args.params).container
+    bodies = infra.recommend_bodies(tag)
+    with tempfile.TemporaryDirectory(prefix="recsys-manifests-") as tmp:
+        footprint = deploy.measure_footprint(
+            image,
+            bodies,
+            log=Path(tmp) / "container.log",
+            clients=args.clients,
+            duration_s=args.duration,
+        )
+    info = container.inspect(image) or {}
+    docs = deploy.kubernetes_manifests(
+        image,
+        footprint,
+        container.image_labels(info),
+        config.kubernetes,
+        registry=config.registry,
+    )
+    path = deploy.write_manifests(
+        docs, footprint, args.out or deploy.manifests_path(args.registry, tag)
+    )
+    res = deploy.resources(footprint)
+    print(
+        f"measured {image}: ready in {footprint.ready_s:.1f} s, peak"
+        f" {footprint.peak_memory_bytes / 2**20:.0f} MiB, {footprint.load_cpu_cores:.2f} cores"
+        f" at {footprint.clients} clients ({footprint.throughput_rps:.0f} rps)"
+    )
+    print(f"requests {res['requests']}, limits {res['limits']}")
+    print(f"wrote {path} (kubectl apply -f {path})")
+    return 0
+
+
+def cmd_bento_push(args: argparse.Namespace) -> int:
+    """push the bento's image to a team's registry (buildah push)
+
+    `buildah push` of the deployable bento's image (--bento TAG: that bento's) to --to
+    (default: container.registry in the parameter file) as REGISTRY/recsys:<version>; a
+    transport-qualified destination (oci-archive:FILE, docker://HOST/REPO:TAG) is used as it
+    is. Log in first with `buildah login REGISTRY`. Exit status: 0 pushed; 2 no image, no
+    destination or the push failed.
+    """
+    from recsys.serving import images
+
+    _, image = _built_image(args)
+    destination = args.to or params_from(args.params).container.registry
+    pushed = images.push(image, destination, tls_verify=not args.insecure)
+    print(f"pushed {image} to {pushed}")
+    return 0
+
+
+def cmd_bento_prune(args: argparse.Namespace) -> int:
+    """remove old bento images from local storage
+
+    Keeps the deployable bento's image and the --keep newest others (default:
+    container.keep_images in the parameter file); layers a kept image uses stay.
+    Exit status: 0.
+    """
+    from recsys.serving import container, images, infra
+
+    keep = args.keep if args.keep is not None else params_from(args.params).container.keep_images
+    deployable = infra.deployable(args.registry)
+    protect = [container.image_name(deployable)] if deployable else []
+    removed = images.prune_images(keep, protect)
+    print(f"removed {len(removed)} image(s)" + "".join(f"\n  {name}" for name in removed))
     return 0
 
 

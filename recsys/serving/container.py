@@ -361,14 +361,18 @@ def running(image: str, port: int, *, log: Path) -> Iterator[subprocess.Popen[by
             tool(["buildah", "rm", ctr], what="buildah rm", fix="")
 
 
+def container_processes(pid: int) -> list[int]:
+    """The processes of a ``running`` container (below ``buildah run`` ``pid``, but buildah's)."""
+    return [p for p in process_tree(pid) if not process_cmdline(p).startswith("buildah")]
+
+
 def stop_container(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> int | None:
     """Stop a ``running`` container as a runtime stops PID 1: SIGTERM to the server inside,
     which stops its workers; SIGKILL to whatever is left after ``grace_s``. Chroot isolation
     has no PID namespace, so a process that outlived ``buildah run`` would stay orphaned: the
     container's processes are found below ``proc`` and each is waited for. Returns the exit
     status of ``buildah run`` (None when it had to be killed)."""
-    tree = process_tree(proc.pid)
-    inner = [p for p in tree if not process_cmdline(p).startswith("buildah")]
+    inner = container_processes(proc.pid)
     for pid in inner[:1] or [proc.pid]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)

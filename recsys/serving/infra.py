@@ -217,6 +217,21 @@ def http(
         return status, payload.decode("utf-8", "replace")
 
 
+def recommend_bodies(
+    bento_tag: str, *, home: Path | str | None = None, n: int = 500, k: int = 10, seed: int = 0
+) -> list[bytes]:
+    """``POST /recommend`` bodies for up to ``n`` known users of the bento's champion, drawn
+    without replacement: the load of the container benchmark and of ``recsys bento
+    manifests``."""
+    from recsys.models.base import Recommender
+
+    bento = load_bento(bento_tag, home)
+    champion = Recommender.load(bento_model_path(bento, str(bento.info.args["champion"]), home))
+    users = champion.vocab.user_ids if champion.vocab is not None else np.zeros(1, np.int64)
+    picked = np.random.default_rng(seed).choice(users, size=min(len(users), n), replace=False)
+    return [json.dumps({"user_id": u, "k": k}).encode() for u in picked.tolist()]
+
+
 def sample_requests(
     bento_tag: str, *, home: Path | str | None = None
 ) -> list[tuple[str, str, Any, Callable[[int, Any], str | None]]]:

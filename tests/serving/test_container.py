@@ -8,17 +8,22 @@ reason otherwise. The rest runs everywhere.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
 from recsys import cli
-from recsys.serving import container, infra
+from recsys.serving import container, deploy, images, infra
 from tests.recsys.test_models_contract import synthetic_data
 from tests.serving import fixtures
 
@@ -208,3 +213,126 @@ def test_the_running_container_answers_as_the_bare_bento(
     left = {p: infra.process_cmdline(p) for p in tree if infra.process_cmdline(p)}
     assert not left, f"orphaned container processes: {left}"
     assert infra.http("GET", f"{url}/livez")[0] == 0, "the port still answers"
+
+
+@needs_buildah
+def test_manifests_of_a_bento_without_an_image_say_how_to_build_it(
+    bento: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = f"{bento.partition(':')[0]}:neverbuilt000000"
+    code = cli.main(["bento", "manifests", "--bento", other, "--registry", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no image localhost/recsys:neverbuilt000000" in err
+    assert "recsys bento containerize --bento" in err
+
+
+@pytest.mark.slow
+@needs_buildah
+def test_manifests_measured_from_the_running_image_validate(
+    image: tuple[container.BuiltImage, container.BuiltImage], bento: str, tmp_path: Path
+) -> None:
+    _, built = image
+    out = tmp_path / "v.kubernetes.yaml"
+    args = ["bento", "manifests", "--bento", bento, "--registry", str(tmp_path)]
+    assert cli.main([*args, "--duration", "3", "--out", str(out)]) == 0
+    docs = list(yaml.safe_load_all(out.read_text()))
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.35.0", strict=True)
+    fp = deploy.Footprint.from_dict(json.loads((tmp_path / "v.footprint.json").read_text()))
+    assert fp.image == built.name
+    assert fp.uid != 0, "the server ran as root inside the container"
+    assert 64 << 20 < fp.idle_memory_bytes <= fp.peak_memory_bytes < 16 << 30
+    assert fp.load_cpu_cores > 0.05 and fp.throughput_rps > 0 and fp.ready_s > 0
+    deployment = docs[0]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == fp.uid
+    (box,) = pod["containers"]
+    assert box["image"] == built.name
+    assert box["resources"] == deploy.resources(fp)
+    assert (
+        deployment["metadata"]["annotations"]["recsys/champion"]
+        == (built.labels["org.recsys.champion"])
+    )
+
+
+def _registry_get(url: str, accept: str = "application/json") -> Any:
+    request = urllib.request.Request(url, headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+@pytest.fixture
+def local_registry(tmp_path: Path) -> Iterator[str]:
+    """Debian's docker-registry (the CNCF distribution registry) on 127.0.0.1, plain http."""
+    if shutil.which("docker-registry") is None:
+        pytest.skip("no local registry: apt-get install docker-registry (.ci/run does)")
+    port = infra.free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "version": 0.1,
+                "log": {"level": "warn"},
+                "storage": {"filesystem": {"rootdirectory": str(tmp_path / "blobs")}},
+                "http": {"addr": f"127.0.0.1:{port}"},
+            }
+        )
+    )
+    with open(tmp_path / "registry.log", "wb") as log:
+        proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while infra.http("GET", f"http://127.0.0.1:{port}/v2/")[0] != 200:
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "registry.log"
+            ).read_text()
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.slow
+@needs_buildah
+def test_the_image_pushed_to_a_registry_is_the_one_built(
+    image: tuple[container.BuiltImage, container.BuiltImage], bento: str, local_registry: str
+) -> None:
+    """`recsys bento push` to a registry over http; the registry then serves the tag, and the
+    image config it holds carries the bento's lineage labels."""
+    _, built = image
+    args = ["bento", "push", "--bento", bento, "--to", f"{local_registry}/team", "--insecure"]
+    assert cli.main(args) == 0
+    version = bento.partition(":")[2]
+    base = f"http://{local_registry}/v2/team/{images.APP}"
+    assert version in _registry_get(f"{base}/tags/list")["tags"]
+    manifest = _registry_get(
+        f"{base}/manifests/{version}", "application/vnd.oci.image.manifest.v1+json"
+    )
+    config = _registry_get(f"{base}/blobs/{manifest['config']['digest']}")
+    assert config["config"]["Labels"]["org.recsys.bento"] == bento
+    assert config["config"]["Labels"] == built.labels
+    assert config["config"]["User"] not in ("", "root", "0")
+
+
+@pytest.mark.slow
+@needs_buildah
+def test_prune_keeps_the_protected_and_the_newest_images(
+    image: tuple[container.BuiltImage, container.BuiltImage],
+) -> None:
+    _, built = image
+    repository = "localhost/recsys-prune-test"
+    names = [f"{repository}:{tag}" for tag in ("a", "b", "c")]
+    for name in names:
+        container.tool(["buildah", "tag", built.name, name], what="buildah tag", fix="")
+    try:
+        removed = images.prune_images(1, protect=[names[0]], repository=repository)
+        assert removed == [names[1]]
+        assert container.inspect(names[0]) is not None and container.inspect(names[2]) is not None
+        assert container.inspect(names[1]) is None
+        assert container.inspect(built.name) is not None, "another repository's image went"
+    finally:
+        for name in names:
+            with contextlib.suppress(container.ContainerError):
+                container.tool(["buildah", "rmi", name], what="buildah rmi", fix="")
