@@ -21,7 +21,13 @@ from recsys.serving.package import BentoResult
 
 BENTO_DIR = Path("reports") / "bento"
 BUILD_FILE = BENTO_DIR / "build.json"
-BENTO_CODE = ("recsys/cli", "recsys/config*.py", "recsys/serving", "bentofile.yaml")
+BENTO_CODE = (
+    "recsys/cli",
+    "recsys/config*.py",
+    "recsys/serving",
+    "bentofile.yaml",
+    "requirements-serving.txt",
+)
 """The code ``recsys bento build`` runs and packages (``recommender_bento`` is no DVC stage)."""
 HANDOFF_FILE = "latest.json"
 """``{"bento", "champion", "validated"}``: what the deployability check read and marked."""

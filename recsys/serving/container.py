@@ -50,9 +50,8 @@ from recsys.serving.bentoml_cli import (
 )
 from recsys.serving.infra import process_cmdline, process_tree
 from recsys.serving.model_store import git_revision, resolve_tag
+from recsys.serving.paths import BASE_IMAGE
 
-BASE_IMAGE = "localhost/recsys-base:bookworm-py3.11"
-"""The base image's name: bentofile.yaml's ``docker.base_image`` (a test keeps them equal)."""
 IMAGE_REPOSITORY = "localhost/recsys"
 FINGERPRINT_LABEL = "org.recsys.base.fingerprint"
 ENTRYPOINT = "/home/bentoml/bento/env/docker/entrypoint.sh"

@@ -96,6 +96,8 @@ IDS_KEY: Final = "ids"
 """Catalogue metadata and bento argument naming the id kind of each side and example ids when
 either side is text (``service.IdArgs``); absent for integer ids."""
 BENTOFILE: Final = "bentofile.yaml"
+REQUIREMENTS_FILE: Final = "requirements-serving.txt"
+"""The bento's Python pins (bentofile.yaml's ``python.requirements_txt``; recsys.serving.pins)."""
 BUILD_TIMEOUT_S: Final = 600
 
 
@@ -282,7 +284,7 @@ def bento_inputs(
     project_dir: Path | str = PROJECT_DIR,
 ) -> str:
     """Fingerprint of everything a bento is built from: the champion's tag, its lineage, the
-    serving settings, ``bentofile.yaml`` and the code it packages (``recsys/``). A bento is
+    serving settings, ``bentofile.yaml``, the pins it installs and the code it packages. A bento is
     reused only when this is unchanged (a new setting or a code change rebuilds it)."""
     project = Path(project_dir)
     extra = {
@@ -290,7 +292,8 @@ def bento_inputs(
         "lineage": dict(blessing),
         "serving": (serving or ServingConfig()).to_dict(),
     }
-    return tree_digest([project / BENTOFILE, project / "recsys"], root=project, extra=extra)
+    files = [project / BENTOFILE, project / REQUIREMENTS_FILE, project / "recsys"]
+    return tree_digest(files, root=project, extra=extra)
 
 
 def build_champion_bento(

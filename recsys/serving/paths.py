@@ -1,5 +1,5 @@
 """Where the registry keeps its files, in one place: every module that reads or writes the
-registry names its paths from here."""
+registry names its paths from here; and where the bento image's base is kept."""
 
 from __future__ import annotations
 
@@ -20,3 +20,11 @@ DEPLOYABLE_FILE: Final = "deployable.json"
 """The bento that passed infra validation last (what ``recsys serve`` starts)."""
 LOCK_FILE: Final = ".lock"
 """Serialises writers of the registry."""
+
+BASE_IMAGE: Final = "localhost/recsys-base:bookworm-py3.11"
+"""The base image in local image storage (``recsys.serving.container.BaseImage``): the
+service's build image and bentofile.yaml's ``docker.base_image`` (a test keeps them equal)."""
+BASE_DISTRO: Final = "debian-debootstrap"
+"""The service image's distro: a name BentoML does not know, so that it adds no
+``apt-get install build-essential git gnupg2 ...`` line (588 MB that serving does not use: the
+bento's packages are all binary wheels)."""

@@ -54,6 +54,7 @@ from recsys.serving.limits import (
     RewriteJSON,
     log_client_errors_briefly,
 )
+from recsys.serving.paths import BASE_DISTRO, BASE_IMAGE
 from recsys.serving.schemas import (
     ExplainedItem,
     ExplainResponse,
@@ -189,6 +190,7 @@ handlers."""
 
 @bentoml.service(
     name=SERVICE_NAME,
+    image=bentoml.images.Image(base_image=BASE_IMAGE, distro=BASE_DISTRO, python_version="3.11"),
     resources={"cpu": "2"},
     workers=SERVING.workers,
     logging={"access": {"enabled": SERVING.access_log}},

@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from recsys import cli
-from recsys.serving import container, deploy, images, infra
+from recsys.serving import container, deploy, images, infra, package, pins
+from recsys.serving.bentoml_cli import load_bento
 from tests.recsys.test_models_contract import synthetic_data
 from tests.serving import fixtures
 
@@ -35,9 +36,35 @@ needs_buildah = pytest.mark.skipif(
 USERS = synthetic_data().vocab.user_ids[:50].tolist()
 
 
-def test_bentofile_builds_on_the_base_image_that_containerize_bootstraps() -> None:
+def test_the_bento_builds_on_the_base_image_that_containerize_bootstraps(
+    bento: str, models: fixtures.StoredModels
+) -> None:
+    """bentofile.yaml and the service name the same base image, and the bento's image adds no
+    system packages (BentoML's default build-essential/git line: 588 MB serving never uses)."""
     bentofile = yaml.safe_load((REPO / "bentofile.yaml").read_text())
     assert bentofile["docker"]["base_image"] == container.BASE_IMAGE
+    image = load_bento(bento, models.home).info.image
+    assert image is not None and image.base_image == container.BASE_IMAGE
+    assert not any("apt-get" in command for command in image.commands), image.commands
+
+
+def test_the_bento_installs_the_pins_of_requirements_lock() -> None:
+    """requirements-serving.txt is current: the service's packages and all they require,
+    each at the lock's version (regenerate with `python -m recsys.serving.pins`)."""
+    text = (REPO / package.REQUIREMENTS_FILE).read_text()
+    assert text == pins.render(REPO), (
+        "requirements-serving.txt is stale: .venv/bin/python -m recsys.serving.pins > "
+        "requirements-serving.txt"
+    )
+    served = pins.read_lock(REPO / package.REQUIREMENTS_FILE)
+    lock = pins.read_lock(REPO / pins.LOCK_FILE)
+    assert {pins.normalize(p) for p in pins.SERVING_PACKAGES} <= served.keys()
+    assert {"python-dateutil", "uvicorn", "grpcio"} <= served.keys()  # transitive ones too
+    for name, version in served.items():
+        assert lock.get(name, version) == version, name
+    assert served.keys() - lock.keys() <= pins.UNLOCKED_TOOLING
+    bentofile = yaml.safe_load((REPO / "bentofile.yaml").read_text())
+    assert bentofile["python"]["requirements_txt"] == package.REQUIREMENTS_FILE
 
 
 def test_base_fingerprint_follows_the_release_and_package_list_only() -> None:
@@ -158,6 +185,34 @@ def test_the_image_carries_the_bento_lineage_and_runs_unprivileged(
     assert config["User"] not in ("", "root", "0")
     assert "3000/tcp" in config["ExposedPorts"]
     assert built.size_bytes > base.size_bytes > 0
+
+
+FREEZE = (
+    "import importlib.metadata as m\n"
+    "for d in m.distributions(): print(d.metadata['Name'] + '==' + d.version)"
+)
+
+
+@pytest.mark.slow
+@needs_buildah
+def test_the_image_holds_exactly_the_pinned_packages(
+    image: tuple[container.BuiltImage, container.BuiltImage],
+) -> None:
+    _, built = image
+    ctr = container.tool(["buildah", "from", built.name], what="buildah from", fix="").strip()
+    try:
+        out = container.tool(
+            ["buildah", "run", ctr, "--", "/app/.venv/bin/python", "-c", FREEZE],
+            what="python in the image",
+            fix="",
+        )
+    finally:
+        container.tool(["buildah", "rm", ctr], what="buildah rm", fix="")
+    installed = {
+        pins.normalize(name): version
+        for name, _, version in (line.partition("==") for line in out.splitlines() if line)
+    }
+    assert installed == pins.read_lock(REPO / package.REQUIREMENTS_FILE)
 
 
 @pytest.mark.slow

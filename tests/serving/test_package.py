@@ -21,6 +21,7 @@ def project_copy(tmp_path: Path) -> Path:
     project = tmp_path / "project"
     (project / "recsys").mkdir(parents=True)
     shutil.copy(REPO / "bentofile.yaml", project / "bentofile.yaml")
+    shutil.copy(REPO / package.REQUIREMENTS_FILE, project / package.REQUIREMENTS_FILE)
     (project / "recsys" / "a.py").write_text("x = 1\n")
     return project
 
@@ -45,6 +46,10 @@ def test_bento_inputs_cover_every_input(tmp_path: Path) -> None:
     assert key() == changed  # byte-code caches are not an input
     (project / "bentofile.yaml").write_text("service: x\n")
     assert key() != changed
+    changed = key()
+    pins = project / package.REQUIREMENTS_FILE
+    pins.write_text(pins.read_text().replace("numpy==", "numpy<="))
+    assert key() != changed  # the image's packages are an input
 
 
 def test_a_previous_bento_is_reused_only_for_the_same_inputs(
