@@ -35,7 +35,11 @@ from orchestration.defs.promotion_assets import (
 )
 from orchestration.defs.resources import DvcProject
 from orchestration.defs.schedules import build_nightly_training_schedule
-from orchestration.defs.sensors import build_failure_sensor, build_new_raw_data_sensor
+from orchestration.defs.sensors import (
+    build_failure_sensor,
+    build_new_raw_data_sensor,
+    build_service_health_sensor,
+)
 from orchestration.defs.served_assets import served_rankings, twostage_stage
 from orchestration.defs.serving_assets import BENTO_CODE, bento_image, recommender_bento
 from orchestration.defs.tuning_assets import TUNE_STAGE, tuned_settings
@@ -122,7 +126,11 @@ def build_definitions(root: Path | str = REPO_ROOT, *, automation: bool = False)
         asset_checks=list(ASSET_CHECKS),
         jobs=[training_job],
         schedules=[build_nightly_training_schedule(automation)],
-        sensors=[build_new_raw_data_sensor(automation), build_failure_sensor(dvc, automation)],
+        sensors=[
+            build_new_raw_data_sensor(automation),
+            build_failure_sensor(dvc, automation),
+            build_service_health_sensor(automation),
+        ],
         resources={"dvc": dvc},
     )
 

@@ -4,9 +4,9 @@
 make the library usable without it (tests, notebooks). Unknown keys, wrong types and bad values
 fail with a ``ConfigError`` that names the key, so a typo never silently falls back to a default.
 
-The ``serving`` section lives in ``recsys.config_serving`` and the strict mapping -> dataclass
-machinery (``from_dict``, ``replace``) in ``recsys.config_loader``; every name is importable
-from here.
+The ``serving`` section lives in ``recsys.config_serving``, ``container`` and ``monitoring`` in
+``recsys.config_ops``, and the strict mapping -> dataclass machinery (``from_dict``,
+``replace``) in ``recsys.config_loader``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from typing import Any, Literal
 import yaml
 
 from recsys.config_loader import from_dict, key_path, replace
+from recsys.config_ops import (
+    ContainerConfig,
+    MonitoringConfig,
+)
 from recsys.config_serving import IndexKind, RetrievalConfig, ServingConfig, Storage
 from recsys.errors import ConfigError
 
@@ -293,57 +297,6 @@ class TuningConfig:
 
 
 @dataclass(frozen=True)
-class ContainerBaseConfig:
-    """The base image ``recsys bento containerize`` bootstraps with debootstrap
-    (``recsys.serving.container``): rebuilt when the release or the package list changes."""
-
-    release: str = "bookworm"
-    """Debian release; bookworm's python3 is 3.11, the project's Python."""
-    packages: tuple[str, ...] = ("python3.11", "python3-venv", "python3-pip", "ca-certificates")
-    mirror: str = "http://deb.debian.org/debian"
-
-    def __post_init__(self) -> None:
-        if not self.release or not self.packages or not self.mirror:
-            raise ValueError("release, packages and mirror must not be empty")
-
-
-@dataclass(frozen=True)
-class KubernetesConfig:
-    """The manifests ``recsys bento manifests`` writes beside the bento
-    (``recsys.serving.deploy``); requests and limits come from measuring the container."""
-
-    min_replicas: int = 2
-    max_replicas: int = 6
-    target_cpu_percent: int = 70
-    """The HorizontalPodAutoscaler's target: mean CPU use, in percent of the request."""
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min_replicas <= self.max_replicas:
-            raise ValueError("need 1 <= min_replicas <= max_replicas")
-        if not 1 <= self.target_cpu_percent <= 100:
-            raise ValueError("target_cpu_percent must be within 1..100")
-
-
-@dataclass(frozen=True)
-class ContainerConfig:
-    """The OCI image of the champion's bento (issue 18): opt-in, since it needs root, buildah
-    and debootstrap; ``enabled`` builds it after the bento (the ``bento_image`` asset)."""
-
-    enabled: bool = False
-    registry: str = ""
-    """A team's registry (``host[:port]/path``): the manifests name the image there and
-    ``recsys bento push`` pushes it; "" keeps the local name."""
-    keep_images: int = 3
-    """``recsys bento prune``: images kept besides the deployable bento's (newest first)."""
-    base: ContainerBaseConfig = field(default_factory=ContainerBaseConfig)
-    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
-
-    def __post_init__(self) -> None:
-        if self.keep_images < 0:
-            raise ValueError("keep_images must be >= 0")
-
-
-@dataclass(frozen=True)
 class Params:
     data: DataConfig = field(default_factory=DataConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
@@ -353,9 +306,10 @@ class Params:
     serving: ServingConfig = field(default_factory=ServingConfig)
     tuning: TuningConfig = field(default_factory=TuningConfig)
     container: ContainerConfig = field(default_factory=ContainerConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
 
-OPTIONAL_SECTIONS: tuple[str, ...] = ("container",)
+OPTIONAL_SECTIONS: tuple[str, ...] = ("container", "monitoring")
 """Sections added after parameter files were in use: left out, they take the defaults."""
 SECTIONS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(Params) if f.name not in OPTIONAL_SECTIONS

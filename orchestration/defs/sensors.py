@@ -3,6 +3,7 @@
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,18 @@ def _status(running: bool) -> dg.DefaultSensorStatus:
     return dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
 
 
-def build_new_raw_data_sensor(running: bool = False) -> dg.SensorDefinition:
+def _training_sensor(name: str, every_s: int, running: bool, fn: Any) -> dg.SensorDefinition:
+    """A sensor that starts ``training_job``, evaluated every ``every_s`` seconds."""
     return dg.sensor(
-        name="new_raw_data_sensor",
+        name=name,
         job=training_job,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=every_s,
         default_status=_status(running),
-    )(_new_raw_data)
+    )(fn)
+
+
+def build_new_raw_data_sensor(running: bool = False) -> dg.SensorDefinition:
+    return _training_sensor("new_raw_data_sensor", 30, running, _new_raw_data)
 
 
 def _new_raw_data(
@@ -64,6 +70,46 @@ def _new_raw_data(
 
 
 new_raw_data_sensor = build_new_raw_data_sensor()
+
+
+def build_service_health_sensor(running: bool = False) -> dg.SensorDefinition:
+    return _training_sensor("service_health_sensor", 300, running, _service_health)
+
+
+def _service_health(
+    context: dg.SensorEvaluationContext, dvc: DvcProject
+) -> dg.SensorResult | dg.SkipReason:
+    """Start the pipeline when the running service's Prometheus fires an alert that new
+    training answers (unknown users, fallbacks, served-popularity drift; ``monitoring`` in
+    params.yaml), at most once per ``monitoring.cooldown_s``. The decision and the alerts
+    that made it are the tick's skip reason or the run's tags (recsys.serving.health).
+
+    The cursor is when this sensor last started a run (epoch seconds)."""
+    from recsys.serving import health
+
+    config = dvc.params().monitoring
+    if not config.prometheus_url:
+        return dg.SkipReason(
+            "monitoring.prometheus_url is not set in params.yaml: no service metrics to read"
+        )
+    try:
+        firing = health.firing_alerts(config.prometheus_url)
+    except health.PrometheusError as exc:
+        return dg.SkipReason(f"{exc.what} ({exc.fix})")
+    now = time.time()
+    last = float(context.cursor) if context.cursor else None
+    decision = health.decide(firing, config, now=now, last_run_at=last)
+    context.log.info(decision.reason)
+    if not decision.retrain:
+        return dg.SkipReason(decision.reason)
+    tags = {"recsys/trigger": "service-health", "recsys/alerts": ",".join(decision.firing)}
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"service-health-{now:.0f}", tags=tags)],
+        cursor=f"{now:.0f}",
+    )
+
+
+service_health_sensor = build_service_health_sensor()
 
 
 def root_cause(error: Any) -> str:

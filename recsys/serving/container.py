@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recsys.config import ContainerBaseConfig
+from recsys.config_ops import ContainerBaseConfig
 from recsys.errors import RecsysError
 from recsys.serving.bentoml_cli import (
     PROJECT_DIR,

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from recsys.config import KubernetesConfig
+from recsys.config_ops import KubernetesConfig
 from recsys.data import io
 from recsys.serving import container, infra, loadgen
 from recsys.serving.images import APP, image_reference

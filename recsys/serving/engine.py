@@ -196,6 +196,7 @@ class Engine:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         self.unit_vectors = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
         self.popularity = self.model.item_popularity()
+        self.popularity_quantile = popularity_quantiles(self.popularity)
         self.provenance = Provenance(
             model_tag,
             f"{model_tag}/{retriever.name}",
@@ -227,6 +228,11 @@ class Engine:
                 ids=unknown,
             )
         return self.ranker.encode_items(raw)
+
+    def served_quantiles(self, ranked: Ranked) -> np.ndarray:
+        """The popularity quantiles of an answer's items (the served-popularity metric)."""
+        raw = _of_kind(ranked.item_ids, self.item_kind, "item_ids", "item")
+        return self.popularity_quantile[self.ranker.encode_items(raw)]
 
     # --- answers ----------------------------------------------------------------------------
     def recommend(
@@ -347,6 +353,14 @@ class Engine:
 
 def _raw(item_raw: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.where(idx >= 0, item_raw[np.maximum(idx, 0)], pad_ids(idx.shape, id_kind(item_raw)))
+
+
+def popularity_quantiles(popularity: np.ndarray) -> np.ndarray:
+    """Per item: its rank by training interactions as a quantile, 0 (most) .. 1 (least)."""
+    order = np.argsort(-np.asarray(popularity), kind="stable")
+    out = np.empty(len(order), dtype=np.float64)
+    out[order] = np.arange(len(order)) / max(len(order) - 1, 1)
+    return out
 
 
 def _of_kind(ids: Sequence[RawId], kind: str, field: str, what: str) -> np.ndarray:

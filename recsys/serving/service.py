@@ -67,6 +67,16 @@ from recsys.serving.schemas import (
     document_errors,
     request_models,
 )
+from recsys.serving.service_metrics import (
+    BATCH_SIZE,
+    BUDGET_EXCEEDED,
+    FALLBACKS,
+    INDEX_INFO,
+    POPULARITY_REFERENCE,
+    SERVED_POPULARITY,
+    UNKNOWN_IDS,
+    popularity_references,
+)
 
 MAX_BODY_BYTES: Final = 64 * 1024
 GC_THRESHOLDS: Final = (10_000, 10, 1_000)
@@ -79,38 +89,6 @@ REQUEST_TIMEOUT_S: Final = 10
 SERVICE_NAME: Final = "recsys"
 
 T = TypeVar("T")
-
-# bentoml.metrics, not prometheus_client: it sets up the multi-process registry (BentoML docs).
-FALLBACKS = bentoml.metrics.Counter(
-    name="recsys_fallbacks_total",
-    documentation="Answers given by a cold-start fallback instead of the champion",
-    labelnames=["endpoint", "fallback"],
-)
-UNKNOWN_IDS = bentoml.metrics.Counter(
-    name="recsys_unknown_ids_total",
-    documentation="Unknown ids in requests (user ids answered by a fallback, item ids and "
-    "genres refused with 422)",
-    labelnames=["endpoint", "field"],
-)
-INDEX_INFO = bentoml.metrics.Gauge(
-    name="recsys_index_info",
-    documentation="Retrieval index in use (1 for the active index type) and catalogue size",
-    labelnames=["index_type", "n_items"],
-    multiprocess_mode="max",
-)
-
-BUDGET_EXCEEDED = bentoml.metrics.Counter(
-    name="recsys_latency_budget_exceeded_total",
-    documentation="Requests answered 503 because their answer had not started within "
-    "serving.latency_budget_s",
-    labelnames=["endpoint"],
-)
-
-BATCH_SIZE = bentoml.metrics.Histogram(
-    name="recsys_recommend_batch_size",
-    documentation="Concurrent /recommend requests answered by one model call (micro-batching)",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
-)
 
 RecommendKey = tuple[int, bool, tuple[str, ...] | None]
 """The options of a ``/recommend`` request that must agree for requests to share a batch."""
@@ -219,6 +197,8 @@ class RecommenderService:
         INDEX_INFO.labels(
             index_type=self.engine.index.kind, n_items=str(self.engine.index.n_items)
         ).set(1)
+        for reference, value in popularity_references(self.engine).items():
+            POPULARITY_REFERENCE.labels(reference=reference).set(value)
         self.batcher: MicroBatcher[RecommendKey, int, Ranked] = MicroBatcher(
             self._recommend_batch, max_batch=SERVING.max_batch
         )
@@ -270,6 +250,9 @@ class RecommenderService:
             FALLBACKS.labels(endpoint=endpoint, fallback=ranked.fallback).inc()
             if ranked.fallback == "popularity":
                 UNKNOWN_IDS.labels(endpoint=endpoint, field="user_id").inc()
+        elif endpoint == "recommend":
+            for quantile in engine.served_quantiles(ranked).tolist():
+                SERVED_POPULARITY.observe(quantile)
         return {
             **engine.provenance.fields,
             "fallback": ranked.fallback,

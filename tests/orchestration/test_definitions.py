@@ -45,6 +45,7 @@ def test_repository_definitions_load() -> None:
     assert {s.name for s in defs.get_repository_def().sensor_defs} == {
         "new_raw_data_sensor",
         "pipeline_failure_sensor",
+        "service_health_sensor",
     }
 
 
@@ -94,7 +95,12 @@ def automation_statuses(defs: dg.Definitions) -> dict[str, str]:
     return out | {s.name: s.default_status.value for s in repo.sensor_defs}
 
 
-AUTOMATION = ("nightly_training_schedule", "new_raw_data_sensor", "pipeline_failure_sensor")
+AUTOMATION = (
+    "nightly_training_schedule",
+    "new_raw_data_sensor",
+    "pipeline_failure_sensor",
+    "service_health_sensor",
+)
 
 
 def test_automation_is_off_by_default(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from recsys.config import KubernetesConfig
+from recsys.config_ops import KubernetesConfig
 from recsys.serving import container, deploy, images
 
 KUBERNETES_VERSIONS = ("1.29.0", "1.32.0", "1.35.0")
