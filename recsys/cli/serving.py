@@ -92,6 +92,16 @@ def add_parsers(commands: Commands) -> None:
     serve.add_argument(
         "--port", type=int, help="port (default: BentoML's api_server.http.port, 3000)"
     )
+    serve.add_argument(
+        "--front",
+        type=int,
+        metavar="PORT",
+        help="serve through HAProxy on PORT and switch to each new deployable bento without "
+        "dropping a request (blue/green; needs Debian's haproxy)",
+    )
+    serve.add_argument(
+        "--watch", type=float, default=10.0, metavar="S", help="--front: registry poll seconds"
+    )
 
 
 def add_image_options(parser: argparse.ArgumentParser) -> None:
@@ -303,13 +313,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     `bentoml serve` the bento that REGISTRY/deployable.json names (the last one `recsys bento
     validate` passed), after checking it was built around the registry's champion; --bento TAG
     serves that bento instead. The command becomes the server process (Ctrl-C or SIGTERM stops
-    it). Exit status: the server's; 2 when there is no champion or no deployable bento for it.
+    it). With --front PORT, HAProxy serves on PORT in front of the deployable bento, and each
+    new deployable bento (a promotion, or a rollback once the old champion's bento is
+    validated again) takes over without a dropped request (docs/serving.md "Zero-downtime
+    switches"). Exit status: the server's (0 with --front); 2 when there is no champion or no
+    deployable bento for it.
     """
     from recsys.serving import serve
     from recsys.serving.store import Registry
 
+    if args.front:
+        return _serve_front(args)
     tag = args.bento or serve.deployable_bento(Registry(args.registry))
     serve.bento_champion(tag)  # fails with a fix when the bento is not in the store
     cmd = serve.serve_command(tag, host=args.host, port=args.port)
     print(f"serving {tag}: {' '.join(cmd)}", file=sys.stderr, flush=True)
     serve.exec_serve(cmd)
+
+
+def _serve_front(args: argparse.Namespace) -> int:
+    """``recsys serve --front PORT``: recsys.serving.bluegreen.supervise until SIGTERM/SIGINT."""
+    import signal
+    import tempfile
+    import threading
+
+    from recsys.serving import bluegreen
+    from recsys.serving.store import Registry
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with tempfile.TemporaryDirectory(prefix="recsys-front-") as work:
+        front = bluegreen.BlueGreen(Path(work), port=args.front, host=args.host or "0.0.0.0")
+        bluegreen.supervise(
+            Registry(args.registry),
+            front,
+            stop,
+            poll_s=args.watch,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    return 0
