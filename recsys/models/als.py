@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -47,6 +47,9 @@ from recsys.errors import ConfigError, RecsysError
 from recsys.models.base import Recommender, interaction_matrix, resolve_config
 from recsys.schema import RATING
 from recsys.tuning.space import Choice, Float, Int, SearchSpace
+
+if TYPE_CHECKING:
+    from recsys.models.fold_in import Growth
 
 __all__ = ["ALS", "ALSConfig", "confidence_matrix"]
 
@@ -204,6 +207,38 @@ class ALS(Recommender):
         self.user_factors = io.read_array(path / "user_factors.npy")
         self.item_factors = io.read_array(path / "item_factors.npy")
         self.popularity = io.read_array(path / "popularity.npy")
+        self._cold_users = self._seen_matrix().getnnz(axis=1) == 0
+
+    def _fold_in(self, growth: Growth) -> None:
+        """New users' vectors: the ALS user step against the trained item factors (implicit's
+        Cholesky least squares, ``recalculate_user``); known users keep theirs."""
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        pu, qi, _ = self._params()
+        super()._fold_in(growth)
+        vocab, new_users, users, items = growth.vocab, growth.new_users, growth.users, growth.items
+        grown = np.zeros((vocab.n_users, pu.shape[1]), dtype=np.float32)
+        grown[growth.old_rows] = pu
+        if len(new_users):
+            rows = vocab.encode_users(users)
+            pick = np.isin(rows, new_users)
+            values = sp.csr_matrix(
+                (growth.strength[pick], (rows[pick], vocab.encode_items(items[pick]))),
+                shape=(vocab.n_users, vocab.n_items),
+            )[new_users]
+            solver = AlternatingLeastSquares(
+                factors=pu.shape[1],
+                regularization=self.config.regularization,
+                alpha=1.0,
+                dtype=np.float32,
+                use_cg=False,
+                num_threads=1,
+            )
+            solver.item_factors = qi
+            grown[new_users] = solver.recalculate_user(
+                np.arange(len(new_users)), confidence_matrix(values, self.config)
+            )
+        self.user_factors = grown
         self._cold_users = self._seen_matrix().getnnz(axis=1) == 0
 
     def _params(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

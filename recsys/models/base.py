@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,6 +38,9 @@ from recsys.models.model_config import resolve_config, to_jsonable
 from recsys.models.ranking import blocks, interaction_matrix, item_similarities, top_items, top_k
 from recsys.schema import id_array
 from recsys.timings import split_timings
+
+if TYPE_CHECKING:
+    from recsys.models.fold_in import Growth
 
 __all__ = [
     "FORMAT_VERSION",
@@ -422,6 +425,11 @@ class Recommender(abc.ABC):
         from recsys.models.persistence import load_recommender
 
         return load_recommender(cls, Path(path))
+
+    def _fold_in(self, growth: Growth) -> None:
+        """``recsys.models.fold_in``: take the grown vocabulary and histories. Enough for a
+        model that scores from history rows; a model with per-user parameters extends it."""
+        self.vocab, self._seen = growth.vocab, growth.history
 
     # --- helpers ----------------------------------------------------------------------------
     def _vocab(self) -> Vocabulary:
