@@ -173,21 +173,18 @@ def cmd_bento_containerize(args: argparse.Namespace) -> int:
     bootstrapped from Debian packages (debootstrap; --params: container.base) the first
     time and whenever its package list changes. The image is localhost/recsys:<bento
     version>, labelled with the bento's lineage and the git revision; a rebuild with
-    unchanged inputs reuses the cached layers. Run it with `buildah run` or podman; push it
-    to a team's registry with `buildah push IMAGE docker://REGISTRY/recsys:<version>`
-    (docs/serving.md). Needs root, buildah and debootstrap. Exit status: 0 built, 2 nothing
-    to containerize or the machine cannot build.
+    unchanged inputs reuses the cached layers. Run it with `buildah run` or podman; `recsys
+    bento push` sends it to a team's registry, `recsys bento manifests` writes its Kubernetes
+    manifests (docs/operations.md). Needs root, buildah and debootstrap. Exit status: 0
+    built, 2 nothing to containerize or the machine cannot build.
     """
     import json
 
-    from recsys.errors import ConfigError
     from recsys.serving import container, serve
     from recsys.serving.store import Registry
 
     tag = args.bento or serve.deployable_bento(Registry(args.registry))
-    why = container.unavailable()
-    if why is not None:
-        raise ConfigError(f"this machine cannot build container images: {why}")
+    _require_buildah("build")
     base_config = params_from(args.params).container.base
     base, image = container.containerize_bento(
         tag, base=container.BaseImage.from_config(base_config)
@@ -203,24 +200,32 @@ def cmd_bento_containerize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _built_image(args: argparse.Namespace) -> tuple[str, str]:
-    """(bento tag, its local image name) of --bento or the deployable bento; a clear error
-    when the image was not built."""
+def _require_buildah(what: str) -> None:
+    """A ``ConfigError`` naming why this machine cannot ``what`` container images."""
     from recsys.errors import ConfigError
-    from recsys.serving import container, serve
-    from recsys.serving.store import Registry
+    from recsys.serving import container
 
     why = container.unavailable()
     if why is not None:
-        raise ConfigError(f"this machine cannot run container images: {why}")
+        raise ConfigError(f"this machine cannot {what} container images: {why}")
+
+
+def _built_image(args: argparse.Namespace) -> tuple[str, str, dict[str, str]]:
+    """(bento tag, its local image name, the image's labels) of --bento or the deployable
+    bento; a clear error when the image was not built."""
+    from recsys.serving import container, serve
+    from recsys.serving.store import Registry
+
+    _require_buildah("run")
     tag = args.bento or serve.deployable_bento(Registry(args.registry))
     image = container.image_name(tag)
-    if container.inspect(image) is None:
+    info = container.inspect(image)
+    if info is None:
         raise container.ContainerError(
             f"no image {image} in local storage",
             fix=f"build it: recsys bento containerize --bento {tag}",
         )
-    return tag, image
+    return tag, image, container.image_labels(info)
 
 
 def cmd_bento_manifests(args: argparse.Namespace) -> int:
@@ -237,9 +242,9 @@ def cmd_bento_manifests(args: argparse.Namespace) -> int:
     """
     import tempfile
 
-    from recsys.serving import container, deploy, infra
+    from recsys.serving import deploy, infra
 
-    tag, image = _built_image(args)
+    tag, image, labels = _built_image(args)
     config = params_from(args.params).container
     bodies = infra.recommend_bodies(tag)
     with tempfile.TemporaryDirectory(prefix="recsys-manifests-") as tmp:
@@ -250,13 +255,8 @@ def cmd_bento_manifests(args: argparse.Namespace) -> int:
             clients=args.clients,
             duration_s=args.duration,
         )
-    info = container.inspect(image) or {}
     docs = deploy.kubernetes_manifests(
-        image,
-        footprint,
-        container.image_labels(info),
-        config.kubernetes,
-        registry=config.registry,
+        image, footprint, labels, config.kubernetes, registry=config.registry
     )
     path = deploy.write_manifests(
         docs, footprint, args.out or deploy.manifests_path(args.registry, tag)
@@ -283,7 +283,7 @@ def cmd_bento_push(args: argparse.Namespace) -> int:
     """
     from recsys.serving import images
 
-    _, image = _built_image(args)
+    _, image, _ = _built_image(args)
     destination = args.to or params_from(args.params).container.registry
     pushed = images.push(image, destination, tls_verify=not args.insecure)
     print(f"pushed {image} to {pushed}")

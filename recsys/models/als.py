@@ -222,10 +222,13 @@ class ALS(Recommender):
         if len(new_users):
             rows = vocab.encode_users(users)
             pick = np.isin(rows, new_users)
-            values = sp.csr_matrix(
-                (growth.strength[pick], (rows[pick], vocab.encode_items(items[pick]))),
-                shape=(vocab.n_users, vocab.n_items),
-            )[new_users]
+            values = sp.csr_matrix(  # one row per new user, in the order of new_users
+                (
+                    growth.strength[pick],
+                    (np.searchsorted(new_users, rows[pick]), vocab.encode_items(items[pick])),
+                ),
+                shape=(len(new_users), vocab.n_items),
+            )
             solver = AlternatingLeastSquares(
                 factors=pu.shape[1],
                 regularization=self.config.regularization,
