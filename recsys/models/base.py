@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from recsys.data.preprocess import InteractionSplit, Processed, Vocabulary
@@ -195,17 +196,26 @@ class Recommender(abc.ABC):
         return "cpu"
 
     # --- training -------------------------------------------------------------------------
-    def fit(self, data: Processed, split: InteractionSplit | None = None) -> TrainResult:
+    def fit(
+        self,
+        data: Processed,
+        split: InteractionSplit | None = None,
+        *,
+        history: pd.DataFrame | None = None,
+    ) -> TrainResult:
         """Train on ``split`` (default ``data.split``): ``train`` to learn, ``val`` to tune.
 
         Users and items are those of ``data.vocab``; ``data.features`` carries content.
+        ``history``: the interactions the model knows (excluded from recommendations, never
+        sampled as negatives), when they are more than it learns from (``recsys.models.update``
+        trains on a batch and a replay sample); default ``split.train``.
         """
         split = split if split is not None else data.split
         if split.train.empty:
             raise DataError("cannot fit a recommender on an empty training set")
         self.vocab = data.vocab
         self.feedback = data.feedback
-        self._seen = interaction_matrix(split.train, data.vocab)
+        self._seen = interaction_matrix(split.train if history is None else history, data.vocab)
         self._item_in_train = np.asarray(self._seen.getnnz(axis=0) > 0)
         start = time.perf_counter()
         facts = self._fit(data, split)

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import keras
 import numpy as np
+import pandas as pd
 
 from recsys.data.preprocess import InteractionSplit, Processed
 from recsys.errors import ConfigError, RecsysError
@@ -67,6 +68,9 @@ class KerasRecommender(Recommender):
     config_class: ClassVar[type[Any]]
     _checkpoint_dir: Path | str | None = None
     """Set by ``fit`` for the duration of one call; ``_train`` hands it to ``fit_model``."""
+    warm_from: Any = None
+    """Set by ``recsys.models.update`` for one ``fit``: a ``WarmSource`` whose weights
+    ``_train`` copies into the freshly built model before training it (a warm start)."""
 
     def __init__(self, config: Any = None, **fields: Any) -> None:
         super().__init__()
@@ -80,6 +84,7 @@ class KerasRecommender(Recommender):
         data: Processed,
         split: InteractionSplit | None = None,
         *,
+        history: pd.DataFrame | None = None,
         checkpoint_dir: Path | str | None = None,
     ) -> TrainResult:
         """Train (see ``Recommender.fit``); with ``checkpoint_dir``, checkpoint every epoch
@@ -87,7 +92,7 @@ class KerasRecommender(Recommender):
         self._check_data(data)
         self._checkpoint_dir = checkpoint_dir
         try:
-            return super().fit(data, split)
+            return super().fit(data, split, history=history)
         finally:
             self._checkpoint_dir = None
 
@@ -167,6 +172,8 @@ class KerasRecommender(Recommender):
         cfg = self.config
         self._model = model
         self._snapshot_cache = None
+        if self.warm_from is not None:
+            self.warm_from.apply(model)
         facts = fit_model(
             model,
             epoch_data,

@@ -116,8 +116,14 @@ def build_features(
     items: pd.DataFrame | None,
     users: pd.DataFrame | None,
     cfg: PreprocessConfig,
+    *,
+    like: ContentFeatures | None = None,
 ) -> ContentFeatures:
     """Fit the genre, token and user-attribute vocabularies on the side tables and encode them.
+
+    ``like``: encode with its vocabularies (genres, tokens, user attributes, title width)
+    instead of fitting new ones: an update keeps its champion's encodings (a new token is out
+    of vocabulary, a new genre or attribute value is ignored) until the next full retrain.
 
     Side-table rows whose id is not in ``vocab`` are ignored (``Vocabulary.build`` includes
     them all).
@@ -131,35 +137,35 @@ def build_features(
             "preprocess.max_title_tokens must be >= 0 and max_vocab_tokens >= 2 (the two "
             f"reserved ids), got {cfg.max_title_tokens} and {cfg.max_vocab_tokens}"
         )
-    genre_names: tuple[str, ...] = ()
-    tokens: tuple[str, ...] = (PAD_TOKEN, OOV_TOKEN)
-    item_genres = np.zeros((vocab.n_items, 0), dtype=np.float32)
-    item_tokens = np.zeros((vocab.n_items, cfg.max_title_tokens), dtype=np.int32)
+    genre_names: tuple[str, ...] = () if like is None else like.genre_names
+    tokens: tuple[str, ...] = (PAD_TOKEN, OOV_TOKEN) if like is None else like.tokens
+    item_genres = np.zeros((vocab.n_items, len(genre_names)), dtype=np.float32)
+    width = cfg.max_title_tokens if like is None else like.max_title_tokens
+    item_tokens = np.zeros((vocab.n_items, width), dtype=np.int32)
     item_year = np.full(vocab.n_items, np.nan, dtype=np.float32)
     if items is not None and len(items):
         items = items.drop_duplicates(ITEM_ID, keep="first")
         rows = vocab.encode_items(items[ITEM_ID].to_numpy())
         items, rows = items.iloc[rows >= 0], rows[rows >= 0]  # rows outside the vocabulary
-        genre_lists = _split_pipes(items[GENRES]) if GENRES in items else pd.Series([], dtype=str)
-        genre_names = tuple(sorted(genre_lists.dropna().unique().tolist()))
+        if like is None:
+            genres = _split_pipes(items[GENRES]) if GENRES in items else pd.Series([], dtype=str)
+            genre_names = tuple(sorted(genres.dropna().unique().tolist()))
         item_genres = np.zeros((vocab.n_items, len(genre_names)), dtype=np.float32)
         if GENRES in items:
             item_genres[rows] = _multi_hot(items[GENRES], genre_names)
         titles = items[TITLE] if TITLE in items else pd.Series([""] * len(items))
         years, words = _title_words(titles, items.get(TEXT))
-        counts = words.dropna().value_counts()
-        ranked = counts.rename_axis("token").reset_index(name="n")
-        ranked = ranked.sort_values(["n", "token"], ascending=[False, True], kind="stable")
-        tokens = (PAD_TOKEN, OOV_TOKEN, *ranked["token"].head(cfg.max_vocab_tokens - 2))
-        item_tokens[rows] = _token_matrix(words, len(items), tokens, cfg.max_title_tokens)
+        if like is None:
+            tokens = _token_vocabulary(words, cfg.max_vocab_tokens)
+        item_tokens[rows] = _token_matrix(words, len(items), tokens, item_tokens.shape[1])
         item_year[rows] = years
-    user_names: tuple[str, ...] = ()
-    user_features = np.zeros((vocab.n_users, 0), dtype=np.float32)
+    user_names: tuple[str, ...] = () if like is None else like.user_feature_names
+    user_features = np.zeros((vocab.n_users, len(user_names)), dtype=np.float32)
     if users is not None:
         users = users.drop_duplicates(USER_ID, keep="first")
         user_rows = vocab.encode_users(users[USER_ID].to_numpy())
         users, user_rows = users.iloc[user_rows >= 0], user_rows[user_rows >= 0]
-        user_names = _user_feature_names(users)
+        user_names = _user_feature_names(users) if like is None else like.user_feature_names
         user_features = np.zeros((vocab.n_users, len(user_names)), dtype=np.float32)
         user_features[user_rows] = _user_one_hot(users, user_names)
     return ContentFeatures(
@@ -167,6 +173,14 @@ def build_features(
         item_tokens=item_tokens, tokens=tokens, item_year=item_year,
         user_features=user_features, user_feature_names=user_names,
     )  # fmt: skip
+
+
+def _token_vocabulary(words: pd.Series, size: int) -> tuple[str, ...]:
+    """The two reserved ids, then the ``size - 2`` most frequent tokens (ties by string)."""
+    counts = words.dropna().value_counts()
+    ranked = counts.rename_axis("token").reset_index(name="n")
+    ranked = ranked.sort_values(["n", "token"], ascending=[False, True], kind="stable")
+    return (PAD_TOKEN, OOV_TOKEN, *ranked["token"].head(size - 2))
 
 
 def _split_pipes(values: pd.Series) -> pd.Series:

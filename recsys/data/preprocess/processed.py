@@ -76,7 +76,11 @@ class Processed:
 
 
 def preprocess(
-    dataset: Dataset, cfg: PreprocessConfig, *, test_pairs: pd.DataFrame | None = None
+    dataset: Dataset,
+    cfg: PreprocessConfig,
+    *,
+    test_pairs: pd.DataFrame | None = None,
+    features_like: ContentFeatures | None = None,
 ) -> Processed:
     """Deduplicate -> implicit -> k-core -> vocabulary -> features -> split.
 
@@ -84,6 +88,8 @@ def preprocess(
       dataset: a validated canonical data set.
       cfg: the ``preprocess`` section of ``params.yaml``.
       test_pairs: ``predefined`` split only: the test set's ``(user_id, item_id)`` pairs.
+      features_like: encode the content features with these vocabularies instead of fitting
+        new ones (``build_features``'s ``like``: an update keeps its champion's encodings).
 
     Raises:
       ConfigError: a split setting the method cannot honour.
@@ -122,7 +128,7 @@ def preprocess(
         )
     vocab = Vocabulary.build(df, dataset.items, dataset.users)
     indexed = index_interactions(df, vocab)
-    features = build_features(vocab, dataset.items, dataset.users, cfg)
+    features = build_features(vocab, dataset.items, dataset.users, cfg, like=features_like)
     splits = split_interactions(indexed, cfg.split, test_pairs=test_pairs)
     stats.update(
         n_interactions=len(indexed),
