@@ -22,6 +22,7 @@ from recsys.config_loader import from_dict, key_path, replace
 from recsys.config_ops import (
     ContainerConfig,
     MonitoringConfig,
+    UpdateConfig,
 )
 from recsys.config_serving import IndexKind, RetrievalConfig, ServingConfig, Storage
 from recsys.errors import ConfigError
@@ -116,6 +117,9 @@ class DataConfig:
     """``csv`` source only: None reads ``data.path`` with the ``data.csv`` mapping; ``auto``
     or a format name (``ml-100k``, ``ml-dat``, ``ml-csv``, ``playcount``, ``csv``, ``parquet``)
     reads it with ``recsys.data.sources.formats`` (side tables detected)."""
+    batches: str = "data/raw/batches"
+    """Batches of new interactions accepted by ``recsys update``, appended to the source in
+    file-name order (``recsys.data.sources.load_source``), so a full retrain has them too."""
 
 
 @dataclass(frozen=True)
@@ -307,9 +311,10 @@ class Params:
     tuning: TuningConfig = field(default_factory=TuningConfig)
     container: ContainerConfig = field(default_factory=ContainerConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
 
 
-OPTIONAL_SECTIONS: tuple[str, ...] = ("container", "monitoring")
+OPTIONAL_SECTIONS: tuple[str, ...] = ("container", "monitoring", "update")
 """Sections added after parameter files were in use: left out, they take the defaults."""
 SECTIONS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(Params) if f.name not in OPTIONAL_SECTIONS

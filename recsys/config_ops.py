@@ -77,3 +77,30 @@ class MonitoringConfig:
     def __post_init__(self) -> None:
         if self.cooldown_s < 0:
             raise ValueError("cooldown_s must be >= 0")
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """``recsys update`` (recsys/update.py): a challenger from the champion and a batch of new
+    interactions without a full retrain, and when a full retrain is due instead."""
+
+    epochs: int = 2
+    """Warm-start epochs over the batch and its replay sample (Keras models)."""
+    replay: float = 1.0
+    """Old training rows replayed per batch row."""
+    incoming: str = "data/incoming"
+    """Where batches arrive (``new_raw_data_sensor`` starts ``update_job`` for each file)."""
+    max_age_hours: float = 168.0
+    """A full retrain is due when the champion's last full training is older than this."""
+    max_updates: int = 24
+    """... or when this many updates have been chained onto it."""
+    full_on_drift: bool = True
+    """... or when the batch moves the data past ``validation.drift``'s tolerances."""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if not 0 <= self.replay <= 100:
+            raise ValueError(f"replay must be in [0, 100], got {self.replay}")
+        if self.max_age_hours <= 0 or self.max_updates < 1:
+            raise ValueError("max_age_hours must be > 0 and max_updates >= 1")

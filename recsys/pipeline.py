@@ -163,6 +163,12 @@ def _save_with_summary(
     return summary
 
 
+def save_candidate(model: Recommender, family: str, processed_dir: Path, out: Path) -> TrainSummary:
+    """Save a model trained outside ``train_candidate`` (``recsys update``'s) as the pipeline
+    saves a candidate: its directory and ``train.json``, atomically together."""
+    return _save_with_summary(model, family, {}, Path(processed_dir), Path(out))
+
+
 def compose_candidate(
     ranker_dir: Path, retriever_dir: Path, processed_dir: Path, out: Path, params: Params
 ) -> TrainSummary:
@@ -318,12 +324,13 @@ def two_stage_report(
     the ANN's recall@M against exact retrieval, M and the index kind."""
     ranker, retriever = model.parts()
     full = score_topk(ranker, data, ks, n_boot, seed)
+    known = user_ids[model.known_users(user_ids)]  # a champion scored on newer data
     return {
         "ranker": ranker.name,
         "retriever": retriever.name,
         "rerank_top": model.config.rerank_top,
         "index": model.index.kind,
-        "recall@M": model.retrieval_recall(user_ids),
+        "recall@M": model.retrieval_recall(known),
         "ranker_metrics": {k: float(v) for k, v in full.metrics.items()},
     }
 

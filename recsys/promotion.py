@@ -124,7 +124,8 @@ def register_candidate(
         metadata={
             MODEL_FINGERPRINT: fingerprint,
             "family": report.get("family"),
-            "fit_seconds": fit_seconds,
+            # BentoML metadata holds no None: an unmeasured fit is left out
+            **({} if fit_seconds is None else {"fit_seconds": fit_seconds}),
         },
         home=home,
     )
@@ -184,6 +185,7 @@ def gate_candidates(
     work_dir: Path,
     families: Sequence[str] | None = None,
     timings_dir: Path | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> GateOutcome:
     """Register every served ranking, gate the best one against the champion (re-evaluated on
     the same split, the challenger's latency measured now), record the decision in
@@ -195,6 +197,7 @@ def gate_candidates(
       work_dir: where the champion's evaluation and the decision are written.
       timings_dir: the pipeline's timing records (``recsys.timings``): the fit seconds of
         each candidate and the p99 latency of those not measured here, where recorded.
+      context: recorded with the decision (``GateDecision.context``; ``recsys update``'s).
     """
     from recsys.serving import store
 
@@ -266,7 +269,9 @@ def gate_candidates(
         champion_dir = store.model_path(champion_tag, home=registry.home)
         raw = evaluate_candidate(champion_dir, processed_dir, path)
         champion_eval = ModelEvaluation.from_dict(raw, str(path), tag=champion_tag)
-    decision = decide(challenger, champion_eval, params.gate)
+    decision = dataclasses.replace(
+        decide(challenger, champion_eval, params.gate), context=dict(context or {})
+    )
     decision_file = Path(work_dir) / "decision.json"
     io.write_json(decision.to_dict(), decision_file)
     registry.record_decision(decision)

@@ -6,10 +6,10 @@ its traceback.
 
 One module per command group: ``data`` (prepare, validate, preprocess, download, docs),
 ``models`` (benchmark, train, evaluate, compose), ``registry`` (gate, gate-candidates,
-champion, promote, rollback) and ``serving`` (bento build, bento validate, serve); ``common``
-holds the options they share. A command's help is its handler's docstring: the first line
-is its line in ``recsys --help``, the rest the description of ``recsys COMMAND --help``. This
-module assembles the parser and runs a command.
+champion, promote, rollback), ``update`` and ``serving`` (bento build, bento validate,
+serve); ``common`` holds the options they share. A command's help is its handler's
+docstring: the first line is its line in ``recsys --help``, the rest the description of
+``recsys COMMAND --help``. This module assembles the parser and runs a command.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Sequence
 
 from recsys import __version__
-from recsys.cli import data, models, registry, serving, tune
+from recsys.cli import data, models, registry, serving, tune, update
 from recsys.cli.common import (
     DEFAULT_PARAMS,
     DEFAULT_REGISTRY,
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_benchmark_parser(commands)
     tune.add_parsers(commands)
     registry.add_parsers(commands)
+    update.add_parsers(commands)
     models.add_parsers(commands)
     registry.add_gate_candidates_parser(commands)
     serving.add_parsers(commands)

@@ -30,6 +30,7 @@ from recsys.evaluation.results import RatingResult as RatingResult
 from recsys.evaluation.results import TopKResult as TopKResult
 from recsys.evaluation.results import summarize
 from recsys.models.base import Recommender
+from recsys.models.ranking import top_k
 from recsys.schema import (
     INT_IDS,
     ITEM_ID,
@@ -70,6 +71,11 @@ def evaluate_topk(
     ``train`` must be what the model was fitted on. Test items absent from train stay in the
     denominators (n_u), as PROTOCOL.md requires.
 
+    A model scored on data newer than its own (the champion against an update's challenger)
+    is scored as it would serve: a user it does not know gets its popularity ranking (the
+    service's cold-start answer) without their ``train`` items, and an item it does not know
+    is never ranked (a miss when it is relevant).
+
     Args:
       model: a fitted recommender.
       train: [n, >= 2] interactions with ``user_id``, ``item_id``.
@@ -93,13 +99,22 @@ def evaluate_topk(
     if not len(users):
         raise DataError("no test user has a training interaction: nothing to evaluate")
     start = time.perf_counter()
-    # Never ask for more items than there are candidates; pad to ``length`` here instead.
-    asked = min(length, len(candidates))
-    got_ids, got_scores = model.recommend(users, k=asked, exclude_seen=True, candidates=candidates)
-    seconds = time.perf_counter() - start
     item_ids = pad_ids((len(users), length), id_kind(candidates))
     scores = np.full((len(users), length), -np.inf, dtype=np.float32)
-    item_ids[:, :asked], scores[:, :asked] = got_ids, got_scores
+    known = model.known_users(users)
+    rankable = candidates[model.known_items(candidates)]
+    # Never ask for more items than there are candidates; pad to ``length`` here instead.
+    asked = min(length, len(rankable))
+    if known.any() and asked:
+        got_ids, got_scores = model.recommend(
+            users[known], k=asked, exclude_seen=True, candidates=rankable
+        )
+        item_ids[known, :asked], scores[known, :asked] = got_ids, got_scores
+    if not known.all() and asked:
+        cold = users[~known]
+        got_ids, got_scores = popularity_lists(model, rankable, cold, train, asked)
+        item_ids[~known, :asked], scores[~known, :asked] = got_ids, got_scores
+    seconds = time.perf_counter() - start
     rows = np.searchsorted(users, test_users)
     evaluated = rows < len(users)
     evaluated[evaluated] = users[rows[evaluated]] == test_users[evaluated]
@@ -114,6 +129,27 @@ def evaluate_topk(
         user_ids=users, item_ids=item_ids, scores=scores,
         ks=ks, n_items=len(candidates), recommend_seconds=round(seconds, 4),
     )  # fmt: skip
+
+
+def popularity_lists(
+    model: Recommender, items: np.ndarray, users: np.ndarray, train: pd.DataFrame, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """([n, k] raw ids, [n, k] scores): ``items`` (known to ``model``) by its training
+    popularity for each of ``users`` (unknown to it), their ``train`` items removed."""
+    popularity = model.item_popularity()[model.encode_items(items)].astype(np.float32)
+    scores = np.broadcast_to(popularity, (len(users), len(items))).copy()
+    mine = train[np.isin(id_array(train[USER_ID]), users)]
+    rows = np.searchsorted(users, id_array(mine[USER_ID]))
+    cols = np.searchsorted(items, id_array(mine[ITEM_ID]))
+    found = cols < len(items)
+    found[found] = items[cols[found]] == id_array(mine[ITEM_ID])[found]
+    scores[rows[found], cols[found]] = -np.inf
+    top = top_k(scores, k)
+    best = np.take_along_axis(scores, top, axis=1)
+    ids = items[top]
+    if np.isneginf(best).any():  # a user who has seen nearly everything: pad, as recommend does
+        ids = np.where(np.isneginf(best), pad_ids(ids.shape, id_kind(items)), ids)
+    return ids, best
 
 
 def evaluate_loo(

@@ -48,6 +48,9 @@ class GateDecision:
     reasons: tuple[Reason, ...]
     config: dict[str, Any] = field(default_factory=dict)
     """The ``GateConfig`` applied (JSON-ready), so the record is self-contained."""
+    context: dict[str, Any] = field(default_factory=dict)
+    """How the challenger came to be, when not by a full run: ``update`` (``recsys update``:
+    incremental, from which champion, on which data versions)."""
 
     @property
     def passed(self) -> bool:
@@ -66,6 +69,12 @@ class GateDecision:
         verdict = "PROMOTE" if self.promote else "REJECT"
         against = f"champion {self.champion}" if self.champion else "no champion"
         lines = [f"gate: {verdict} {self.challenger} (against {against})"]
+        update = self.context.get("update")
+        if update:
+            lines.append(
+                f"  incremental update of {update['from_champion']}: data "
+                f"{update['data_versions']['champion']} -> {update['data_versions']['new']}"
+            )
         lines += [f"  {r.line()}" for r in self.reasons]
         return "\n".join(lines)
 
@@ -78,6 +87,7 @@ class GateDecision:
             "split_fingerprint": self.split_fingerprint,
             "reasons": [dataclasses.asdict(r) for r in self.reasons],
             "config": self.config,
+            **({"context": self.context} if self.context else {}),
         }
 
     @classmethod
@@ -92,6 +102,7 @@ class GateDecision:
                 split_fingerprint=raw["split_fingerprint"],
                 reasons=tuple(Reason(**r) for r in raw["reasons"]),
                 config=dict(raw.get("config") or {}),
+                context=dict(raw.get("context") or {}),
             )
         if not isinstance(decision.promote, bool) or not isinstance(decision.challenger, str):
             raise DataError("malformed gate decision: 'promote' or 'challenger'", where=where)

@@ -52,6 +52,7 @@ __all__ = [
     "UpdateSettings",
     "Updated",
     "WarmSource",
+    "trained_pairs",
     "transfer_weights",
     "unseen_rows",
     "update_model",
@@ -205,6 +206,15 @@ def unseen_rows(champion: Recommender, rows: pd.DataFrame) -> np.ndarray:
         history = champion._seen_matrix()
         seen[known] = np.asarray(history[users[known], items[known]]).ravel() > 0
     return ~seen
+
+
+def trained_pairs(model: Recommender) -> pd.DataFrame:
+    """The (``user_id``, ``item_id``) raw-id pairs ``model`` trained on (its history)."""
+    vocab = model.vocab
+    if vocab is None:
+        raise ConfigError(f"the {model.name} model is not trained", fix="load it first")
+    seen = model._seen_matrix().tocoo()
+    return pd.DataFrame({USER_ID: vocab.user_ids[seen.row], ITEM_ID: vocab.item_ids[seen.col]})
 
 
 def update_model(champion: Recommender, data: Processed, settings: UpdateSettings) -> Updated:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,7 +32,7 @@ from recsys.models.update import (
     unseen_rows,
     update_model,
 )
-from recsys.schema import ITEM_ID, TIMESTAMP, USER_ID
+from recsys.schema import ITEM_ID, TIMESTAMP, USER_ID, Dataset
 from recsys.train import to_numpy
 
 CFG = PreprocessConfig(
@@ -190,3 +191,50 @@ def test_features_keep_the_champions_vocabularies() -> None:
     features = build_features(new.vocab, renamed, None, CFG, like=old.features)
     assert features.tokens == old.features.tokens
     assert (features.item_tokens == OOV_ID).any()
+
+
+def test_accepted_batches_join_the_source_in_name_order(tmp_path: Path) -> None:
+    from recsys.config import DataConfig
+    from recsys.data import sources
+    from recsys.data.sources.batches import batch_files, write_batch
+
+    cfg = DataConfig(synthetic=SyntheticConfig(n_interactions=1000, seed=2))
+    base = sources.read_source(cfg)
+    assert base.items is not None
+    rows = base.interactions.iloc[:3].assign(user_id=[900001, 900002, 900001])
+    new_item = base.items.iloc[:1].assign(item_id=990001, title="A New One (2020)")
+    second = rows.iloc[:1].assign(item_id=990001, timestamp=rows["timestamp"].iloc[0] + 1)
+    write_batch(Dataset(second, new_item, None), tmp_path / "b", "2-second")
+    write_batch(Dataset(rows, None, None), tmp_path / "b", "1-first")
+    assert [p.name for p in batch_files(tmp_path / "b")] == ["1-first.parquet", "2-second.parquet"]
+    merged = sources.load_source(dataclasses.replace(cfg, batches=str(tmp_path / "b")))
+    assert len(merged.interactions) == len(base.interactions) + 4
+    tail = merged.interactions.iloc[-4:]
+    assert tail[USER_ID].tolist() == [900001, 900002, 900001, 900001]
+    assert tail[ITEM_ID].iloc[-1] == 990001
+    assert merged.items is not None and 990001 in set(merged.items[ITEM_ID])
+    # without the directory, the source alone
+    alone = sources.load_source(dataclasses.replace(cfg, batches=str(tmp_path / "none")))
+    assert len(alone.interactions) == len(base.interactions)
+
+
+def test_a_model_scored_on_newer_data_serves_unknown_users_by_popularity() -> None:
+    """The gate scores the champion on an update's split: a user it does not know gets its
+    popularity ranking without their training items, an item it does not know is a miss."""
+    from recsys.evaluation.evaluate import evaluate_topk
+
+    old, new = old_and_new()
+    champion = EASE(l2=10.0)
+    champion.fit(old)
+    result = evaluate_topk(champion, new.split.train, new.split.test, ks=(10,), n_boot=10)
+    newcomers = result.user_ids[~champion.known_users(result.user_ids)]
+    assert len(newcomers)
+    popular = champion.item_popularity()
+    for user in newcomers:
+        row = int(np.searchsorted(result.user_ids, user))
+        listed = result.item_ids[row]
+        mine = set(new.split.train[new.split.train[USER_ID] == user][ITEM_ID])
+        assert not mine & set(listed.tolist())
+        assert champion.known_items(listed).all()
+        counts = popular[champion.encode_items(listed)]
+        assert (np.diff(counts) <= 0).all()  # most popular first

@@ -81,9 +81,15 @@ def recsys(*argv: str | Path) -> int:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """Every pipeline command, in the order the Dagster job runs them, on the shop's log."""
-    root = tmp_path_factory.mktemp("shop-project")
-    home, params = root / "bentoml", root / "params.yaml"
     mp = pytest.MonkeyPatch()
+    yield run_pipeline(tmp_path_factory.mktemp("shop-project"), mp)
+    mp.undo()
+
+
+def run_pipeline(root: Path, mp: pytest.MonkeyPatch) -> Project:
+    """The shop's project in ``root`` through every pipeline command (``BENTOML_HOME`` set to
+    its ``bentoml`` directory with ``mp``)."""
+    home, params = root / "bentoml", root / "params.yaml"
     mp.setenv("BENTOML_HOME", str(home))
     params.write_text(yaml.safe_dump(project_params(log_dir(root / "raw"))))
     p = ["--params", params]
@@ -114,8 +120,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
                   "--registry", registry, "--out", build_file, "--reuse") == 0  # fmt: skip
     build = json.loads(build_file.read_text())
     assert build["champion"] == outcome["challenger"]
-    yield Project(root, home, build["champion"], build["catalogue"], build["bento"])
-    mp.undo()
+    return Project(root, home, build["champion"], build["catalogue"], build["bento"])
 
 
 @pytest.fixture(scope="module")

@@ -87,6 +87,7 @@ __all__ = [
     "read_ml_csv_ratings",
     "read_movielens",
     "read_ratings_file",
+    "read_source",
 ]
 
 SyntheticGenerator = Callable[[SyntheticConfig], Dataset]
@@ -99,7 +100,26 @@ def load_source(
     *,
     synthetic_generate: SyntheticGenerator | None = None,
 ) -> Dataset:
-    """Read the configured source (``cfg.source``) into a canonical ``Dataset``.
+    """Read the configured source (``cfg.source``) into a canonical ``Dataset``, with every
+    batch ``recsys update`` accepted (``cfg.batches``, ``recsys.data.sources.batches``)
+    appended.
+
+    Args: as ``read_source``.
+    """
+    from recsys.data.sources.batches import append_batches
+
+    dataset = read_source(cfg, path, synthetic_generate=synthetic_generate)
+    return append_batches(dataset, cfg.batches) if cfg.batches else dataset
+
+
+def read_source(
+    cfg: DataConfig,
+    path: Path | str | None = None,
+    *,
+    synthetic_generate: SyntheticGenerator | None = None,
+) -> Dataset:
+    """Read the configured source (``cfg.source``) into a canonical ``Dataset``, without the
+    accepted batches.
 
     Args:
       cfg: the ``data`` section of ``params.yaml``.
