@@ -23,9 +23,10 @@ from orchestration.defs.checks import (
     check_bento_deployable,
     check_metric_gate,
     check_raw_interactions,
+    check_update_bento,
 )
 from orchestration.defs.eval_assets import build_model_metrics, evaluate_stage
-from orchestration.defs.jobs import training_job
+from orchestration.defs.jobs import training_job, update_job
 from orchestration.defs.model_assets import build_model_assets, model_asset_name, train_stage
 from orchestration.defs.promotion_assets import (
     GATE_CODE,
@@ -43,6 +44,7 @@ from orchestration.defs.sensors import (
 from orchestration.defs.served_assets import served_rankings, twostage_stage
 from orchestration.defs.serving_assets import BENTO_CODE, bento_image, recommender_bento
 from orchestration.defs.tuning_assets import TUNE_STAGE, tuned_settings
+from orchestration.defs.update_assets import UPDATE_CODE, incremental_update
 from recsys import candidates
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +61,12 @@ def automation_enabled(value: str | None) -> bool:
     return text in _ON
 
 
-ASSET_CHECKS = (check_raw_interactions, check_metric_gate, check_bento_deployable)
+ASSET_CHECKS = (
+    check_raw_interactions,
+    check_metric_gate,
+    check_bento_deployable,
+    check_update_bento,
+)
 
 
 def asset_code(families: Sequence[str]) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -77,6 +84,7 @@ def asset_code(families: Sequence[str]) -> dict[str, tuple[tuple[str, ...], tupl
         "champion_model": ((), PROMOTE_CODE),
         "recommender_bento": ((), BENTO_CODE),
         "bento_image": ((), BENTO_CODE),
+        "incremental_update": ((), UPDATE_CODE),
     }
 
 
@@ -111,6 +119,7 @@ def build_assets(
         champion_model,
         recommender_bento,
         bento_image,
+        incremental_update,
     ]
     return assets if dvc is None else with_code_versions(assets, dvc, families)
 
@@ -124,7 +133,7 @@ def build_definitions(root: Path | str = REPO_ROOT, *, automation: bool = False)
     return dg.Definitions(
         assets=build_assets(families, dvc),
         asset_checks=list(ASSET_CHECKS),
-        jobs=[training_job],
+        jobs=[training_job, update_job],
         schedules=[build_nightly_training_schedule(automation)],
         sensors=[
             build_new_raw_data_sensor(automation),

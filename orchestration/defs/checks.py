@@ -127,6 +127,26 @@ def check_bento_deployable(
 ) -> dg.AssetCheckResult:
     """Infra validation: the bento serves on 127.0.0.1, answers /readyz and sample requests
     (``recsys bento validate``); only then is it marked deployable in the registry."""
+    return validate_bento(context, dvc)
+
+
+@dg.asset_check(asset="incremental_update", blocking=True)
+def check_update_bento(
+    context: dg.AssetCheckExecutionContext, dvc: DvcProject
+) -> dg.AssetCheckResult:
+    """The promoted update's bento passes the same infra validation as a full run's before it
+    is marked deployable (the blue/green front then switches to it)."""
+    from recsys.data import io
+
+    outcome_file = dvc.path / "reports" / "update" / "latest.json"
+    outcome = io.read_json(outcome_file) if outcome_file.is_file() else {}
+    if not outcome.get("promoted"):
+        return dg.AssetCheckResult(passed=True, metadata={"bento": "none: nothing promoted"})
+    return validate_bento(context, dvc)
+
+
+def validate_bento(context: dg.AssetCheckExecutionContext, dvc: DvcProject) -> dg.AssetCheckResult:
+    """``recsys bento validate`` on the bento of the handoff file, once per bento."""
     from recsys.data import io
 
     handoff = read_bento_handoff(dvc)

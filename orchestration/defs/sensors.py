@@ -9,11 +9,15 @@ from typing import Any
 
 import dagster as dg
 
-from orchestration.defs.jobs import training_job
+from orchestration.defs.jobs import training_job, update_job
 from orchestration.defs.resources import DvcProject
 
 IGNORED = frozenset({"README.md", ".gitignore"})
 """Files in data/raw that are not data."""
+ACCEPTED_BATCHES = "batches"
+"""data/raw/batches: batches ``recsys update`` accepted; not a trigger (a full run reads them)."""
+BATCH_SUFFIXES = frozenset({"csv", "tsv", "parquet", "dat", "data"})
+UPDATE_OUTCOME = Path("reports") / "update" / "latest.json"
 FAILURES_DIR = Path("reports") / "failures"
 
 
@@ -23,9 +27,12 @@ def raw_files(raw_dir: Path) -> dict[str, list[float]]:
         return {}
     out = {}
     for f in sorted(raw_dir.rglob("*")):
+        relative = f.relative_to(raw_dir).as_posix()
+        if relative.startswith(f"{ACCEPTED_BATCHES}/"):
+            continue
         if f.is_file() and f.name not in IGNORED and not f.name.startswith("."):
             st = f.stat()
-            out[f.relative_to(raw_dir).as_posix()] = [st.st_size, st.st_mtime]
+            out[relative] = [st.st_size, st.st_mtime]
     return out
 
 
@@ -44,29 +51,96 @@ def _training_sensor(name: str, every_s: int, running: bool, fn: Any) -> dg.Sens
 
 
 def build_new_raw_data_sensor(running: bool = False) -> dg.SensorDefinition:
-    return _training_sensor("new_raw_data_sensor", 30, running, _new_raw_data)
+    return dg.sensor(
+        name="new_raw_data_sensor",
+        jobs=[training_job, update_job],
+        minimum_interval_seconds=30,
+        default_status=_status(running),
+    )(_new_raw_data)
 
 
 def _new_raw_data(
     context: dg.SensorEvaluationContext, dvc: DvcProject
 ) -> dg.SensorResult | dg.SkipReason:
-    """Start the pipeline when a raw data file lands in (or changes in) data/raw.
+    """Start a run for new data:
 
-    The first evaluation only records what is there; the cursor keeps the file listing.
-    """
-    current = raw_files(dvc.path / "data" / "raw")
-    cursor = json.dumps(current, sort_keys=True)
+    - a data file lands in (or changes in) data/raw: the full ``training_job``;
+    - a batch lands in ``update.incoming`` (``<name>.csv``/``.tsv``/``.parquet``, with
+      optional ``<name>.items.*`` / ``<name>.users.*`` side rows): ``update_job`` on it, one
+      run per batch in name order (``recsys update`` decides between an update and a full
+      retrain, and keeps the batch in data/raw/batches either way);
+    - the last update said a full retrain is due (reports/update/latest.json): ``training_job``.
+
+    The first evaluation only records what is there; the cursor keeps the file listings and
+    the time of the last update outcome handled."""
+    raw = raw_files(dvc.path / "data" / "raw")
+    where = incoming_dir(dvc)
+    incoming = raw_files(dvc.path / where)
+    outcome_file = dvc.path / UPDATE_OUTCOME
+    outcome_at = outcome_file.stat().st_mtime if outcome_file.is_file() else 0.0
+    state = {"raw": raw, "incoming": incoming, "outcome_at": outcome_at}
+    cursor = json.dumps(state, sort_keys=True)
     if context.cursor is None:
         return dg.SensorResult(skip_reason="baseline recorded", cursor=cursor)
     previous = json.loads(context.cursor)
-    changed = sorted(k for k, v in current.items() if previous.get(k) != v)
-    if not changed:
-        return dg.SkipReason("no new raw data file")
+    if "raw" not in previous:  # a cursor of an earlier version: the raw listing alone
+        previous = {"raw": previous, "incoming": {}, "outcome_at": outcome_at}
     key = hashlib.sha256(cursor.encode()).hexdigest()[:16]
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=key, tags={"recsys/new-raw-files": ",".join(changed)})],
-        cursor=cursor,
-    )
+    requests = []
+    changed = sorted(k for k, v in raw.items() if previous["raw"].get(k) != v)
+    if changed:
+        tags = {"recsys/new-raw-files": ",".join(changed)[:200]}
+        requests.append(dg.RunRequest(run_key=f"raw-{key}", job_name=training_job.name, tags=tags))
+    for batch in new_batches(incoming, previous.get("incoming", {})):
+        config = {role: f"{where}/{name}" if name else "" for role, name in batch.items()}
+        requests.append(
+            dg.RunRequest(
+                run_key=f"batch-{key}-{batch['batch']}",
+                job_name=update_job.name,
+                run_config={"ops": {"incremental_update": {"config": config}}},
+                tags={"recsys/batch": batch["batch"]},
+            )
+        )
+    if outcome_at > float(previous.get("outcome_at") or 0.0) and not changed:
+        outcome = json.loads(outcome_file.read_text())
+        if outcome.get("mode") == "full":
+            reasons = "; ".join(outcome.get("reasons") or [])
+            tags = {"recsys/trigger": "update: full retrain due", "recsys/reasons": reasons[:200]}
+            requests.append(
+                dg.RunRequest(run_key=f"full-{key}", job_name=training_job.name, tags=tags)
+            )
+    if not requests:
+        if cursor == context.cursor:
+            return dg.SkipReason("no new raw data file or batch")
+        return dg.SensorResult(skip_reason="no new raw data file or batch", cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+def incoming_dir(dvc: DvcProject) -> str:
+    """``update.incoming`` of the project's params (the default without a params file)."""
+    from recsys.config_ops import UpdateConfig
+
+    if not (dvc.path / dvc.params_file).is_file():
+        return UpdateConfig().incoming
+    return dvc.params().update.incoming
+
+
+def new_batches(current: dict[str, Any], previous: dict[str, Any]) -> list[dict[str, str]]:
+    """The batches of ``update.incoming`` that are new or changed since ``previous``: each an
+    interaction file and its side files (``<name>.items.*``, ``<name>.users.*``), relative."""
+    out = []
+    for name in sorted(current):
+        stem, _, suffix = name.rpartition(".")
+        if suffix not in BATCH_SUFFIXES or stem.endswith((".items", ".users")):
+            continue
+        if previous.get(name) == current[name]:
+            continue
+        side = {
+            role: next((n for n in current if n.startswith(f"{stem}.{role}.")), "")
+            for role in ("items", "users")
+        }
+        out.append({"batch": name, **side})
+    return out
 
 
 new_raw_data_sensor = build_new_raw_data_sensor()

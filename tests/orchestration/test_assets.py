@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -41,7 +43,8 @@ def materialize(root: Path) -> dg.ExecuteInProcessResult:
         # The bento needs a two-tower retriever (TensorFlow) and a served round trip: the
         # serving tests cover build and infra validation; here everything up to the champion.
         selection=dg.AssetSelection.all()
-        - dg.AssetSelection.assets("recommender_bento", "bento_image"),
+        - dg.AssetSelection.assets("recommender_bento", "bento_image")
+        - dg.AssetSelection.groups("update"),
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
@@ -237,3 +240,53 @@ def test_bento_image_is_opt_in_and_says_why_it_built_nothing(project: Path, firs
     assert meta["built"] is False
     assert "container.enabled" in str(meta["reason"])
     assert not (project / "reports" / "bento" / "image.json").exists()
+
+
+def test_the_update_job_gates_a_batch_without_a_full_retrain(project: Path, first_run) -> None:
+    """Issue 19: ``incremental_update`` (update_job) on a batch of a new user's interactions:
+    EASE and popularity fold the user in, BPR is refitted; the challenger is gated against
+    the champion and, here, rejected (a gain floor no model meets), so the champion stays and
+    no bento is built; the materialization and the recorded decision say what was done."""
+    from orchestration.defs.jobs import update_job
+    from orchestration.defs.update_assets import incremental_update
+
+    assert first_run.success
+    copy = project.parent / "update"
+    shutil.copytree(project, copy, symlinks=True)
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    params["gate"]["min_gain"] = 0.99  # the challenger is rejected: no bento to build here
+    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    log = pd.read_csv(copy / RAW_FILE)
+    items = log["item_id"].value_counts().index[:12]
+    t = int(log["timestamp"].max()) + 60
+    batch = pd.DataFrame(
+        {"user_id": 990001, "item_id": items, "rating": 4.0, "timestamp": t + np.arange(12)}
+    )
+    (copy / "data" / "incoming").mkdir(parents=True)
+    batch.to_csv(copy / "data" / "incoming" / "b1.csv", index=False)
+    champion = copy / "data" / "registry" / "champion.json"
+    before = champion.read_bytes()
+    dvc = DvcProject(root=str(copy))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENTOML_HOME", str(project.parent / "bentoml"))
+        result = dg.materialize(
+            [incremental_update, *ASSET_CHECKS],
+            resources={"dvc": dvc},
+            selection=update_job.selection,
+            run_config={
+                "ops": {"incremental_update": {"config": {"batch": "data/incoming/b1.csv"}}}
+            },
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+    assert result.success
+    assert checks(result) == {"check_update_bento": True}
+    mats = materialized(result)["incremental_update"]
+    assert mats["mode"] == "incremental" and mats["promoted"] is False
+    assert "REJECT" in str(mats["decision"]) and "incremental update of" in str(mats["decision"])
+    methods = {name: m["method"] for name, m in mats["models"].items()}  # type: ignore[attr-defined]
+    assert methods["bpr"] == "refit" and set(methods.values()) <= {"fold_in", "refit"}
+    assert champion.read_bytes() == before
+    kept = list((copy / "data" / "raw" / "batches").glob("*.parquet"))
+    assert len(kept) == 1  # the batch is accepted: the next full run learns from it
+    assert (copy / "data" / "raw" / "batches.dvc").is_file()  # and versioned with DVC

@@ -36,11 +36,15 @@ def test_repository_definitions_load() -> None:
     expected = {
         "raw_interactions", "prepared_interactions", "processed_interactions",
         "tuned_settings", "model_metrics", "served_rankings", "gate_decision", "champion_model",
-        "recommender_bento", "bento_image", *(f"{f}_model" for f in families),
+        "recommender_bento", "bento_image", "incremental_update",
+        *(f"{f}_model" for f in families),
     }  # fmt: skip
     assert keys == expected
     job = defs.resolve_job_def("training_job")
     assert job.executor_def is dg.in_process_executor
+    assert dg.AssetKey("incremental_update") not in job.asset_layer.selected_asset_keys
+    update = defs.resolve_job_def("update_job")
+    assert update.asset_layer.selected_asset_keys == {dg.AssetKey("incremental_update")}
     assert defs.resolve_schedule_def("nightly_training_schedule").cron_schedule == "0 2 * * *"
     assert {s.name for s in defs.get_repository_def().sensor_defs} == {
         "new_raw_data_sensor",
@@ -52,7 +56,12 @@ def test_repository_definitions_load() -> None:
 def test_checks_block_and_dvc_steps_share_one_pool() -> None:
     graph = defs.resolve_asset_graph()
     checks = {k.name: graph.get_check_spec(k) for k in graph.asset_check_keys}
-    assert set(checks) == {"check_raw_interactions", "check_metric_gate", "check_bento_deployable"}
+    assert set(checks) == {
+        "check_raw_interactions",
+        "check_metric_gate",
+        "check_bento_deployable",
+        "check_update_bento",
+    }
     assert all(spec.blocking for spec in checks.values())
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
@@ -86,7 +95,38 @@ def test_new_raw_file_sensor(tmp_path: Path) -> None:
     (raw / "plays.csv").write_text("user_id,item_id\n1,2\n")
     landed = sensors.new_raw_data_sensor(dg.build_sensor_context(cursor=first.cursor), dvc=dvc)
     assert isinstance(landed, dg.SensorResult) and len(landed.run_requests or []) == 1
-    assert "plays.csv" in json.loads(landed.cursor or "{}")
+    assert "plays.csv" in json.loads(landed.cursor or "{}")["raw"]
+
+
+def test_new_batches_start_updates_and_a_due_full_retrain_starts_training(tmp_path: Path) -> None:
+    """A batch in data/incoming (with its side rows) starts update_job on it; the batches an
+    update keeps in data/raw/batches start nothing; an update that says a full retrain is
+    due starts training_job."""
+    incoming, kept = tmp_path / "data" / "incoming", tmp_path / "data" / "raw" / "batches"
+    incoming.mkdir(parents=True)
+    kept.mkdir(parents=True)
+    dvc = DvcProject(root=str(tmp_path))
+    first = sensors.new_raw_data_sensor(dg.build_sensor_context(cursor=None), dvc=dvc)
+    assert isinstance(first, dg.SensorResult) and not first.run_requests
+    (incoming / "b1.csv").write_text("user_id,item_id,rating,timestamp\n1,2,5,1\n")
+    (incoming / "b1.items.csv").write_text("item_id,title\n2,x\n")
+    (kept / "20261208T000000Z-u0.parquet").write_bytes(b"kept")
+    landed = sensors.new_raw_data_sensor(dg.build_sensor_context(cursor=first.cursor), dvc=dvc)
+    assert isinstance(landed, dg.SensorResult)
+    (request,) = landed.run_requests or []
+    assert request.job_name == "update_job"
+    config = request.run_config["ops"]["incremental_update"]["config"]
+    assert config == {"batch": "data/incoming/b1.csv", "items": "data/incoming/b1.items.csv",
+                      "users": ""}  # fmt: skip
+    again = sensors.new_raw_data_sensor(dg.build_sensor_context(cursor=landed.cursor), dvc=dvc)
+    assert isinstance(again, dg.SkipReason)
+    outcome = tmp_path / sensors.UPDATE_OUTCOME
+    outcome.parent.mkdir(parents=True)
+    outcome.write_text(json.dumps({"mode": "full", "reasons": ["the champion is 170.0 h old"]}))
+    due = sensors.new_raw_data_sensor(dg.build_sensor_context(cursor=landed.cursor), dvc=dvc)
+    assert isinstance(due, dg.SensorResult)
+    (full,) = due.run_requests or []
+    assert full.job_name == "training_job" and "170.0 h" in full.tags["recsys/reasons"]
 
 
 def automation_statuses(defs: dg.Definitions) -> dict[str, str]:
@@ -226,14 +266,18 @@ def test_code_version_changes_with_the_code_of_its_stage(tmp_path: Path) -> None
     with (tmp_path / "recsys" / "data" / "validation_suites.py").open("a") as fh:
         fh.write("\n# changed\n")
     after = code_versions(tmp_path)
-    assert {k for k in before if after[k] != before[k]} == {"prepared_interactions"}
+    # validation runs in prepare and in `recsys update` (the update asset, no DVC stage)
+    assert {k for k in before if after[k] != before[k]} == {
+        "prepared_interactions",
+        "incremental_update",
+    }
 
     before = after
     with (tmp_path / "recsys" / "models" / "base.py").open("a") as fh:
         fh.write("\n# changed\n")
     after = code_versions(tmp_path)
-    # the training stages, the stages composing served rankings and tuning depend on
-    # recsys/models
+    # the training stages, the stages composing served rankings, tuning and the update
+    # depend on recsys/models
     assert {k for k in before if after[k] != before[k]} == {
-        "mostpop_model", "bpr_model", "served_rankings", "tuned_settings",
+        "mostpop_model", "bpr_model", "served_rankings", "tuned_settings", "incremental_update",
     }  # fmt: skip
