@@ -13,8 +13,7 @@ vocabulary may be re-indexed freely between the two. What it does, by model:
   starts at the mean of the champion's rows; the towers of the two-tower, content and hybrid
   models add the item's content features and the user's history, so a new item is placed by
   what it is and a new user by what they did. Then ``settings.epochs`` epochs, with a fresh
-  optimizer at the configured learning rate, no weight decay (it would shrink the rows the
-  update does not touch) and no early stopping, on the batch plus a replay
+  optimizer at the configured learning rate and no early stopping, on the batch plus a replay
   sample of the old rows (``settings.replay`` old rows per batch row, drawn uniformly without
   replacement): the replay keeps the model from drifting towards the batch alone. Negatives
   are never sampled from any known history.
@@ -259,13 +258,8 @@ def _warm_started(
     champion: KerasRecommender, data: Processed, rows: pd.DataFrame, epochs: int
 ) -> KerasRecommender:
     """``champion``'s kind, trained from its weights on ``rows`` for ``epochs`` epochs with
-    every row of ``data.split.train`` as its history (``update_model``).
-
-    Without decoupled weight decay: AdamW shrinks every row of an embedding table at every
-    step, which a full run balances by the gradients of every user and item; a short update
-    touches only the batch's rows and its replay sample, so the decay would shrink everybody
-    else's rows (and their scores) with nothing to hold them."""
-    fields = {"epochs": int(epochs), "patience": 0, "schedule_epochs": 0, "weight_decay": 0.0}
+    every row of ``data.split.train`` as its history (``update_model``)."""
+    fields = {"epochs": int(epochs), "patience": 0, "schedule_epochs": 0}
     config = dataclasses.replace(
         champion.config,
         **{k: v for k, v in fields.items() if hasattr(champion.config, k)},
