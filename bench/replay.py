@@ -263,8 +263,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=UpdateSettings.epochs)
     ap.add_argument("--replay", type=float, default=UpdateSettings.replay)
     ap.add_argument("--seeds", type=int, default=3, help="seeds averaged per step")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="no run: combine the steps of earlier replay.json files (the last file's hardware "
+        "and settings) into one replay.json and plot",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "benchmarks")
     args = ap.parse_args(argv)
+    if args.merge:
+        runs = [json.loads(path.read_text()) for path in args.merge]
+        records = [r for run in runs for r in run["steps"]]
+        merged = {**runs[-1], "steps": records, "summary": summary(records)}
+        merged["merged_from"] = [str(p) for p in args.merge]
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "replay.json").write_text(json.dumps(merged, indent=2))
+        plot(records, args.out / "replay.png")
+        print(json.dumps(merged["summary"]))
+        return 0
     if not ML100K.is_dir():
         print(f"ML-100K not found at {ML100K} (../shared/datasets/ml-100k)", file=sys.stderr)
         return 2
