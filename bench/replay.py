@@ -27,7 +27,9 @@ the update and of the full fit; evaluation is excluded.
 
     .venv/bin/python bench/replay.py [--models neumf,twotower,ease] [--epochs 2] [--seeds 3]
 
-Settings: ``bench/ml100k-u1-tuned.yaml`` (chosen on ml100k-u1's validation files); writes
+Settings: ``bench/ml100k-u1-tuned.yaml``: the models' (chosen on ml100k-u1's validation
+files) and the updates' (its ``update`` section: chosen on a replay of the first 70 % alone,
+``bench/replay_tune.py``); writes
 reports/benchmarks/replay.json and replay.png, one JSON line per step to stdout.
 """
 
@@ -50,7 +52,7 @@ import pandas as pd
 import yaml
 from hardware import hardware
 
-from recsys.config import PreprocessConfig, SplitConfig
+from recsys.config import PreprocessConfig, SplitConfig, load_params
 from recsys.data.preprocess import ContentFeatures, Processed, preprocess
 from recsys.data.sources.movielens import read_movielens
 from recsys.evaluation.metrics import topk_metrics
@@ -260,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--models", default="neumf,twotower,ease")
     ap.add_argument("--params", type=Path, default=ROOT / "bench" / "ml100k-u1-tuned.yaml")
-    ap.add_argument("--epochs", type=int, default=UpdateSettings.epochs)
-    ap.add_argument("--replay", type=float, default=UpdateSettings.replay)
+    ap.add_argument("--epochs", type=int, help="every model's update epochs (default: --params)")
+    ap.add_argument("--replay", type=float, help="every model's replay share (default: --params)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds averaged per step")
     ap.add_argument(
         "--merge",
@@ -287,15 +289,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ML-100K not found at {ML100K} (../shared/datasets/ml-100k)", file=sys.stderr)
         return 2
     params = (yaml.safe_load(args.params.read_text()) or {}).get("models", {})
-    settings = UpdateSettings(epochs=args.epochs, replay=args.replay)
-    records = []
+    update = load_params(args.params, partial=True).update
+    records, settings = [], {}
     for name in args.models.split(","):
         fields = dict(params.get(name) or {})
         if issubclass(model_class(name), KerasRecommender):
             fields["patience"] = 0  # no validation rows: the configured epochs
-        records += run(name, fields, settings, args.seeds)
+        epochs, replay = update.for_model(name)
+        chosen = UpdateSettings(
+            epochs=epochs if args.epochs is None else args.epochs,
+            replay=replay if args.replay is None else args.replay,
+        )
+        settings[name] = dataclasses.asdict(chosen)
+        records += run(name, fields, chosen, args.seeds)
     result = {
-        "settings": {**dataclasses.asdict(settings), "seeds": args.seeds},
+        "settings": {"update": settings, "seeds": args.seeds},
         "hardware": hardware(),
         "steps": records,
         "summary": summary(records),

@@ -80,6 +80,14 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class ModelUpdate:
+    """One model's own ``update`` settings (``update.models.<name>``); None: the section's."""
+
+    epochs: int | None = None
+    replay: float | None = None
+
+
+@dataclass(frozen=True)
 class UpdateConfig:
     """``recsys update`` (recsys/update.py): a challenger from the champion and a batch of new
     interactions without a full retrain, and when a full retrain is due instead."""
@@ -96,6 +104,15 @@ class UpdateConfig:
     """... or when this many updates have been chained onto it."""
     full_on_drift: bool = True
     """... or when the batch moves the data past ``validation.drift``'s tolerances."""
+    models: dict[str, ModelUpdate] = field(default_factory=dict)
+    """Per model name (``neumf``, ``twotower``, ...): its own ``epochs`` / ``replay``."""
+
+    def for_model(self, name: str) -> tuple[int, float]:
+        """(epochs, replay) of model ``name``: its own where set, else the section's."""
+        own = self.models.get(name, ModelUpdate())
+        epochs = self.epochs if own.epochs is None else own.epochs
+        replay = self.replay if own.replay is None else own.replay
+        return int(epochs), float(replay)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -104,3 +121,6 @@ class UpdateConfig:
             raise ValueError(f"replay must be in [0, 100], got {self.replay}")
         if self.max_age_hours <= 0 or self.max_updates < 1:
             raise ValueError("max_age_hours must be > 0 and max_updates >= 1")
+        for name, own in self.models.items():
+            if (own.epochs is not None and own.epochs < 1) or not 0 <= (own.replay or 0) <= 100:
+                raise ValueError(f"models.{name}: epochs must be >= 1 and replay in [0, 100]")

@@ -342,11 +342,11 @@ def _update_parts(
     from recsys.models.update import UpdateSettings, update_model
     from recsys.pipeline import save_candidate
 
-    settings = UpdateSettings(epochs=params.update.epochs, replay=params.update.replay)
     done: dict[str, Any] = {}
     for part in {id(p): p for p in parts.values()}.values():
+        epochs, replay = params.update.for_model(part.name)
         try:
-            updated = update_model(part, processed, settings)
+            updated = update_model(part, processed, UpdateSettings(epochs=epochs, replay=replay))
         except ConfigError as exc:
             raise UpdateRefused(
                 f"the champion's {part.name} model cannot be updated: {exc.what}", fix=exc.fix

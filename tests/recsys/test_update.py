@@ -238,3 +238,12 @@ def test_a_model_scored_on_newer_data_serves_unknown_users_by_popularity() -> No
         assert champion.known_items(listed).all()
         counts = popular[champion.encode_items(listed)]
         assert (np.diff(counts) <= 0).all()  # most popular first
+
+
+def test_a_model_can_have_its_own_update_settings() -> None:
+    from recsys.config_ops import ModelUpdate, UpdateConfig
+
+    cfg = UpdateConfig(epochs=2, replay=1.0, models={"neumf": ModelUpdate(epochs=3)})
+    assert cfg.for_model("neumf") == (3, 1.0) and cfg.for_model("twotower") == (2, 1.0)
+    with pytest.raises(ValueError, match=r"models\.neumf"):
+        UpdateConfig(models={"neumf": ModelUpdate(epochs=0)})
