@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from recsys.config import Params
     from recsys.schema import Dataset
 
-FULL_RETRAIN_DUE: Final = 3
-"""Exit status of ``recsys update`` when a full retrain is due instead (``--plan`` alike)."""
+FULL_RETRAIN_DUE: Final = 4
+"""Exit status of ``recsys update`` when a full retrain is due instead (``--plan`` alike); 3
+is every command's internal error (``recsys.cli.INTERNAL_ERROR``)."""
 BUILD_FILE: Final = Path("reports") / "bento" / "build.json"
 
 
@@ -40,7 +41,7 @@ def add_parsers(commands: Commands) -> None:
     update.add_argument(
         "--plan",
         action="store_true",
-        help="only say whether an update or a full retrain is due (exit 0 or 3); change nothing",
+        help="only say whether an update or a full retrain is due (exit 0 or 4); change nothing",
     )
     update.add_argument(
         "--promote",
@@ -67,10 +68,10 @@ def cmd_update(args: argparse.Namespace) -> int:
 
     A full retrain is due instead when there is no champion, the last full training is older
     than update.max_age_hours, update.max_updates updates are chained, or the batch drifts
-    past validation.drift (update.full_on_drift): then this exits 3 and says why; run
+    past validation.drift (update.full_on_drift): then this exits 4 and says why; run
     bin/pipeline (the training_job). Exit status: 0 challenger built (promoted with --promote
     when blessed), 1 validation failed, refused, or the gate rejected it, 2 bad input,
-    3 a full retrain is due.
+    3 internal error, 4 a full retrain is due.
     """
     from recsys import update
     from recsys.data import io

@@ -230,7 +230,7 @@ def test_a_full_retrain_that_is_due_is_said_not_run(
     raw["update"] = {"max_updates": 1}
     (root / "strict.yaml").write_text(yaml.safe_dump(raw))
     before = state(root)
-    assert recsys("update", "--params", "strict.yaml", "--registry", "registry", "--plan") == 3
+    assert recsys("update", "--params", "strict.yaml", "--registry", "registry", "--plan") == 4
     plan = json.loads(capsys.readouterr().out)
     assert plan["mode"] == "full" and "1 updates are chained" in plan["reasons"][0]
     assert state(root) == before  # --plan changes nothing
@@ -240,7 +240,7 @@ def test_a_full_retrain_that_is_due_is_said_not_run(
             for n, i in enumerate(events["item_id"].unique()[:3])]  # fmt: skip
     batch = write_batch(root, "more.csv", rows)
     assert (
-        recsys("update", "--params", "strict.yaml", "--registry", "registry", "--batch", batch) == 3
+        recsys("update", "--params", "strict.yaml", "--registry", "registry", "--batch", batch) == 4
     )
     out = capsys.readouterr().out
     assert "a full retrain is due" in out and "the batch was accepted" in out
