@@ -267,6 +267,11 @@ def _components(champion: Any) -> dict[str, Any]:
     return {"ranker": served.ranker, "retriever": served.retriever}
 
 
+def _distinct(parts: Mapping[str, Any]) -> list[Any]:
+    """The champion's parts, once each (a two-tower ranker is its own retriever)."""
+    return list({id(p): p for p in parts.values()}.values())
+
+
 def _check_ancestry(parts: Mapping[str, Any], grown: Dataset, tag: str) -> None:
     """Refuse when the new data lacks any interaction a part of the champion trained on."""
     import pandas as pd
@@ -274,7 +279,7 @@ def _check_ancestry(parts: Mapping[str, Any], grown: Dataset, tag: str) -> None:
     from recsys.models.update import trained_pairs
 
     rows = pd.MultiIndex.from_frame(grown.interactions[[USER_ID, ITEM_ID]])
-    for part in {id(p): p for p in parts.values()}.values():
+    for part in _distinct(parts):
         pairs = pd.MultiIndex.from_frame(trained_pairs(part))
         missing = int((~pairs.isin(rows)).sum())
         if missing:
@@ -293,7 +298,7 @@ def _trained_rows_in_train(processed: Any, parts: Mapping[str, Any]) -> Any:
 
     from recsys.models.update import SPLIT_ORDER, trained_pairs
 
-    pairs = pd.concat([trained_pairs(p) for p in {id(p): p for p in parts.values()}.values()])
+    pairs = pd.concat([trained_pairs(p) for p in _distinct(parts)])
     trained = pd.MultiIndex.from_frame(pairs.drop_duplicates())
     split = processed.split
     moved = {}
@@ -343,7 +348,7 @@ def _update_parts(
     from recsys.pipeline import save_candidate
 
     done: dict[str, Any] = {}
-    for part in {id(p): p for p in parts.values()}.values():
+    for part in _distinct(parts):
         epochs, replay = params.update.for_model(part.name)
         try:
             updated = update_model(part, processed, UpdateSettings(epochs=epochs, replay=replay))

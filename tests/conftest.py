@@ -64,27 +64,6 @@ def _stop_signals_reset() -> Iterator[None]:
     _default_stop_signals()
 
 
-def _import_anyio_eagerly() -> None:
-    """Import every lazily imported name of anyio now, in the main thread. pytest rewrites the
-    modules of its plugins' packages (anyio is one) with ``ast.parse`` as they are imported;
-    anyio imports ``anyio._core._fileio`` and others lazily, on first use, which for a
-    Starlette ``FileResponse`` is in a server thread while the main thread runs too, and
-    CPython 3.11's AST constructor can then raise ``SystemError: AST constructor recursion
-    depth mismatch`` (python/cpython#106905): tests/orchestration/test_plots.py failed so,
-    once, in a CI run."""
-    import warnings
-
-    import anyio
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # deprecated aliases warn when first read
-        for name in dir(anyio):
-            getattr(anyio, name)
-
-
-_import_anyio_eagerly()
-
-
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RECSYS_SHARED_DIR", REPO.parent / "shared"))
 ML100K = SHARED / "datasets" / "ml-100k"
