@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from recsys.config import Params
-from recsys.data import io
 from recsys.data.preprocess import ContentFeatures, load_processed, preprocess, save_processed
 from recsys.errors import ConfigError, Refused, ValidationFailed
 from recsys.schema import ITEM_ID, USER_ID, Dataset
@@ -94,10 +93,6 @@ class UpdateOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def champion_lineage(registry: Any) -> tuple[str, Lineage] | None:
@@ -380,9 +375,3 @@ def _prune(base: Path, *, keep: set[str]) -> None:
     for old in dirs[:-KEEP_VERSIONS]:
         if old.name not in keep:
             shutil.rmtree(old, ignore_errors=True)
-
-
-def write_outcome(outcome: UpdateOutcome, root: Path = Path(".")) -> Path:
-    path = root / REPORT_DIR / "latest.json"
-    io.write_json(outcome.to_dict(), path)
-    return path
